@@ -1,0 +1,454 @@
+"""The embedded tree store: SQLite (WAL) for records, FTS5 for BM25, an in-memory numpy matrix for vectors.
+
+No server. Many processes may write: SQLite serialises writers (`BEGIN IMMEDIATE`), and every write bumps a
+global sequence number so each process's vector cache catches up incrementally (rows with a newer `seq`) before
+it searches. Exact cosine over the cube's matrix is a single BLAS call: 100k x 384 takes a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stores.errors import InvalidInputError, NotFoundError
+from stores.models import MemoryItem, MemoryStatus, SearchHit, now
+from stores.tree.base import Edge, Rel
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS memories (
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    cube_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    session_id TEXT,
+    turn_index INTEGER,
+    parent_id TEXT,
+    memory_type TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    seq INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    embedding BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS memories_cube ON memories(cube_id, status, created_at);
+CREATE INDEX IF NOT EXISTS memories_session ON memories(cube_id, session_id, turn_index);
+CREATE INDEX IF NOT EXISTS memories_hash ON memories(cube_id, content_hash);
+CREATE INDEX IF NOT EXISTS memories_parent ON memories(parent_id);
+CREATE INDEX IF NOT EXISTS memories_seq ON memories(seq);
+CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5(body, tokenize = 'porter unicode61');
+CREATE TABLE IF NOT EXISTS edges (
+    src TEXT NOT NULL, rel TEXT NOT NULL, dst TEXT NOT NULL, props TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (src, rel, dst)
+);
+CREATE INDEX IF NOT EXISTS edges_dst ON edges(dst, rel);
+CREATE TABLE IF NOT EXISTS tombstones (id TEXT NOT NULL, cube_id TEXT NOT NULL, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('seq', 0);
+"""
+
+# Words that match most documents and only slow FTS5 down and blur BM25.
+_STOPWORDS = frozenset(
+    "a an and are as at be but by did do does for from had has have he her his how i if in into is it its me "
+    "my of on or our she so that the their them they this to was we were what when where which who whom why "
+    "will with you your".split()
+)
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def fts_query(text: str) -> str:
+    """Plain text -> a safe FTS5 query: each word quoted (no operators survive), OR-ed together."""
+    words = [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
+    if not words:
+        words = _WORD.findall(text.lower())
+    unique = list(dict.fromkeys(words))[:64]
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in unique)
+
+
+@dataclass
+class _CubeVectors:
+    """One cube's vectors, grown in place as rows arrive."""
+
+    dimension: int
+    ids: list[str] = field(default_factory=list)
+    row_of: dict[str, int] = field(default_factory=dict)
+    matrix: np.ndarray = field(init=False)
+    status: np.ndarray = field(init=False)
+    size: int = 0
+
+    def __post_init__(self) -> None:
+        self.matrix = np.zeros((0, self.dimension), dtype=np.float32)
+        self.status = np.zeros(0, dtype=np.int8)
+
+    def upsert(self, memory_id: str, vector: np.ndarray, status_code: int) -> None:
+        row = self.row_of.get(memory_id)
+        if row is None:
+            if self.size == self.matrix.shape[0]:
+                capacity = max(1024, self.size * 2)
+                grown = np.zeros((capacity, self.dimension), dtype=np.float32)
+                grown[: self.size] = self.matrix[: self.size]
+                status = np.full(capacity, -1, dtype=np.int8)
+                status[: self.size] = self.status[: self.size]
+                self.matrix, self.status = grown, status
+            row = self.size
+            self.size += 1
+            self.ids.append(memory_id)
+            self.row_of[memory_id] = row
+        self.matrix[row] = vector
+        self.status[row] = status_code
+
+    def remove(self, memory_id: str) -> None:
+        row = self.row_of.get(memory_id)
+        if row is not None:
+            self.status[row] = -1
+
+
+_STATUS_CODE = {MemoryStatus.ACTIVE: 0, MemoryStatus.SUPERSEDED: 1, MemoryStatus.DELETED: 2}
+
+
+class EmbeddedTreeStore:
+    """Tree memory in one SQLite file. Safe for many threads and many processes."""
+
+    def __init__(self, path: str | Path, *, dimension: int) -> None:
+        self.path = Path(path)
+        self.dimension = dimension
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA busy_timeout=30000")
+        self._conn.executescript(_SCHEMA)
+        self._cubes: dict[str, _CubeVectors] = {}
+        self._cache_seq = 0
+
+    # -- transactions -------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[tuple[sqlite3.Connection, int]]:
+        """One write transaction; yields the connection and this transaction's sequence number."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("UPDATE meta SET v = v + 1 WHERE k = 'seq'")
+                seq = conn.execute("SELECT v FROM meta WHERE k = 'seq'").fetchone()[0]
+                yield conn, seq
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def _refresh_vectors(self) -> None:
+        """Pull rows written since our last look (by this or any other process) into the vector cache."""
+        with self._lock:
+            seq = self._conn.execute("SELECT v FROM meta WHERE k = 'seq'").fetchone()[0]
+            if seq == self._cache_seq:
+                return
+            rows = self._conn.execute(
+                "SELECT id, cube_id, status, embedding FROM memories WHERE seq > ? ORDER BY seq",
+                (self._cache_seq,),
+            ).fetchall()
+            for memory_id, cube_id, status, blob in rows:
+                cube = self._cubes.setdefault(cube_id, _CubeVectors(self.dimension))
+                cube.upsert(memory_id, np.frombuffer(blob, dtype=np.float32), _STATUS_CODE[MemoryStatus(status)])
+            for memory_id, cube_id in self._conn.execute(
+                "SELECT id, cube_id FROM tombstones WHERE seq > ?", (self._cache_seq,)
+            ):
+                if cube_id in self._cubes:
+                    self._cubes[cube_id].remove(memory_id)
+            self._cache_seq = seq
+
+    # -- writes -------------------------------------------------------------------------------------------
+
+    def _vector_blob(self, item: MemoryItem) -> bytes:
+        if item.embedding is None:
+            raise InvalidInputError(f"memory {item.id} has no embedding")
+        vector = np.asarray(item.embedding, dtype=np.float32)
+        if vector.shape != (self.dimension,):
+            raise InvalidInputError(
+                f"memory {item.id}: embedding has {vector.size} dimensions, the store holds {self.dimension}"
+            )
+        norm = float(np.linalg.norm(vector))
+        return (vector / norm if norm else vector).tobytes()
+
+    def _upsert(self, conn: sqlite3.Connection, seq: int, item: MemoryItem, blob: bytes) -> None:
+        old = conn.execute("SELECT rowid FROM memories WHERE id = ?", (item.id,)).fetchone()
+        values = (
+            item.id, item.cube_id, item.status.value, item.session_id, item.turn_index, item.parent_id,
+            item.memory_type.value, item.content_hash, item.created_at, seq, item.model_dump_json(), blob,
+        )
+        if old is None:
+            cur = conn.execute(
+                "INSERT INTO memories (id, cube_id, status, session_id, turn_index, parent_id, memory_type, "
+                "content_hash, created_at, seq, data, embedding) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                values,
+            )
+            rowid = cur.lastrowid
+        else:
+            rowid = old[0]
+            conn.execute(
+                "UPDATE memories SET id=?, cube_id=?, status=?, session_id=?, turn_index=?, parent_id=?, "
+                "memory_type=?, content_hash=?, created_at=?, seq=?, data=?, embedding=? WHERE rowid=?",
+                (*values, rowid),
+            )
+            conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rowid,))
+        conn.execute("INSERT INTO memories_fts (rowid, body) VALUES (?, ?)", (rowid, item.index_text))
+
+    def add(self, items: Sequence[MemoryItem]) -> list[str]:
+        blobs = [self._vector_blob(item) for item in items]  # validate all before writing any
+        with self._write() as (conn, seq):
+            for item, blob in zip(items, blobs, strict=True):
+                self._upsert(conn, seq, item, blob)
+        return [item.id for item in items]
+
+    def update(self, item: MemoryItem) -> None:
+        with self._write() as (conn, seq):
+            row = conn.execute("SELECT embedding FROM memories WHERE id = ?", (item.id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"memory {item.id} not found")
+            blob = self._vector_blob(item) if item.embedding is not None else row[0]
+            item.updated_at = now()
+            self._upsert(conn, seq, item, blob)
+
+    def delete(self, ids: Sequence[str], *, hard: bool = False) -> int:
+        changed = 0
+        with self._write() as (conn, seq):
+            for memory_id in ids:
+                row = conn.execute("SELECT rowid, cube_id, data FROM memories WHERE id = ?", (memory_id,)).fetchone()
+                if row is None:
+                    continue
+                rowid, cube_id, data = row
+                if hard:
+                    conn.execute("DELETE FROM memories WHERE rowid = ?", (rowid,))
+                    conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rowid,))
+                    conn.execute("DELETE FROM edges WHERE src = ? OR dst = ?", (memory_id, memory_id))
+                    conn.execute("INSERT INTO tombstones VALUES (?, ?, ?)", (memory_id, cube_id, seq))
+                else:
+                    item = MemoryItem.model_validate_json(data)
+                    if item.status == MemoryStatus.DELETED:
+                        continue
+                    item.status, item.updated_at = MemoryStatus.DELETED, now()
+                    item.valid_to = item.valid_to or item.updated_at
+                    conn.execute(
+                        "UPDATE memories SET status = ?, seq = ?, data = ? WHERE rowid = ?",
+                        (item.status.value, seq, item.model_dump_json(), rowid),
+                    )
+                changed += 1
+        return changed
+
+    def supersede(self, old_id: str, new_item: MemoryItem) -> str:
+        blob = self._vector_blob(new_item)
+        with self._write() as (conn, seq):
+            row = conn.execute("SELECT data, embedding FROM memories WHERE id = ?", (old_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"memory {old_id} not found")
+            old = MemoryItem.model_validate_json(row[0])
+            old.status, old.updated_at = MemoryStatus.SUPERSEDED, now()
+            old.valid_to = old.updated_at
+            self._upsert(conn, seq, new_item, blob)
+            self._upsert(conn, seq, old, row[1])
+            conn.execute(
+                "INSERT OR IGNORE INTO edges (src, rel, dst) VALUES (?, ?, ?)",
+                (new_item.id, Rel.SUPERSEDES.value, old_id),
+            )
+        return new_item.id
+
+    def add_edges(self, edges: Sequence[Edge]) -> None:
+        with self._write() as (conn, _seq):
+            conn.executemany(
+                "INSERT OR IGNORE INTO edges (src, rel, dst, props) VALUES (?, ?, ?, ?)",
+                [(e.src, Rel(e.rel).value, e.dst, json.dumps(e.props)) for e in edges],
+            )
+
+    # -- reads --------------------------------------------------------------------------------------------
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, tuple(params)).fetchall()
+
+    @staticmethod
+    def _marks(values: Sequence[Any]) -> str:
+        return ",".join("?" * len(values))
+
+    def get(self, ids: Sequence[str], *, cube_ids: Sequence[str] | None = None) -> list[MemoryItem]:
+        if not ids:
+            return []
+        found: dict[str, MemoryItem] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            for (data,) in self._query(f"SELECT data FROM memories WHERE id IN ({self._marks(chunk)})", chunk):
+                item = MemoryItem.model_validate_json(data)
+                found[item.id] = item
+        allowed = set(cube_ids) if cube_ids is not None else None
+        return [found[i] for i in ids if i in found and (allowed is None or found[i].cube_id in allowed)]
+
+    def embeddings(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored (normalised) vectors by id: for dedup and MMR without re-embedding."""
+        rows = self._query(f"SELECT id, embedding FROM memories WHERE id IN ({self._marks(ids)})", list(ids))
+        return {i: np.frombuffer(b, dtype=np.float32) for i, b in rows}
+
+    def vector_search(
+        self,
+        vector: Sequence[float],
+        *,
+        cube_ids: Sequence[str],
+        k: int = 10,
+        statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,),
+    ) -> list[SearchHit]:
+        self._refresh_vectors()
+        query = np.asarray(vector, dtype=np.float32)
+        norm = float(np.linalg.norm(query))
+        if norm:
+            query = query / norm
+        wanted = np.array([_STATUS_CODE[MemoryStatus(s)] for s in statuses], dtype=np.int8)
+        scored: list[tuple[float, str]] = []
+        with self._lock:
+            for cube_id in dict.fromkeys(cube_ids):
+                cube = self._cubes.get(cube_id)
+                if cube is None or cube.size == 0:
+                    continue
+                sims = cube.matrix[: cube.size] @ query
+                sims[~np.isin(cube.status[: cube.size], wanted)] = -np.inf
+                top = min(k, cube.size)
+                idx = np.argpartition(-sims, top - 1)[:top]
+                scored.extend((float(sims[i]), cube.ids[i]) for i in idx if np.isfinite(sims[i]))
+        scored.sort(key=lambda pair: -pair[0])
+        scored = scored[:k]
+        items = {item.id: item for item in self.get([memory_id for _, memory_id in scored])}
+        return [
+            SearchHit(item=items[memory_id], score=sim, scores={"vector": sim}, ranks={"vector": rank})
+            for rank, (sim, memory_id) in enumerate(scored)
+            if memory_id in items
+        ]
+
+    def text_search(
+        self,
+        query: str,
+        *,
+        cube_ids: Sequence[str],
+        k: int = 10,
+        statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,),
+    ) -> list[SearchHit]:
+        match = fts_query(query)
+        if not match or not cube_ids:
+            return []
+        cubes, states = list(dict.fromkeys(cube_ids)), [MemoryStatus(s).value for s in statuses]
+        rows = self._query(
+            "SELECT m.data, -bm25(memories_fts) AS score FROM memories_fts "
+            "JOIN memories m ON m.rowid = memories_fts.rowid "
+            f"WHERE memories_fts MATCH ? AND m.cube_id IN ({self._marks(cubes)}) "
+            f"AND m.status IN ({self._marks(states)}) ORDER BY bm25(memories_fts) LIMIT ?",
+            [match, *cubes, *states, k],
+        )
+        return [
+            SearchHit(item=MemoryItem.model_validate_json(data), score=score, scores={"bm25": score},
+                      ranks={"bm25": rank})
+            for rank, (data, score) in enumerate(rows)
+        ]
+
+    def neighbours(self, ids: Sequence[str], *, cube_ids: Sequence[str], window: int = 1) -> list[MemoryItem]:
+        seeds = self.get(ids, cube_ids=cube_ids)
+        if not seeds:
+            return []
+        cubes = list(dict.fromkeys(cube_ids))
+        found: list[str] = []
+        for seed in seeds:
+            if seed.session_id is not None and seed.turn_index is not None:
+                found += [r[0] for r in self._query(
+                    "SELECT id FROM memories WHERE cube_id = ? AND session_id = ? AND turn_index BETWEEN ? AND ? "
+                    "AND status = 'active' ORDER BY turn_index",
+                    (seed.cube_id, seed.session_id, seed.turn_index - window, seed.turn_index + window),
+                )]
+            if seed.parent_id:
+                found.append(seed.parent_id)
+        seed_ids = [s.id for s in seeds]
+        marks = self._marks(seed_ids)
+        found += [r[0] for r in self._query(f"SELECT id FROM memories WHERE parent_id IN ({marks})", seed_ids)]
+        found += [r[0] for r in self._query(
+            f"SELECT src FROM edges WHERE rel = 'PARENT' AND dst IN ({marks}) "
+            f"UNION SELECT dst FROM edges WHERE rel = 'PARENT' AND src IN ({marks})", seed_ids * 2)]
+        exclude = set(seed_ids)
+        unique = [i for i in dict.fromkeys(found) if i not in exclude]
+        return [m for m in self.get(unique, cube_ids=cubes) if m.status == MemoryStatus.ACTIVE]
+
+    def edges(self, ids: Sequence[str], *, rel: Rel | None = None, direction: str = "out") -> list[Edge]:
+        if direction not in ("out", "in", "both"):
+            raise InvalidInputError(f"direction must be out, in or both, not {direction!r}")
+        marks, ids = self._marks(ids), list(ids)
+        clauses, params = [], []
+        if direction in ("out", "both"):
+            clauses.append(f"src IN ({marks})")
+            params += ids
+        if direction in ("in", "both"):
+            clauses.append(f"dst IN ({marks})")
+            params += ids
+        sql = f"SELECT src, rel, dst, props FROM edges WHERE ({' OR '.join(clauses)})"
+        if rel is not None:
+            sql += " AND rel = ?"
+            params.append(Rel(rel).value)
+        return [Edge(src=s, rel=Rel(r), dst=d, props=json.loads(p)) for s, r, d, p in self._query(sql, params)]
+
+    def find_by_hash(self, cube_id: str, hashes: Sequence[str]) -> dict[str, str]:
+        if not hashes:
+            return {}
+        rows = self._query(
+            f"SELECT content_hash, id FROM memories WHERE cube_id = ? AND status = 'active' "
+            f"AND content_hash IN ({self._marks(hashes)})",
+            [cube_id, *hashes],
+        )
+        return dict(rows)
+
+    def list(
+        self,
+        *,
+        cube_ids: Sequence[str],
+        limit: int = 100,
+        offset: int = 0,
+        statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,),
+        session_id: str | None = None,
+        memory_type: str | None = None,
+    ) -> list[MemoryItem]:
+        if not cube_ids:
+            return []
+        cubes, states = list(dict.fromkeys(cube_ids)), [MemoryStatus(s).value for s in statuses]
+        sql = (f"SELECT data FROM memories WHERE cube_id IN ({self._marks(cubes)}) "
+               f"AND status IN ({self._marks(states)})")
+        params: list[Any] = [*cubes, *states]
+        if session_id is not None:
+            sql += " AND session_id = ?"
+            params.append(session_id)
+        if memory_type is not None:
+            sql += " AND memory_type = ?"
+            params.append(memory_type)
+        sql += " ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?"
+        params += [max(0, int(limit)), max(0, int(offset))]
+        return [MemoryItem.model_validate_json(d) for (d,) in self._query(sql, params)]
+
+    def count(
+        self,
+        *,
+        cube_ids: Sequence[str] | None = None,
+        statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,),
+    ) -> int:
+        states = [MemoryStatus(s).value for s in statuses]
+        sql, params = f"SELECT count(*) FROM memories WHERE status IN ({self._marks(states)})", list(states)
+        if cube_ids is not None:
+            if not cube_ids:
+                return 0
+            sql += f" AND cube_id IN ({self._marks(cube_ids)})"
+            params += list(cube_ids)
+        return int(self._query(sql, params)[0][0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
