@@ -1,0 +1,63 @@
+"""The chat graph: one checkpointed run per turn.
+
+    START -> scope -> retrieve_tree  --\
+                 \\-> retrieve_prefs ---> rerank -> threshold -> respond -> END
+                                   respond -> ingest (deferred) -> schedule_enrichment (deferred)
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from graphs.checkpoint import open_checkpointer
+from graphs.services import Services
+from graphs.state import ChatContext, ChatInput, ChatState
+from nodes.ingest import make_ingest
+from nodes.rerank import make_rerank
+from nodes.respond import make_respond
+from nodes.retrieve_prefs import make_retrieve_prefs
+from nodes.retrieve_tree import make_retrieve_tree
+from nodes.schedule_enrichment import make_schedule_enrichment
+from nodes.scope import make_scope
+from nodes.threshold import make_threshold
+
+Checkpointer = BaseCheckpointSaver | Literal["default"] | None
+
+
+def add_recall_nodes(builder: StateGraph, services: Services) -> None:
+    """scope -> (retrieve_tree || retrieve_prefs) -> rerank -> threshold: shared by chat and search."""
+    builder.add_node("scope", make_scope(services))
+    builder.add_node("retrieve_tree", make_retrieve_tree(services))
+    builder.add_node("retrieve_prefs", make_retrieve_prefs(services))
+    builder.add_node("rerank", make_rerank(services))
+    builder.add_node("threshold", make_threshold(services))
+    builder.add_edge(START, "scope")
+    builder.add_edge("scope", "retrieve_tree")
+    builder.add_edge("scope", "retrieve_prefs")
+    builder.add_edge(["retrieve_tree", "retrieve_prefs"], "rerank")
+    builder.add_edge("rerank", "threshold")
+
+
+def resolve_checkpointer(services: Services, checkpointer: Checkpointer) -> BaseCheckpointSaver | None:
+    return open_checkpointer(services.settings) if checkpointer == "default" else checkpointer
+
+
+def build_chat_graph(
+    services: Services | None = None, *, checkpointer: Checkpointer = "default", name: str = "chat"
+) -> CompiledStateGraph:
+    """Compile the chat graph. `checkpointer=None` for servers that inject their own, or for subgraphs."""
+    services = services or Services.from_settings()
+    builder = StateGraph(ChatState, context_schema=ChatContext, input_schema=ChatInput)
+    add_recall_nodes(builder, services)
+    builder.add_node("respond", make_respond(services))
+    builder.add_node("ingest", make_ingest(services), defer=True)
+    builder.add_node("schedule_enrichment", make_schedule_enrichment(services), defer=True)
+    builder.add_edge("threshold", "respond")
+    builder.add_edge("respond", "ingest")
+    builder.add_edge("ingest", "schedule_enrichment")
+    builder.add_edge("schedule_enrichment", END)
+    return builder.compile(checkpointer=resolve_checkpointer(services, checkpointer), name=name)

@@ -1,0 +1,86 @@
+"""respond: answer from memories and preferences, citing memories as [n].
+
+With a chat model configured the answer streams from it (LangGraph streams its tokens in `messages` mode).
+With none, the answer is extractive: the top memories, verbatim, with a note that no model is set.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
+from langgraph.runtime import Runtime
+
+from graphs.services import Services
+from graphs.state import ChatContext, ChatState
+from nodes._timing import timed
+from stores.models import MemoryStatus, SearchHit
+from stores.preferences.base import PreferenceHit
+
+NO_MODEL_NOTE = (
+    "No chat model is configured (set HIPPOGRAPH_CHAT_MODEL, e.g. `openai:gpt-4o-mini`), "
+    "so this answer quotes the most relevant memories instead of composing one."
+)
+EXTRACTIVE_LIMIT = 3
+_CITATION = re.compile(r"\[(\d{1,3})\]")
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+def system_prompt(memories: list[SearchHit], preferences: list[PreferenceHit]) -> str:
+    """The system prompt: numbered memories to cite, then current preferences as hard constraints."""
+    lines = [
+        "You are a helpful assistant with long-term memory of this user.",
+        "Use the memories below when they are relevant and cite each one you use as [n].",
+        "Do not invent memories; if none answer the question, say so.",
+        "",
+        "## Memories",
+    ]
+    lines += [f"[{n}] ({_when(h.item.created_at)}) {h.item.key + ': ' if h.item.key else ''}{h.text}"
+              for n, h in enumerate(memories, 1)] or ["(none)"]
+    current = [p for p in preferences if p.preference.status == MemoryStatus.ACTIVE]
+    if current:
+        lines += ["", "## User preferences (constraints: the answer must respect every one of these)"]
+        lines += [f"- {p.text}" for p in current]
+    return "\n".join(lines)
+
+
+def references_for(answer: str, memories: list[SearchHit], *, cite_all: bool = False) -> list[dict[str, Any]]:
+    """Map the `[n]` citations found in the answer to the memories they name."""
+    cited = sorted({int(n) for n in _CITATION.findall(answer)}) if not cite_all else list(
+        range(1, len(memories) + 1))
+    return [
+        {"n": n, "id": memories[n - 1].id, "text": memories[n - 1].text, "score": memories[n - 1].score,
+         "source_refs": [r.model_dump() for r in memories[n - 1].source_refs]}
+        for n in cited if 1 <= n <= len(memories)
+    ]
+
+
+def extractive_answer(memories: list[SearchHit]) -> str:
+    if not memories:
+        return f"I have no memories that match this yet. ({NO_MODEL_NOTE})"
+    quoted = "\n".join(f"[{n}] {h.text}" for n, h in enumerate(memories[:EXTRACTIVE_LIMIT], 1))
+    return f"{NO_MODEL_NOTE}\nMost relevant memories:\n{quoted}"
+
+
+def make_respond(services: Services):  # type: ignore[no-untyped-def]
+    @timed("respond")
+    def respond(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+        memories = state.get("memories", [])
+        preferences = state.get("preferences", [])
+        if services.chat_model is None:
+            answer = extractive_answer(memories)
+            message = AIMessage(content=answer)
+        else:
+            prompt: list[BaseMessage] = [SystemMessage(content=system_prompt(memories, preferences))]
+            prompt += list(state.get("messages", []))
+            reply = services.chat_model.invoke(prompt)
+            answer = reply.content if isinstance(reply.content, str) else str(reply.content)
+            message = AIMessage(content=answer, id=reply.id)
+        return {"messages": [message], "answer": answer, "references": references_for(answer, memories)}
+
+    return respond

@@ -1,0 +1,50 @@
+"""scope: who is asking, which cubes they may read and write, and what to search for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.messages import HumanMessage
+from langgraph.config import get_config
+from langgraph.runtime import Runtime
+
+from graphs.services import Services
+from graphs.state import ChatContext, ChatState
+from nodes._timing import timed
+from stores.errors import InvalidInputError
+from stores.models import check_id, check_text
+from stores.registry import default_cube_id
+
+
+def message_text(content: Any) -> str:
+    """The text of a message's content (plain string or a list of content blocks)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            block.get("text", "") if isinstance(block, dict) else str(block) for block in content
+        ).strip()
+    return str(content)
+
+
+def make_scope(services: Services):  # type: ignore[no-untyped-def]
+    @timed("scope")
+    def scope(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+        ctx = runtime.context or ChatContext()
+        user_id = check_id(ctx.user_id, "user id")
+        services.registry.ensure_user(user_id)
+        read = services.registry.readable(user_id, ctx.cube_ids)
+        write = services.registry.writable(user_id, [ctx.write_cube_id or default_cube_id(user_id)])[0]
+        query = state.get("query") or ""
+        if not query:
+            humans = [m for m in state.get("messages", []) if isinstance(m, HumanMessage)]
+            if not humans:
+                raise InvalidInputError("a turn needs a human message (or a `query` for the search graph)")
+            query = message_text(humans[-1].content)
+        check_text(query, "query")
+        thread_id = str(get_config().get("configurable", {}).get("thread_id") or "")
+        session_id = ctx.session_id or thread_id or "default-session"
+        return {"query": query, "user_id": user_id, "read_cube_ids": read, "write_cube_id": write,
+                "session_id": session_id}
+
+    return scope

@@ -1,0 +1,178 @@
+"""The durable job outbox: the chat graph's deferred `schedule_enrichment` node writes here, workers read.
+
+Delivery is at-least-once: a claimed job whose lease expires (worker crashed) is claimed again, so handlers
+must be idempotent. SQLite is the embedded default; `stores.outbox_redis` serves many machines.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Job(BaseModel):
+    id: str
+    kind: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    status: JobStatus = JobStatus.PENDING
+    attempts: int = 0
+    last_error: str = ""
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    lease_until: float = 0.0
+
+
+@runtime_checkable
+class Outbox(Protocol):
+    def enqueue(self, kind: str, payload: dict[str, Any], *, dedup_key: str | None = None) -> str:
+        """Add a job; with `dedup_key`, enqueuing the same key twice returns the first job's id."""
+        ...
+
+    def claim(self, *, worker: str, lease_seconds: float = 60.0, kinds: Sequence[str] | None = None) -> Job | None:
+        """Take the oldest pending job (or one whose lease expired) and mark it running."""
+        ...
+
+    def complete(self, job_id: str) -> None:
+        ...
+
+    def fail(self, job_id: str, error: str, *, retry: bool = True, max_attempts: int = 5) -> None:
+        ...
+
+    def get(self, job_id: str) -> Job | None:
+        ...
+
+    def list(self, *, status: JobStatus | None = None, limit: int = 100) -> list[Job]:
+        ...
+
+    def counts(self) -> dict[str, int]:
+        ...
+
+
+class SqliteOutbox:
+    """Jobs in one SQLite table (WAL): safe for many threads and processes on one machine."""
+
+    def __init__(self, path: str | Path) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA busy_timeout=30000")
+        self._conn.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS jobs (
+                id TEXT PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL, dedup_key TEXT UNIQUE,
+                status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '',
+                created_at REAL NOT NULL, updated_at REAL NOT NULL, lease_until REAL NOT NULL DEFAULT 0,
+                worker TEXT NOT NULL DEFAULT ''
+            );
+            CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, created_at);
+            """
+        )
+
+    def _row(self, row: tuple[Any, ...]) -> Job:
+        id_, kind, payload, status, attempts, err, created, updated, lease = row
+        return Job(id=id_, kind=kind, payload=json.loads(payload), status=JobStatus(status), attempts=attempts,
+                   last_error=err, created_at=created, updated_at=updated, lease_until=lease)
+
+    _COLS = "id, kind, payload, status, attempts, last_error, created_at, updated_at, lease_until"
+
+    def enqueue(self, kind: str, payload: dict[str, Any], *, dedup_key: str | None = None) -> str:
+        job_id, ts = str(uuid.uuid4()), time.time()
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO jobs (id, kind, payload, dedup_key, status, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+                (job_id, kind, json.dumps(payload), dedup_key, ts, ts),
+            )
+            if dedup_key is not None:
+                row = self._conn.execute("SELECT id FROM jobs WHERE dedup_key = ?", (dedup_key,)).fetchone()
+                return str(row[0])
+        return job_id
+
+    def claim(self, *, worker: str, lease_seconds: float = 60.0, kinds: Sequence[str] | None = None) -> Job | None:
+        ts = time.time()
+        kind_sql = f" AND kind IN ({','.join('?' * len(kinds))})" if kinds else ""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._conn.execute(
+                    f"SELECT {self._COLS} FROM jobs WHERE (status = 'pending' OR "
+                    f"(status = 'running' AND lease_until < ?)){kind_sql} ORDER BY created_at LIMIT 1",
+                    (ts, *(kinds or ())),
+                ).fetchone()
+                if row is None:
+                    self._conn.execute("COMMIT")
+                    return None
+                self._conn.execute(
+                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = ?, "
+                    "updated_at = ?, worker = ? WHERE id = ?",
+                    (ts + lease_seconds, ts, worker, row[0]),
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        job = self._row(row)
+        job.status, job.attempts, job.lease_until = JobStatus.RUNNING, job.attempts + 1, ts + lease_seconds
+        return job
+
+    def complete(self, job_id: str) -> None:
+        with self._lock:
+            self._conn.execute(
+                "UPDATE jobs SET status = 'done', updated_at = ?, lease_until = 0 WHERE id = ?",
+                (time.time(), job_id),
+            )
+
+    def fail(self, job_id: str, error: str, *, retry: bool = True, max_attempts: int = 5) -> None:
+        with self._lock:
+            row = self._conn.execute("SELECT attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return
+            status = "pending" if retry and row[0] < max_attempts else "failed"
+            self._conn.execute(
+                "UPDATE jobs SET status = ?, last_error = ?, updated_at = ?, lease_until = 0 WHERE id = ?",
+                (status, error[:2000], time.time(), job_id),
+            )
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            row = self._conn.execute(f"SELECT {self._COLS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return self._row(row) if row else None
+
+    def list(self, *, status: JobStatus | None = None, limit: int = 100) -> list[Job]:
+        sql, params = f"SELECT {self._COLS} FROM jobs", []
+        if status is not None:
+            sql += " WHERE status = ?"
+            params.append(JobStatus(status).value)
+        sql += " ORDER BY created_at DESC LIMIT ?"
+        with self._lock:
+            rows = self._conn.execute(sql, (*params, limit)).fetchall()
+        return [self._row(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall()
+        counts = {s.value: 0 for s in JobStatus}
+        counts.update({s: int(n) for s, n in rows})
+        return counts
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
