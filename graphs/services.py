@@ -47,7 +47,8 @@ class Services:
             settings=settings,
             embeddings=embeddings,
             tree=tree,
-            registry=overrides.pop("registry", None) or Registry(settings.registry_path),
+            registry=overrides.pop("registry", None)
+            or Registry(settings.registry_path, auto_create_users=settings.auto_create_users),
             outbox=overrides.pop("outbox", None) or open_outbox(settings),
             chat_model=overrides.pop("chat_model", None) or load_chat_model(settings.chat_model),
             _preferences=overrides.pop("preferences", None),

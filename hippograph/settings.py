@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     chat_model: str = ""
     """An `init_chat_model` string such as `openai:gpt-4o-mini` or `ollama:llama3.2`; empty = no model."""
     default_user: str = "default"
+    auto_create_users: bool = True
+    """Create a user (with a default cube) on first use. Servers turn this off: unknown users get 404."""
     top_k: int = Field(default=10, ge=1, le=200)
     threshold: float = Field(default=0.0, ge=0.0, le=1.0)
     """Relevance floor (0-1, relative to the best hit) under which the threshold node drops a memory."""

@@ -20,6 +20,11 @@ from stores.tree.base import Edge, Rel
 from stores.write import stable_id, write_memories
 
 
+def is_question(text: str) -> bool:
+    """A turn that only asks (it restates a need and answers nothing): ranked below statements."""
+    return text.rstrip().endswith("?")
+
+
 def make_ingest(services: Services):  # type: ignore[no-untyped-def]
     @timed("ingest")
     def ingest(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
@@ -36,6 +41,7 @@ def make_ingest(services: Services):  # type: ignore[no-untyped-def]
             cube_id=cube,
             text=message_text(message.content),
             key=f"{state['user_id']} said",
+            tags=["question"] if is_question(message_text(message.content)) else [],
             memory_type=MemoryType.LONG_TERM,
             source="conversation",
             source_refs=[SourceRef(kind="message", ref=str(message.id or ""))],

@@ -14,6 +14,8 @@ from stores.models import SearchHit
 RRF_K = 60
 #: Weight of each signal in the fusion. Graph neighbours and working memory support, they do not lead.
 SIGNAL_WEIGHTS = {"vector": 1.0, "bm25": 1.0, "graph": 0.3, "working": 0.5}
+#: A remembered question (tagged by ingest) resembles new questions but answers none of them.
+QUESTION_PENALTY = 0.5
 
 
 def fuse(candidates: list[SearchHit]) -> list[SearchHit]:
@@ -21,6 +23,8 @@ def fuse(candidates: list[SearchHit]) -> list[SearchHit]:
     fused: list[SearchHit] = []
     for hit in candidates:
         rrf = sum(w / (RRF_K + 1 + hit.ranks[s]) for s, w in SIGNAL_WEIGHTS.items() if s in hit.ranks)
+        if "question" in hit.item.tags:
+            rrf *= QUESTION_PENALTY
         fused.append(hit.model_copy(update={"score": rrf, "scores": {**hit.scores, "rrf": rrf}}))
     fused.sort(key=lambda h: (-h.score, -h.scores.get("vector", 0.0)))
     return fused

@@ -35,12 +35,12 @@ def make_scope(services: Services):  # type: ignore[no-untyped-def]
         services.registry.ensure_user(user_id)
         read = services.registry.readable(user_id, ctx.cube_ids)
         write = services.registry.writable(user_id, [ctx.write_cube_id or default_cube_id(user_id)])[0]
-        query = state.get("query") or ""
+        # The newest human message is the query; `query` is only for the search graph's bare-query input
+        # (a thread's checkpoint still holds the previous turn's query, so it must not win over a new message).
+        humans = [m for m in state.get("messages", []) if isinstance(m, HumanMessage)]
+        query = message_text(humans[-1].content) if humans else state.get("query") or ""
         if not query:
-            humans = [m for m in state.get("messages", []) if isinstance(m, HumanMessage)]
-            if not humans:
-                raise InvalidInputError("a turn needs a human message (or a `query` for the search graph)")
-            query = message_text(humans[-1].content)
+            raise InvalidInputError("a turn needs a human message (or a `query` for the search graph)")
         check_text(query, "query")
         thread_id = str(get_config().get("configurable", {}).get("thread_id") or "")
         session_id = ctx.session_id or thread_id or "default-session"

@@ -88,7 +88,8 @@ def default_cube_id(user_id: str) -> str:
 class Registry:
     """The access-control registry. Every cube lookup for a user goes through `readable`/`writable`."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, auto_create_users: bool = True) -> None:
+        self.auto_create_users = auto_create_users
         if url.startswith("sqlite:///"):
             from pathlib import Path
 
@@ -126,10 +127,12 @@ class Registry:
         return User(**row._mapping)
 
     def ensure_user(self, user_id: str) -> User:
-        """The user, created with a default cube on first use."""
+        """The user; created with a default cube on first use when `auto_create_users` is on."""
         try:
             return self.get_user(user_id)
         except NotFoundError:
+            if not self.auto_create_users:
+                raise
             return self.create_user(user_id)
 
     def list_users(self) -> list[User]:

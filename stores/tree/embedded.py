@@ -57,9 +57,12 @@ INSERT OR IGNORE INTO meta VALUES ('seq', 0);
 
 # Words that match most documents and only slow FTS5 down and blur BM25.
 _STOPWORDS = frozenset(
-    "a an and are as at be but by did do does for from had has have he her his how i if in into is it its me "
-    "my of on or our she so that the their them they this to was we were what when where which who whom why "
-    "will with you your".split()
+    {
+        "a", "an", "and", "are", "as", "at", "be", "but", "by", "did", "do", "does", "for", "from", "had", "has",
+        "have", "he", "her", "his", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "of", "on", "or",
+        "our", "she", "so", "that", "the", "their", "them", "they", "this", "to", "was", "we", "were", "what", "when",
+        "where", "which", "who", "whom", "why", "will", "with", "you", "your",
+    }
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
 

@@ -1,0 +1,290 @@
+"""`Memory`: hippograph for plain Python. Every call is scoped to a user, keyword-only.
+
+    from hippograph import Memory
+    memory = Memory()
+    memory.add("I moved to Lisbon in May", user_id="ana")
+    memory.search("where does Ana live?", user_id="ana")
+    memory.chat("Where do I live now?", user_id="ana").answer
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, convert_to_messages
+from pydantic import BaseModel, Field
+
+from graphs.chat import build_chat_graph
+from graphs.search import build_search_graph
+from graphs.services import Services
+from graphs.state import ChatContext
+from hippograph.settings import Settings, get_settings
+from nodes.scope import message_text
+from stores.errors import AccessDeniedError, InvalidInputError, NotFoundError
+from stores.models import MemoryItem, MemoryStatus, SearchHit, SourceRef, check_id, check_text, content_hash, now
+from stores.registry import CubeAccess, default_cube_id
+from stores.tree.base import Edge, Rel
+from stores.write import write_memories
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class ChatResult(BaseModel):
+    """One chat turn's outcome."""
+
+    answer: str
+    references: list[dict[str, Any]] = Field(default_factory=list)
+    memories: list[SearchHit] = Field(default_factory=list)
+    written_ids: list[str] = Field(default_factory=list)
+    timings: dict[str, float] = Field(default_factory=dict)
+    thread_id: str = ""
+
+
+def thread_key(user_id: str, thread_id: str | None) -> str:
+    """Checkpoint thread ids are namespaced by user, so nobody resumes another user's thread."""
+    return f"{user_id}/{thread_id or 'main'}"
+
+
+class Memory:
+    """Synchronous client over the chat and search graphs and the stores."""
+
+    def __init__(self, settings: Settings | None = None, *, services: Services | None = None) -> None:
+        self.services = services or Services.from_settings(settings or get_settings())
+        self.settings = self.services.settings
+        self._chat = build_chat_graph(self.services)
+        self._search = build_search_graph(self.services)
+        self._worker = None
+        if self.settings.worker_in_process:
+            self._worker = _start_worker(self.services)
+
+    # -- writing -------------------------------------------------------------------------------------------
+
+    def add(
+        self,
+        text_or_messages: str | Sequence[AnyMessage | dict[str, Any]],
+        *,
+        user_id: str,
+        cube_id: str | None = None,
+        session_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> list[str]:
+        """Store a text or a list of messages (one memory per message). Returns the ids, in order."""
+        cube = self._writable_cube(user_id, cube_id)
+        if isinstance(text_or_messages, str | bytes):
+            messages: list[BaseMessage] = [HumanMessage(content=check_text(text_or_messages))]
+        elif isinstance(text_or_messages, Sequence):
+            try:
+                messages = convert_to_messages(list(text_or_messages))
+            except (ValueError, TypeError, NotImplementedError) as exc:
+                raise InvalidInputError(f"not a list of messages: {exc}") from None
+            if not messages:
+                raise InvalidInputError("no messages to add")
+        else:
+            kind = type(text_or_messages).__name__
+            raise InvalidInputError(f"add() takes a string or a list of messages, not {kind}")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise InvalidInputError("metadata must be a dict")
+        if session_id is not None:
+            check_id(session_id, "session id")
+        items = [
+            MemoryItem(
+                user_id=user_id,
+                cube_id=cube,
+                text=check_text(message_text(m.content)),
+                key=f"{user_id if m.type == 'human' else m.type} said",
+                source="api",
+                source_refs=[SourceRef(kind="message", ref=str(m.id))] if m.id else [],
+                session_id=session_id,
+                turn_index=index if session_id else None,
+                metadata=dict(metadata or {}),
+            )
+            for index, m in enumerate(messages)
+        ]
+        ids, _ = write_memories(self.services.tree, self.services.embeddings, items)
+        if len(ids) > 1:
+            pairs = itertools.pairwise(ids)
+            self.services.tree.add_edges([Edge(src=a, rel=Rel.NEXT, dst=b) for a, b in pairs if a != b])
+        return ids
+
+    def update(
+        self,
+        memory_id: str,
+        text: str | None = None,
+        *,
+        user_id: str,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> MemoryItem:
+        """Edit a memory in place (same id). The previous text is kept in `metadata["previous_versions"]`."""
+        item = self._get_for(memory_id, user_id, write=True)
+        if text is not None:
+            text = check_text(text)
+            if text != item.text:
+                versions = list(item.metadata.get("previous_versions", []))
+                versions.append({"text": item.text, "until": now()})
+                item.metadata["previous_versions"] = versions
+                item.text, item.content_hash = text, content_hash(text)
+                item.embedding = None
+        if tags is not None:
+            item.tags = [str(t) for t in tags]
+        if metadata is not None:
+            item.metadata.update(metadata)
+        if item.embedding is None and text is not None:
+            from stores.embedders import embed_array
+
+            item.embedding = embed_array(self.services.embeddings, [item.index_text])[0].tolist()
+        self.services.tree.update(item)
+        return item
+
+    def delete(self, memory_id: str, *, user_id: str, hard: bool = False) -> None:
+        """Soft delete (kept, status `deleted`) or hard delete (gone)."""
+        self._get_for(memory_id, user_id, write=True)
+        self.services.tree.delete([memory_id], hard=hard)
+
+    # -- reading -------------------------------------------------------------------------------------------
+
+    def get(self, memory_id: str, *, user_id: str) -> MemoryItem:
+        return self._get_for(memory_id, user_id, write=False)
+
+    def search(
+        self, query: str, *, user_id: str, cube_ids: Sequence[str] | None = None, top_k: int = 10,
+        threshold: float = 0.0,
+    ) -> list[SearchHit]:
+        """Memories for a query, best first, each with its fused score and per-signal scores."""
+        if not isinstance(top_k, int) or not 1 <= top_k <= 200:
+            raise InvalidInputError("top_k must be an integer between 1 and 200")
+        context = ChatContext(user_id=check_id(user_id, "user id"), cube_ids=_cubes(cube_ids), top_k=top_k,
+                              threshold=threshold, ingest=False)
+        state = self._search.invoke({"query": check_text(query, "query")}, context=context)
+        return list(state.get("memories", []))
+
+    def chat(
+        self, message: str, *, user_id: str, thread_id: str | None = None, cube_ids: Sequence[str] | None = None,
+        top_k: int | None = None,
+    ) -> ChatResult:
+        """One chat turn: recall, answer (cited), then remember the turn."""
+        context = ChatContext(user_id=check_id(user_id, "user id"), cube_ids=_cubes(cube_ids),
+                              top_k=top_k or self.settings.top_k, threshold=self.settings.threshold,
+                              min_keep=self.settings.min_keep, mode=self.settings.mode)
+        thread = thread_key(user_id, thread_id)
+        state = self._chat.invoke(
+            {"messages": [HumanMessage(content=check_text(message, "message"))]},
+            {"configurable": {"thread_id": thread}},
+            context=context,
+        )
+        return ChatResult(answer=state.get("answer", ""), references=state.get("references", []),
+                          memories=state.get("memories", []), written_ids=state.get("written_ids", []),
+                          timings=state.get("timings", {}), thread_id=thread)
+
+    def history(self, memory_id: str, *, user_id: str) -> list[MemoryItem]:
+        """All versions of a memory, newest first (follows SUPERSEDES edges)."""
+        item = self._get_for(memory_id, user_id, write=False)
+        readable = self.services.registry.readable(user_id)
+        versions, frontier = [item], [item.id]
+        while frontier:
+            edges = self.services.tree.edges(frontier, rel=Rel.SUPERSEDES, direction="out")
+            older = self.services.tree.get([e.dst for e in edges], cube_ids=readable)
+            versions += older
+            frontier = [o.id for o in older]
+        return versions
+
+    def list(self, *, user_id: str, cube_ids: Sequence[str] | None = None, limit: int = 100, offset: int = 0,
+             include_inactive: bool = False) -> list[MemoryItem]:
+        statuses = tuple(MemoryStatus) if include_inactive else (MemoryStatus.ACTIVE,)
+        cubes = self.services.registry.readable(check_id(user_id, "user id"), _cubes(cube_ids))
+        return self.services.tree.list(cube_ids=cubes, limit=limit, offset=offset, statuses=statuses)
+
+    # -- users and cubes -----------------------------------------------------------------------------------
+
+    def cubes(self, *, user_id: str) -> list[CubeAccess]:
+        self.services.registry.ensure_user(check_id(user_id, "user id"))
+        return self.services.registry.cubes_for(user_id)
+
+    def create_cube(self, cube_id: str, *, user_id: str, name: str = "") -> None:
+        self.services.registry.ensure_user(check_id(user_id, "user id"))
+        self.services.registry.create_cube(user_id, cube_id, name=name)
+
+    def share(self, cube_id: str, *, user_id: str, with_user: str, access: str = "read") -> None:
+        from stores.registry import Access
+
+        self.services.registry.share(user_id, cube_id, with_user, Access(access))
+
+    def stats(self, *, user_id: str) -> dict[str, Any]:
+        cubes = self.services.registry.readable(user_id)
+        return {
+            "user_id": user_id,
+            "cubes": {c: self.services.tree.count(cube_ids=[c]) for c in cubes},
+            "jobs": self.services.outbox.counts(),
+        }
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+        self.services.close()
+
+    def __enter__(self) -> Memory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- helpers -------------------------------------------------------------------------------------------
+
+    def _writable_cube(self, user_id: str, cube_id: str | None) -> str:
+        registry = self.services.registry
+        registry.ensure_user(check_id(user_id, "user id"))
+        return registry.writable(user_id, [cube_id or default_cube_id(user_id)])[0]
+
+    def _get_for(self, memory_id: str, user_id: str, *, write: bool) -> MemoryItem:
+        if not isinstance(memory_id, str) or not memory_id:
+            raise InvalidInputError("memory id must be a non-empty string")
+        registry = self.services.registry
+        registry.get_user(check_id(user_id, "user id"))
+        cubes = registry.writable(user_id) if write else registry.readable(user_id)
+        found = self.services.tree.get([memory_id], cube_ids=cubes)
+        if not found:
+            if write and self.services.tree.get([memory_id], cube_ids=registry.readable(user_id)):
+                raise AccessDeniedError(f"user {user_id!r} may read but not change memory {memory_id}")
+            raise NotFoundError(f"memory {memory_id} not found")
+        return found[0]
+
+
+def _cubes(cube_ids: Sequence[str] | None) -> list[str] | None:
+    if cube_ids is None:
+        return None
+    if isinstance(cube_ids, str) or not all(isinstance(c, str) for c in cube_ids):
+        raise InvalidInputError("cube_ids must be a list of cube id strings")
+    return [check_id(c, "cube id") for c in cube_ids]
+
+
+def _start_worker(services: Services) -> Any:
+    """The in-process enrichment worker (embedded default), when the worker module is available."""
+    try:
+        from hippograph.worker import start_in_process_worker
+    except ImportError:
+        return None
+    return start_in_process_worker(services)
+
+
+def _to_thread(method: Callable[P, R]) -> Callable[P, Any]:
+    @functools.wraps(method)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        return await asyncio.to_thread(method, *args, **kwargs)
+
+    return run
+
+
+class AsyncMemory:
+    """`Memory` for asyncio code: the same methods as coroutines (each runs in a worker thread)."""
+
+    def __init__(self, settings: Settings | None = None, *, services: Services | None = None) -> None:
+        self.sync = Memory(settings, services=services)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.sync, name)
+        return _to_thread(attr) if callable(attr) else attr
