@@ -114,9 +114,7 @@ def _java() -> str:
     return java
 
 
-def _command(
-    data_dir: Path, port: int, *, heap: str, pagecache_mb: int, watch_stdin: bool, lib: Path
-) -> list[str]:
+def _command(data_dir: Path, port: int, *, heap: str, pagecache_mb: int, watch_stdin: bool, lib: Path) -> list[str]:
     cp, main = _compiled_launcher(lib)
     return [
         _java(),
@@ -136,12 +134,13 @@ def _command(
 
 def _mb(size: str) -> int:
     s = size.strip().lower()
-    mult = {"k": 1 / 1024, "m": 1, "g": 1024}.get(s[-1:], None)
+    mult = {"k": 1 / 1024, "m": 1, "g": 1024}.get(s[-1:])
     return int(float(s[:-1]) * mult) if mult else int(s) // (1024 * 1024)
 
 
-def wait_for_bolt(uri: str, *, timeout: float = 60.0, proc: subprocess.Popen[Any] | None = None,
-                  log: Path | None = None) -> None:
+def wait_for_bolt(
+    uri: str, *, timeout: float = 60.0, proc: subprocess.Popen[Any] | None = None, log: Path | None = None
+) -> None:
     """Block until the driver can talk to `uri` (or raise `BackendUnavailableError`)."""
     import neo4j
 
@@ -246,7 +245,7 @@ class LocalNeo4j:
         cmd = _command(
             self.data_dir, self.port, heap=self.heap, pagecache_mb=self.pagecache_mb, watch_stdin=True, lib=lib
         )
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 (open while the child runs)
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.data_dir
         )
@@ -289,9 +288,7 @@ class LocalNeo4j:
     def __enter__(self) -> LocalNeo4j:
         return self.start()
 
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
     def __repr__(self) -> str:

@@ -1,0 +1,658 @@
+"""The Neo4j tree store: the production backend of tree memory (Neo4j 5.26 LTS or newer, Community is enough).
+
+Schema (created idempotently on open; every name below is a constant of this module):
+- one label `Memory`; the tenant is the `cube_id` property; uniqueness constraint on `id`;
+- range indexes on `cube_id`, `status`, `created_at`, `session_id`, `content_hash`, `parent_id`;
+- a vector index (cosine, the store's dimension) on `embedding` (L2-normalised on write);
+- a full-text index (English analyzer: stemming, stop words) on `text`, `key`, `tags`;
+- edges are relationships typed by `Rel` (`PARENT`, `RELATE_TO`, `SUPERSEDES`, `MERGED_INTO`, `NEXT`), their
+  free-form props kept as a JSON string in `props`.
+
+Every query is parameterised: user values (ids, cube ids, text, vectors) only ever travel as parameters.
+Writes are `UNWIND` batches inside one managed transaction, so a batch is all-or-nothing even when the server
+dies half-way. The driver retries transient failures (`retry_time`), then a `BackendUnavailableError` names
+the URI.
+
+Filtered vector search: Neo4j 5.26's vector index cannot pre-filter by tenant, so a naive "ANN top-k, then
+`WHERE cube_id IN ...`" returns fewer than k hits when the cube is a small part of the index. We (1) count the
+cube's memories (capped, index-backed); (2) when it is small (<= `exact_threshold`) compute exact cosine over
+that cube's nodes only (an index seek, never every tenant); (3) otherwise ask the ANN index for
+`k * total / cube_size * oversample` candidates, filter, re-score them with exact cosine, and grow the
+candidate count until k survive or the exact path is cheaper. See `evals/bench_neo4j.py` for recall/latency.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar, cast
+
+import neo4j
+import numpy as np
+from neo4j import exceptions as nx
+
+from stores.errors import BackendUnavailableError, InvalidInputError, NotFoundError
+from stores.models import MemoryItem, MemoryStatus, SearchHit, now
+from stores.tree.base import Edge, Rel
+
+LABEL = "Memory"
+VECTOR_INDEX = "memory_embedding"
+FULLTEXT_INDEX = "memory_fulltext"
+ID_CONSTRAINT = "memory_id_unique"
+RANGE_INDEXES = {
+    "memory_cube_id": "cube_id",
+    "memory_status": "status",
+    "memory_created_at": "created_at",
+    "memory_session_id": "session_id",
+    "memory_content_hash": "content_hash",
+    "memory_parent_id": "parent_id",
+}
+COUNTER_LABEL = "HippographCounter"
+#: Properties stored as JSON strings (Neo4j properties cannot hold maps or lists of maps).
+_JSON_FIELDS = ("source_refs", "metadata")
+_INTERNAL = ("embedding", "_ord")
+_BATCH = 1000
+
+_STOPWORD_TEXT = (
+    "a an and are as at be but by did do does for from had has have he her his how i if in into is it its "
+    "me my of on or our she so that the their them they this to was we were what when where which who "
+    "whom why will with you your"
+)
+_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+_WORD = re.compile(r"\w+", re.UNICODE)
+#: Characters with a meaning in Lucene's query syntax (escaped in `lucene_escape`).
+_LUCENE_SPECIAL = re.compile(r'([+\-!(){}\[\]^"~*?:\\/&|])')
+
+T = TypeVar("T")
+
+
+def lucene_escape(text: str) -> str:
+    """Backslash-escape every Lucene query-syntax character of `text`."""
+    return _LUCENE_SPECIAL.sub(r"\\\1", text)
+
+
+def lucene_query(text: str) -> str:
+    """Plain text -> a safe Lucene query: its words (lower-cased, so `AND`/`OR`/`NOT` are no operators),
+    escaped and OR-ed. Empty when `text` has no words."""
+    words = [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
+    if not words:
+        words = _WORD.findall(text.lower())
+    unique = list(dict.fromkeys(words))[:64]
+    return " ".join(lucene_escape(w) for w in unique)
+
+
+def _to_cos(normalised: float) -> float:
+    """Neo4j's cosine scores are (1 + cos) / 2; hits carry the plain cosine."""
+    return 2.0 * float(normalised) - 1.0
+
+
+# --- Cypher (constants only) --------------------------------------------------------------------------------
+
+_UPSERT = f"""
+MERGE (c:{COUNTER_LABEL} {{name: 'memory'}})
+SET c.n = coalesce(c.n, 0) + size($rows)
+WITH c.n - size($rows) AS base
+UNWIND range(0, size($rows) - 1) AS i
+WITH base + i AS ord, $rows[i] AS row
+MERGE (m:{LABEL} {{id: row.props.id}})
+WITH m, ord, row, m._ord AS prev_ord, m.embedding AS prev_embedding
+SET m = row.props
+SET m._ord = coalesce(prev_ord, ord), m.embedding = coalesce(row.embedding, prev_embedding)
+RETURN count(m) AS n
+"""
+
+_EDGE_MERGE = {
+    rel: f"""
+UNWIND $rows AS row
+MATCH (a:{LABEL} {{id: row.src}})
+MATCH (b:{LABEL} {{id: row.dst}})
+MERGE (a)-[r:{rel.value}]->(b)
+ON CREATE SET r.props = row.props
+RETURN count(r) AS n
+"""
+    for rel in Rel
+}
+
+_NODE_FIELDS = "m {.*, embedding: null, _ord: null} AS m"
+
+
+def _guard(method: Callable[..., T]) -> Callable[..., T]:
+    """Turn driver connectivity failures into `BackendUnavailableError` naming the URI."""
+
+    @functools.wraps(method)
+    def wrapper(self: Neo4jTreeStore, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except (nx.ServiceUnavailable, nx.SessionExpired, nx.SessionError) as exc:
+            raise BackendUnavailableError(f"Neo4j at {self.uri} is unavailable: {exc}") from exc
+        except nx.AuthError as exc:
+            raise BackendUnavailableError(f"Neo4j at {self.uri} refused the credentials: {exc}") from exc
+        except nx.TransientError as exc:
+            raise BackendUnavailableError(f"Neo4j at {self.uri} kept failing transiently: {exc}") from exc
+        except nx.DriverError as exc:  # closed driver, pool exhausted, incomplete commit ...
+            raise BackendUnavailableError(f"Neo4j at {self.uri}: {type(exc).__name__}: {exc}") from exc
+
+    return wrapper
+
+
+class Neo4jTreeStore:
+    """Tree memory on a Neo4j server (`TreeStore` protocol)."""
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        auth: tuple[str, str] | None = ("neo4j", "neo4j"),
+        database: str = "neo4j",
+        dimension: int,
+        retry_time: float = 15.0,
+        connection_timeout: float = 5.0,
+        exact_threshold: int = 4000,
+        oversample: float = 2.0,
+        quantization: bool = True,
+        driver: neo4j.Driver | None = None,
+    ) -> None:
+        if not isinstance(dimension, int) or dimension <= 0:
+            raise InvalidInputError(f"dimension must be a positive int, not {dimension!r}")
+        self.uri = uri
+        self.database = database
+        self.dimension = dimension
+        self.exact_threshold = exact_threshold
+        self.oversample = oversample
+        self.quantization = quantization
+        self.last_plan: dict[str, Any] = {}
+        """How the last vector search ran (exact / ann + fetch size): for benchmarks and tests."""
+        try:
+            self._driver = driver or neo4j.GraphDatabase.driver(
+                uri,
+                auth=auth,
+                max_transaction_retry_time=retry_time,
+                connection_timeout=connection_timeout,
+                connection_acquisition_timeout=max(connection_timeout * 2, 10.0),
+                liveness_check_timeout=0,
+                notifications_min_severity="OFF",
+            )
+        except (ValueError, nx.ConfigurationError) as exc:
+            raise InvalidInputError(f"invalid Neo4j URI {uri!r}: {exc}") from exc
+        try:
+            self._driver.verify_connectivity()
+        except Exception as exc:
+            self._driver.close()
+            if isinstance(exc, nx.AuthError):
+                raise BackendUnavailableError(f"Neo4j at {uri} refused the credentials: {exc}") from exc
+            raise BackendUnavailableError(f"Neo4j at {uri} is unreachable: {exc}") from exc
+        self._ensure_schema_guarded()
+
+    # -- plumbing -----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _session(self) -> Iterator[neo4j.Session]:
+        with self._driver.session(database=self.database) as session:
+            yield session
+
+    def _read(self, fn: Callable[[neo4j.ManagedTransaction], T]) -> T:
+        with self._session() as s:
+            return s.execute_read(fn)
+
+    def _write(self, fn: Callable[[neo4j.ManagedTransaction], T]) -> T:
+        with self._session() as s:
+            return s.execute_write(fn)
+
+    def _rows(self, query: str, **params: Any) -> list[dict[str, Any]]:
+        def work(tx: neo4j.ManagedTransaction) -> list[dict[str, Any]]:
+            return [r.data() for r in tx.run(query, params)]
+
+        return self._read(work)
+
+    @_guard
+    def _ensure_schema_guarded(self) -> None:
+        self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
+        with self._session() as s:
+            s.run(f"CREATE CONSTRAINT {ID_CONSTRAINT} IF NOT EXISTS FOR (m:{LABEL}) REQUIRE m.id IS UNIQUE").consume()
+            for name, prop in RANGE_INDEXES.items():
+                s.run(f"CREATE INDEX {name} IF NOT EXISTS FOR (m:{LABEL}) ON (m.{prop})").consume()
+            existing = s.run(
+                "SHOW INDEXES YIELD name, options WHERE name = $name RETURN options", name=VECTOR_INDEX
+            ).single()
+            if existing is not None:
+                have = int(existing["options"]["indexConfig"]["vector.dimensions"])
+                if have != self.dimension:
+                    used = s.run(f"MATCH (m:{LABEL}) WHERE m.embedding IS NOT NULL RETURN count(m) AS n").single()
+                    if used and used["n"]:
+                        raise InvalidInputError(
+                            f"Neo4j at {self.uri} holds {used['n']} memories with {have}-dimensional vectors; "
+                            f"this store was opened with dimension {self.dimension} (use another database or "
+                            "re-embed)"
+                        )
+                    s.run(f"DROP INDEX {VECTOR_INDEX}").consume()
+            s.run(
+                f"CREATE VECTOR INDEX {VECTOR_INDEX} IF NOT EXISTS FOR (m:{LABEL}) ON (m.embedding) "
+                "OPTIONS {indexConfig: {`vector.dimensions`: $dim, `vector.similarity_function`: 'cosine', "
+                "`vector.quantization.enabled`: $quant}}",
+                dim=self.dimension,
+                quant=self.quantization,
+            ).consume()
+            s.run(
+                f"CREATE FULLTEXT INDEX {FULLTEXT_INDEX} IF NOT EXISTS FOR (m:{LABEL}) "
+                "ON EACH [m.text, m.key, m.tags] OPTIONS {indexConfig: {`fulltext.analyzer`: 'english'}}"
+            ).consume()
+            s.run("CALL db.awaitIndexes(300)").consume()
+
+    # -- conversions --------------------------------------------------------------------------------------
+
+    def _vector(self, values: Sequence[float] | None, what: str) -> list[float]:
+        if values is None:
+            raise InvalidInputError(f"{what} has no embedding")
+        try:
+            vec = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"{what}: embedding is not a list of numbers") from exc
+        if vec.shape != (self.dimension,):
+            raise InvalidInputError(f"{what}: embedding has {vec.size} dimensions, the store holds {self.dimension}")
+        if not np.all(np.isfinite(vec)):
+            raise InvalidInputError(f"{what}: embedding contains NaN or infinity")
+        norm = float(np.linalg.norm(vec))
+        return cast(list[float], (vec / norm if norm else vec).tolist())
+
+    @staticmethod
+    def _props(item: MemoryItem) -> dict[str, Any]:
+        data = item.model_dump(mode="json", exclude={"embedding"})
+        props: dict[str, Any] = {}
+        for key, value in data.items():
+            if value is None:
+                continue
+            if key in _JSON_FIELDS:
+                props[key] = json.dumps(value, ensure_ascii=False)
+            else:
+                props[key] = value
+        return props
+
+    def _row(self, item: MemoryItem, *, require_vector: bool = True) -> dict[str, Any]:
+        emb = None
+        if item.embedding is not None or require_vector:
+            emb = self._vector(item.embedding, f"memory {item.id}")
+        return {"props": self._props(item), "embedding": emb}
+
+    @staticmethod
+    def _item(props: dict[str, Any]) -> MemoryItem:
+        data = {k: v for k, v in props.items() if k not in _INTERNAL and v is not None}
+        for key in _JSON_FIELDS:
+            if isinstance(data.get(key), str):
+                data[key] = json.loads(data[key])
+        return MemoryItem.model_validate(data)
+
+    @staticmethod
+    def _states(statuses: Sequence[MemoryStatus]) -> list[str]:
+        return [MemoryStatus(s).value for s in statuses]
+
+    # -- writes -------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _upsert(tx: neo4j.ManagedTransaction, rows: list[dict[str, Any]]) -> None:
+        for start in range(0, len(rows), _BATCH):
+            tx.run(_UPSERT, rows=rows[start : start + _BATCH]).consume()
+
+    @_guard
+    def add(self, items: Sequence[MemoryItem]) -> list[str]:
+        rows = [self._row(item) for item in items]  # validate every item before writing any
+        if rows:
+            self._write(lambda tx: self._upsert(tx, rows))
+        return [item.id for item in items]
+
+    @_guard
+    def update(self, item: MemoryItem) -> None:
+        item.updated_at = now()
+        row = self._row(item, require_vector=False)
+
+        def work(tx: neo4j.ManagedTransaction) -> None:
+            found = tx.run(f"MATCH (m:{LABEL} {{id: $id}}) RETURN count(m) AS n", id=item.id).single()
+            if not found or not found["n"]:
+                raise NotFoundError(f"memory {item.id} not found")
+            self._upsert(tx, [row])
+
+        self._write(work)
+
+    @_guard
+    def delete(self, ids: Sequence[str], *, hard: bool = False) -> int:
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return 0
+        if hard:
+            query = f"UNWIND $ids AS id MATCH (m:{LABEL} {{id: id}}) DETACH DELETE m RETURN count(*) AS n"
+        else:
+            query = (
+                f"UNWIND $ids AS id MATCH (m:{LABEL} {{id: id}}) WHERE m.status <> 'deleted' "
+                "SET m.status = 'deleted', m.updated_at = $now, m.valid_to = coalesce(m.valid_to, $now) "
+                "RETURN count(*) AS n"
+            )
+
+        def work(tx: neo4j.ManagedTransaction) -> int:
+            rec = tx.run(query, ids=ids, now=now()).single()
+            return int(rec["n"]) if rec else 0
+
+        return self._write(work)
+
+    @_guard
+    def supersede(self, old_id: str, new_item: MemoryItem) -> str:
+        row = self._row(new_item)
+
+        def work(tx: neo4j.ManagedTransaction) -> None:
+            found = tx.run(f"MATCH (m:{LABEL} {{id: $id}}) RETURN count(m) AS n", id=old_id).single()
+            if not found or not found["n"]:
+                raise NotFoundError(f"memory {old_id} not found")
+            self._upsert(tx, [row])
+            ts = now()
+            tx.run(
+                f"MATCH (old:{LABEL} {{id: $old}}) MATCH (new:{LABEL} {{id: $new}}) "
+                "SET old.status = 'superseded', old.updated_at = $now, old.valid_to = $now "
+                "MERGE (new)-[r:SUPERSEDES]->(old) ON CREATE SET r.props = '{}'",
+                old=old_id,
+                new=new_item.id,
+                now=ts,
+            ).consume()
+
+        self._write(work)
+        return new_item.id
+
+    @_guard
+    def add_edges(self, edges: Sequence[Edge]) -> None:
+        by_rel: dict[Rel, list[dict[str, Any]]] = {}
+        for e in edges:
+            try:
+                rel = Rel(e.rel)
+            except ValueError as exc:
+                raise InvalidInputError(f"unknown edge type {e.rel!r}") from exc
+            by_rel.setdefault(rel, []).append({"src": e.src, "dst": e.dst, "props": json.dumps(e.props)})
+        if not by_rel:
+            return
+        ids = list(dict.fromkeys(i for rows in by_rel.values() for r in rows for i in (r["src"], r["dst"])))
+
+        def work(tx: neo4j.ManagedTransaction) -> None:
+            rec = tx.run(
+                f"UNWIND $ids AS id OPTIONAL MATCH (m:{LABEL} {{id: id}}) WITH id, m WHERE m IS NULL "
+                "RETURN collect(id) AS missing",
+                ids=ids,
+            ).single()
+            missing = rec["missing"] if rec else []
+            if missing:
+                raise NotFoundError(f"edge endpoints not found: {', '.join(missing[:10])}")
+            for rel, rows in by_rel.items():
+                for start in range(0, len(rows), _BATCH):
+                    tx.run(_EDGE_MERGE[rel], rows=rows[start : start + _BATCH]).consume()
+
+        self._write(work)
+
+    # -- reads --------------------------------------------------------------------------------------------
+
+    @_guard
+    def get(self, ids: Sequence[str], *, cube_ids: Sequence[str] | None = None) -> list[MemoryItem]:
+        if not ids:
+            return []
+        rows = self._rows(
+            f"UNWIND $ids AS id MATCH (m:{LABEL} {{id: id}}) "
+            f"WHERE $cubes IS NULL OR m.cube_id IN $cubes RETURN {_NODE_FIELDS}",
+            ids=list(dict.fromkeys(ids)),
+            cubes=list(cube_ids) if cube_ids is not None else None,
+        )
+        found = {r["m"]["id"]: self._item(r["m"]) for r in rows}
+        return [found[i] for i in ids if i in found]
+
+    @_guard
+    def embeddings(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored (normalised) vectors by id: for dedup and MMR without re-embedding."""
+        rows = self._rows(
+            f"UNWIND $ids AS id MATCH (m:{LABEL} {{id: id}}) RETURN m.id AS id, m.embedding AS e", ids=list(ids)
+        )
+        return {r["id"]: np.asarray(r["e"], dtype=np.float32) for r in rows if r["e"] is not None}
+
+    def _hits(self, rows: list[dict[str, Any]], signal: str, convert: Callable[[float], float]) -> list[SearchHit]:
+        hits = []
+        for rank, r in enumerate(rows):
+            score = convert(r["score"])
+            hits.append(SearchHit(item=self._item(r["m"]), score=score, scores={signal: score}, ranks={signal: rank}))
+        return hits
+
+    _EXACT = (
+        f"MATCH (m:{LABEL}) WHERE m.cube_id IN $cubes AND m.status IN $states AND m.embedding IS NOT NULL "
+        "WITH m, vector.similarity.cosine(m.embedding, $vec) AS score "
+        f"ORDER BY score DESC, m.id LIMIT $k RETURN {_NODE_FIELDS}, score"
+    )
+    _ANN = (
+        "CALL db.index.vector.queryNodes($index, $fetch, $vec) YIELD node AS m "
+        "WHERE m.cube_id IN $cubes AND m.status IN $states "
+        "WITH m, vector.similarity.cosine(m.embedding, $vec) AS score "
+        f"ORDER BY score DESC, m.id LIMIT $k RETURN {_NODE_FIELDS}, score"
+    )
+    _SIZES = (
+        f"CALL () {{ MATCH (m:{LABEL}) RETURN count(m) AS total }} "
+        f"CALL () {{ MATCH (m:{LABEL}) WHERE m.cube_id IN $cubes WITH m LIMIT $cap RETURN count(m) AS n }} "
+        "RETURN total, n"
+    )
+
+    @_guard
+    def vector_search(
+        self,
+        vector: Sequence[float],
+        *,
+        cube_ids: Sequence[str],
+        k: int = 10,
+        statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,),
+    ) -> list[SearchHit]:
+        vec = self._vector(vector, "query vector")
+        cubes = list(dict.fromkeys(cube_ids))
+        if not cubes or k <= 0:
+            return []
+        params = {"cubes": cubes, "states": self._states(statuses), "vec": vec, "k": int(k)}
+        self.last_plan = {}
+
+        def work(tx: neo4j.ManagedTransaction) -> list[dict[str, Any]]:
+            sizes = tx.run(self._SIZES, cubes=cubes, cap=self.exact_threshold + 1).single()
+            total, size = (int(sizes["total"]), int(sizes["n"])) if sizes else (0, 0)
+            if size == 0:
+                return []
+            if size <= self.exact_threshold:
+                self.last_plan = {"path": "exact", "cube_size": size}
+                return [r.data() for r in tx.run(self._EXACT, params)]
+            # A big cube: ANN with oversampling by the cube's share of the index, growing until k survive.
+            fetch = max((math.ceil(k * self.oversample * total / max(size, 1))), 2 * k, 100)
+            rounds = 0
+            while True:
+                rounds += 1
+                rows = [r.data() for r in tx.run(self._ANN, params, index=VECTOR_INDEX, fetch=min(fetch, total))]
+                if len(rows) >= k or fetch >= total:
+                    self.last_plan = {"path": "ann", "fetch": fetch, "rounds": rounds, "total": total}
+                    return rows
+                fetch *= 4
+                if fetch > max(20 * self.exact_threshold, total // 2):
+                    self.last_plan = {"path": "exact-fallback", "rounds": rounds, "total": total}
+                    return [r.data() for r in tx.run(self._EXACT, params)]
+
+        rows = self._read(work)
+        return self._hits(rows, "vector", _to_cos)
+
+    @_guard
+    def text_search(
+        self,
+        query: str,
+        *,
+        cube_ids: Sequence[str],
+        k: int = 10,
+        statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,),
+    ) -> list[SearchHit]:
+        if not isinstance(query, str):
+            raise InvalidInputError("query must be a string")
+        lucene = lucene_query(query)
+        cubes = list(dict.fromkeys(cube_ids))
+        if not lucene or not cubes or k <= 0:
+            return []
+        # The index streams hits best-first; the filter pulls only as many as it needs for k in the cubes.
+        rows = self._rows(
+            "CALL db.index.fulltext.queryNodes($index, $q) YIELD node AS m, score "
+            "WHERE m.cube_id IN $cubes AND m.status IN $states "
+            f"RETURN {_NODE_FIELDS}, score LIMIT $k",
+            index=FULLTEXT_INDEX,
+            q=lucene,
+            cubes=cubes,
+            states=self._states(statuses),
+            k=int(k),
+        )
+        return self._hits(rows, "bm25", float)
+
+    @_guard
+    def neighbours(self, ids: Sequence[str], *, cube_ids: Sequence[str], window: int = 1) -> list[MemoryItem]:
+        cubes = list(dict.fromkeys(cube_ids))
+        if not ids or not cubes:
+            return []
+        rows = self._rows(
+            f"""
+            UNWIND range(0, size($ids) - 1) AS si
+            MATCH (s:{LABEL} {{id: $ids[si]}}) WHERE s.cube_id IN $cubes
+            CALL (s, si) {{
+                MATCH (n:{LABEL})
+                WHERE s.session_id IS NOT NULL AND s.turn_index IS NOT NULL
+                  AND n.session_id = s.session_id AND n.cube_id = s.cube_id
+                  AND n.turn_index >= s.turn_index - $w AND n.turn_index <= s.turn_index + $w
+                RETURN n, [0, si, n.turn_index] AS ord
+                UNION
+                MATCH (n:{LABEL}) WHERE s.parent_id IS NOT NULL AND n.id = s.parent_id
+                RETURN n, [1, si, 0] AS ord
+                UNION
+                MATCH (n:{LABEL} {{parent_id: s.id}})
+                RETURN n, [2, si, n.created_at] AS ord
+                UNION
+                MATCH (s)-[:PARENT]-(n:{LABEL})
+                RETURN n, [3, si, n.created_at] AS ord
+            }}
+            WITH n, ord WHERE n.cube_id IN $cubes AND n.status = 'active' AND NOT n.id IN $ids
+            RETURN n {{.*, embedding: null, _ord: null}} AS m, ord ORDER BY ord
+            """,
+            ids=list(dict.fromkeys(ids)),
+            cubes=cubes,
+            w=int(window),
+        )
+        seen: dict[str, MemoryItem] = {}
+        for r in rows:
+            mid = r["m"]["id"]
+            if mid not in seen:
+                seen[mid] = self._item(r["m"])
+        return list(seen.values())
+
+    @_guard
+    def edges(self, ids: Sequence[str], *, rel: Rel | None = None, direction: str = "out") -> list[Edge]:
+        if direction not in ("out", "in", "both"):
+            raise InvalidInputError(f"direction must be out, in or both, not {direction!r}")
+        if not ids:
+            return []
+        rel_value = Rel(rel).value if rel is not None else None
+        clauses = []
+        if direction in ("out", "both"):
+            clauses.append(
+                f"UNWIND $ids AS id MATCH (a:{LABEL} {{id: id}})-[r]->(b:{LABEL}) "
+                "WHERE $rel IS NULL OR type(r) = $rel RETURN a.id AS src, type(r) AS rel, b.id AS dst, r.props AS p"
+            )
+        if direction in ("in", "both"):
+            clauses.append(
+                f"UNWIND $ids AS id MATCH (a:{LABEL})-[r]->(b:{LABEL} {{id: id}}) "
+                "WHERE $rel IS NULL OR type(r) = $rel RETURN a.id AS src, type(r) AS rel, b.id AS dst, r.props AS p"
+            )
+        rows = self._rows(" UNION ".join(clauses), ids=list(dict.fromkeys(ids)), rel=rel_value)
+        out = []
+        for r in rows:
+            try:
+                kind = Rel(r["rel"])
+            except ValueError:
+                continue  # a relationship some other application put on our nodes
+            out.append(Edge(src=r["src"], rel=kind, dst=r["dst"], props=json.loads(r["p"] or "{}")))
+        return out
+
+    @_guard
+    def find_by_hash(self, cube_id: str, hashes: Sequence[str]) -> dict[str, str]:
+        if not hashes:
+            return {}
+        rows = self._rows(
+            f"MATCH (m:{LABEL}) WHERE m.content_hash IN $hashes AND m.cube_id = $cube AND m.status = 'active' "
+            "RETURN m.content_hash AS h, m.id AS id ORDER BY m._ord",
+            hashes=list(hashes),
+            cube=cube_id,
+        )
+        return {r["h"]: r["id"] for r in rows}
+
+    @_guard
+    def list(
+        self,
+        *,
+        cube_ids: Sequence[str],
+        limit: int = 100,
+        offset: int = 0,
+        statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,),
+        session_id: str | None = None,
+        memory_type: str | None = None,
+    ) -> list[MemoryItem]:
+        cubes = list(dict.fromkeys(cube_ids))
+        if not cubes:
+            return []
+        rows = self._rows(
+            f"MATCH (m:{LABEL}) WHERE m.cube_id IN $cubes AND m.status IN $states "
+            "AND ($session IS NULL OR m.session_id = $session) AND ($type IS NULL OR m.memory_type = $type) "
+            f"RETURN {_NODE_FIELDS} ORDER BY m.created_at DESC, m._ord DESC SKIP $offset LIMIT $limit",
+            cubes=cubes,
+            states=self._states(statuses),
+            session=session_id,
+            type=memory_type,
+            offset=max(0, int(offset)),
+            limit=max(0, int(limit)),
+        )
+        return [self._item(r["m"]) for r in rows]
+
+    @_guard
+    def count(
+        self,
+        *,
+        cube_ids: Sequence[str] | None = None,
+        statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,),
+    ) -> int:
+        if cube_ids is not None and not cube_ids:
+            return 0
+        rows = self._rows(
+            f"MATCH (m:{LABEL}) WHERE m.status IN $states AND ($cubes IS NULL OR m.cube_id IN $cubes) "
+            "RETURN count(m) AS n",
+            states=self._states(statuses),
+            cubes=list(dict.fromkeys(cube_ids)) if cube_ids is not None else None,
+        )
+        return int(rows[0]["n"]) if rows else 0
+
+    # -- maintenance --------------------------------------------------------------------------------------
+
+    @_guard
+    def schema(self) -> dict[str, Any]:
+        """Names and types of this store's indexes and constraints (for checks and `hippograph neo4j status`)."""
+        indexes = self._rows("SHOW INDEXES YIELD name, type, state, labelsOrTypes, properties, options")
+        constraints = self._rows("SHOW CONSTRAINTS YIELD name, type, labelsOrTypes, properties")
+        return {"indexes": indexes, "constraints": constraints}
+
+    @_guard
+    def wipe(self) -> None:
+        """Delete every node and relationship of this database (tests and benchmarks only)."""
+        with self._session() as s:
+            while True:
+                rec = s.run("MATCH (n) WITH n LIMIT 10000 DETACH DELETE n RETURN count(*) AS n").single()
+                if not rec or not rec["n"]:
+                    break
+
+    def close(self) -> None:
+        self._driver.close()
+
+    def __enter__(self) -> Neo4jTreeStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["Neo4jTreeStore", "lucene_escape", "lucene_query"]
