@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -36,6 +36,8 @@ class Preference(BaseModel):
     updated_at: float = Field(default_factory=now)
     valid_to: float | None = None
     supersedes: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    """Extractor details: `polarity` (+1 likes, -1 avoids), `object` (what it is about), `source`."""
 
     def model_post_init(self, __context: object) -> None:
         check_id(self.user_id, "user id")
