@@ -11,9 +11,9 @@ from graphs.state import ChatContext, ChatState
 from nodes._timing import timed
 from stores.models import SearchHit
 
-RRF_K = 60
+RRF_K = 10
 #: Weight of each signal in the fusion. Graph neighbours and working memory support, they do not lead.
-SIGNAL_WEIGHTS = {"vector": 1.0, "bm25": 1.0, "graph": 0.3, "working": 0.5}
+SIGNAL_WEIGHTS = {"vector": 1.0, "bm25": 1.0, "graph": 0.1, "working": 0.3}
 #: A remembered question (tagged by ingest) resembles new questions but answers none of them.
 QUESTION_PENALTY = 0.5
 
