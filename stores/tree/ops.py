@@ -246,11 +246,8 @@ def import_cube(
 ) -> dict[str, int]:
     """Load an `export_cube` file (ids kept; `cube_id`/`user_id` re-home the memories). Memories without a
     stored vector are embedded with `embed(texts)`. Edges whose ends are missing are skipped and counted."""
-    rows: Iterable[dict[str, Any]]
-    if isinstance(source, str | Path) or hasattr(source, "read"):
-        rows = read_jsonl(source)  # type: ignore[arg-type]
-    else:
-        rows = source
+    is_file = isinstance(source, str | Path) or hasattr(source, "read")
+    rows: Iterable[dict[str, Any]] = read_jsonl(source) if is_file else source  # type: ignore[arg-type]
     counts = {"memories": 0, "edges": 0, "edges_skipped": 0}
     pending: list[MemoryItem] = []
     edges: list[Edge] = []
