@@ -1,0 +1,100 @@
+"""Baseline retrievers over the same raw turns and the same embedder: BM25, dense only, LangGraph InMemoryStore.
+
+Each baseline indexes one conversation's turns (text only, as a plain RAG over the transcript would) and answers
+`retrieve(query, k) -> [dia_id, ...]`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+from evals.locomo import Turn, turn_text
+from stores.embedders import embed_array
+
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+def tokenize(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower())
+
+
+class CachedEmbeddings(Embeddings):
+    """Memoises document vectors by text, so every system in one run embeds each turn once (same vectors)."""
+
+    def __init__(self, inner: Embeddings) -> None:
+        self.inner = inner
+        self._cache: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def embed_array(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if todo:
+            vectors = embed_array(self.inner, todo)
+            with self._lock:
+                self._cache.update(zip(todo, vectors, strict=True))
+        with self._lock:
+            return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_array(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return embed_array(self.inner, [text])[0].tolist()
+
+
+class BM25Baseline:
+    """rank-bm25's BM25Okapi over raw turn text, `\\w+` lower-cased tokens (the reference setup)."""
+
+    name = "bm25"
+
+    def __init__(self, turns: Sequence[Turn]) -> None:
+        from rank_bm25 import BM25Okapi
+
+        self.ids = [t.dia_id for t in turns]
+        self.index = BM25Okapi([tokenize(turn_text(t)) or ["_"] for t in turns])
+
+    def retrieve(self, query: str, k: int) -> list[str]:
+        scores = self.index.get_scores(tokenize(query))
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [self.ids[i] for i in order]
+
+
+class DenseBaseline:
+    """Exact cosine over raw turn embeddings (the same MiniLM model as hippograph)."""
+
+    name = "dense"
+
+    def __init__(self, turns: Sequence[Turn], embeddings: Embeddings) -> None:
+        self.ids = [t.dia_id for t in turns]
+        self.embeddings = embeddings
+        self.matrix = embed_array(embeddings, [turn_text(t) for t in turns])
+
+    def retrieve(self, query: str, k: int) -> list[str]:
+        q = np.asarray(self.embeddings.embed_query(query), dtype=np.float32)
+        scores = self.matrix @ q
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [self.ids[i] for i in order]
+
+
+class InMemoryStoreBaseline:
+    """LangGraph's `InMemoryStore` with its semantic index over the raw turn text."""
+
+    name = "langgraph_inmemory"
+
+    def __init__(self, turns: Sequence[Turn], embeddings: Embeddings, *, namespace: str = "locomo") -> None:
+        from langgraph.store.memory import InMemoryStore
+
+        dims = len(embeddings.embed_query("dimension probe"))
+        self.store = InMemoryStore(index={"embed": embeddings, "dims": dims, "fields": ["text"]})
+        self.namespace = (namespace,)
+        for t in turns:
+            self.store.put(self.namespace, t.dia_id, {"text": turn_text(t), "speaker": t.speaker})
+
+    def retrieve(self, query: str, k: int) -> list[str]:
+        return [item.key for item in self.store.search(self.namespace, query=query, limit=k)]
