@@ -247,7 +247,7 @@ def import_cube(
     """Load an `export_cube` file (ids kept; `cube_id`/`user_id` re-home the memories). Memories without a
     stored vector are embedded with `embed(texts)`. Edges whose ends are missing are skipped and counted."""
     is_file = isinstance(source, str | Path) or hasattr(source, "read")
-    rows: Iterable[dict[str, Any]] = read_jsonl(source) if is_file else source  # type: ignore[arg-type]
+    rows: Iterable[dict[str, Any]] = read_jsonl(source) if is_file else source  # type: ignore[arg-type,assignment]
     counts = {"memories": 0, "edges": 0, "edges_skipped": 0}
     pending: list[MemoryItem] = []
     edges: list[Edge] = []
