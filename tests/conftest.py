@@ -1,0 +1,73 @@
+"""Shared fixtures. Every TreeStore backend runs the same contract suite via the `tree_store` fixture."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from stores.embedders import HashingEmbeddings
+from stores.tree.base import TreeStore
+from stores.tree.embedded import EmbeddedTreeStore
+
+pytest_plugins = ["tests.neo4j_fixture"]
+
+REPO = Path(__file__).resolve().parent.parent
+#: The shared data folder (never copied into the repo): `../shared/data` or HIPPOGRAPH_SHARED_DATA.
+SHARED_DATA = Path(os.environ.get("HIPPOGRAPH_SHARED_DATA", REPO.parent / "shared" / "data"))
+DIM = 64
+TREE_BACKENDS = ["embedded", "neo4j"]
+
+
+@pytest.fixture(scope="session")
+def hashing() -> HashingEmbeddings:
+    return HashingEmbeddings(DIM)
+
+
+@pytest.fixture(scope="session")
+def minilm():  # type: ignore[no-untyped-def]
+    from stores.embedders import MiniLMEmbeddings
+
+    return MiniLMEmbeddings()
+
+
+@pytest.fixture(params=TREE_BACKENDS)
+def open_tree_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], TreeStore]]:
+    """Opens (and reopens) one backend's store over the same data, empty at the start of each test."""
+    opened: list[TreeStore] = []
+    if request.param == "embedded":
+        def open_store() -> TreeStore:
+            opened.append(EmbeddedTreeStore(tmp_path / "tree.sqlite", dimension=DIM))
+            return opened[-1]
+    else:
+        from stores.tree.neo4j import Neo4jTreeStore
+        from tests.neo4j_fixture import make_neo4j_tree_store
+
+        server = request.getfixturevalue("neo4j_server")
+        opened.append(make_neo4j_tree_store(server, DIM))  # wipes the database once, for this test
+
+        def open_store() -> TreeStore:
+            if len(opened) == 1 and not getattr(opened[0], "_handed_out", False):
+                opened[0]._handed_out = True  # type: ignore[attr-defined]
+                return opened[0]
+            opened.append(Neo4jTreeStore(server.uri, auth=server.auth, dimension=DIM))
+            return opened[-1]
+    yield open_store
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def tree_store(open_tree_store: Callable[[], TreeStore]) -> TreeStore:
+    """A fresh, empty tree store of each backend (64-dim vectors)."""
+    return open_tree_store()
+
+
+@pytest.fixture
+def settings(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Settings for an isolated embedded install in a temp dir (hashing embedder: fast, for unit tests)."""
+    from hippograph.settings import Settings
+
+    return Settings(data_dir=tmp_path / "data", embedder=f"hashing:{DIM}", worker_in_process=False)

@@ -1,0 +1,256 @@
+"""The TreeStore contract: every backend (embedded, Neo4j) must pass every test here."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from stores.embedders import HashingEmbeddings
+from stores.errors import InvalidInputError, NotFoundError
+from stores.models import MemoryItem, MemoryStatus, MemoryType, SourceRef, content_hash
+from stores.tree.base import Edge, Rel, TreeStore
+
+DIM = 64
+EMB = HashingEmbeddings(DIM)
+
+
+def mem(text: str, *, cube: str = "c1", user: str = "u1", **fields: object) -> MemoryItem:
+    return MemoryItem(user_id=user, cube_id=cube, text=text, embedding=EMB.embed_query(text), **fields)  # type: ignore[arg-type]
+
+
+def test_add_get_round_trip_keeps_every_field(tree_store: TreeStore) -> None:
+    item = mem(
+        "Ana moved to Lisbon in May", key="Ana on moving", tags=["move", "lisbon"],
+        memory_type=MemoryType.USER, source="conversation",
+        source_refs=[SourceRef(kind="message", ref="m-1", extra={"speaker": "Ana"})],
+        session_id="s1", turn_index=3, confidence=0.8, metadata={"lang": "en", "n": 2},
+    )
+    assert tree_store.add([item]) == [item.id]
+    (got,) = tree_store.get([item.id])
+    assert got.model_dump(exclude={"embedding"}) == item.model_dump(exclude={"embedding"})
+    assert got.content_hash == content_hash("ana  moved to LISBON in may")
+
+
+def test_get_keeps_order_skips_unknown_and_filters_by_cube(tree_store: TreeStore) -> None:
+    a, b = mem("alpha fact"), mem("beta fact", cube="c2")
+    tree_store.add([a, b])
+    assert [m.id for m in tree_store.get([b.id, "nope", a.id])] == [b.id, a.id]
+    assert [m.id for m in tree_store.get([a.id, b.id], cube_ids=["c2"])] == [b.id]
+
+
+def test_add_same_id_replaces(tree_store: TreeStore) -> None:
+    item = mem("first version")
+    tree_store.add([item])
+    replacement = mem("second version", id=item.id)
+    tree_store.add([replacement])
+    assert tree_store.count(cube_ids=["c1"]) == 1
+    assert tree_store.get([item.id])[0].text == "second version"
+    assert [h.id for h in tree_store.text_search("first", cube_ids=["c1"])] == []
+
+
+def test_add_rejects_missing_or_wrong_size_embedding_and_writes_nothing(tree_store: TreeStore) -> None:
+    good = mem("good one")
+    no_vector = MemoryItem(user_id="u1", cube_id="c1", text="no vector")
+    with pytest.raises(InvalidInputError):
+        tree_store.add([good, no_vector])
+    wrong = mem("wrong size")
+    wrong.embedding = [0.1] * (DIM + 1)
+    with pytest.raises(InvalidInputError):
+        tree_store.add([good, wrong])
+    assert tree_store.count(cube_ids=["c1"]) == 0
+
+
+def test_update_changes_fields_and_unknown_id_raises(tree_store: TreeStore) -> None:
+    item = mem("I like tea")
+    tree_store.add([item])
+    item.text, item.tags = "I like green tea", ["drinks"]
+    item.embedding = EMB.embed_query(item.text)
+    tree_store.update(item)
+    (got,) = tree_store.get([item.id])
+    assert (got.text, got.tags) == ("I like green tea", ["drinks"])
+    assert tree_store.text_search("green", cube_ids=["c1"])[0].id == item.id
+    with pytest.raises(NotFoundError):
+        tree_store.update(mem("ghost"))
+
+
+def test_soft_delete_hides_from_search_but_keeps(tree_store: TreeStore) -> None:
+    keep, gone = mem("keep the kayak"), mem("delete the kayak")
+    tree_store.add([keep, gone])
+    assert tree_store.delete([gone.id]) == 1
+    assert tree_store.delete([gone.id]) == 0  # already deleted
+    assert tree_store.get([gone.id])[0].status == MemoryStatus.DELETED
+    assert [h.id for h in tree_store.text_search("kayak", cube_ids=["c1"])] == [keep.id]
+    assert [h.id for h in tree_store.vector_search(EMB.embed_query("delete the kayak"), cube_ids=["c1"], k=5)] == [
+        keep.id
+    ]
+    assert tree_store.count(cube_ids=["c1"]) == 1
+    assert tree_store.count(cube_ids=["c1"], statuses=list(MemoryStatus)) == 2
+
+
+def test_hard_delete_removes_memory_and_edges(tree_store: TreeStore) -> None:
+    a, b = mem("turn one"), mem("turn two")
+    tree_store.add([a, b])
+    tree_store.add_edges([Edge(src=a.id, rel=Rel.NEXT, dst=b.id)])
+    assert tree_store.delete([b.id], hard=True) == 1
+    assert tree_store.get([b.id]) == []
+    assert tree_store.edges([a.id]) == []
+    assert tree_store.vector_search(EMB.embed_query("turn two"), cube_ids=["c1"], k=5)[0].id == a.id
+    assert tree_store.count(cube_ids=["c1"], statuses=list(MemoryStatus)) == 1
+
+
+def test_supersede_keeps_history(tree_store: TreeStore) -> None:
+    old = mem("Ana lives in Porto")
+    tree_store.add([old])
+    new = mem("Ana lives in Lisbon")
+    assert tree_store.supersede(old.id, new) == new.id
+    (old_now,) = tree_store.get([old.id])
+    assert old_now.status == MemoryStatus.SUPERSEDED and old_now.valid_to is not None
+    edges = tree_store.edges([new.id], rel=Rel.SUPERSEDES)
+    assert [(e.src, e.dst) for e in edges] == [(new.id, old.id)]
+    assert [h.id for h in tree_store.text_search("Ana lives", cube_ids=["c1"])] == [new.id]
+    with pytest.raises(NotFoundError):
+        tree_store.supersede("missing-id", mem("x"))
+
+
+def test_vector_search_orders_by_cosine_and_respects_k(tree_store: TreeStore) -> None:
+    texts = ["red apple pie", "red apple", "green apple tart", "blue whale song", "stock market crash"]
+    items = [mem(t) for t in texts]
+    tree_store.add(items)
+    hits = tree_store.vector_search(EMB.embed_query("red apple"), cube_ids=["c1"], k=3)
+    assert [h.text for h in hits][:2] == ["red apple", "red apple pie"]
+    assert len(hits) == 3
+    scores = [h.scores["vector"] for h in hits]
+    assert scores == sorted(scores, reverse=True) and scores[0] == pytest.approx(1.0, abs=1e-5)
+    assert [h.ranks["vector"] for h in hits] == [0, 1, 2]
+
+
+def test_vector_search_returns_k_from_small_cube_next_to_big_one(tree_store: TreeStore) -> None:
+    big = [mem(f"common words number {i} about apples", cube="big") for i in range(300)]
+    small = [mem(f"small cube memory {i}", cube="small") for i in range(12)]
+    tree_store.add(big)
+    tree_store.add(small)
+    hits = tree_store.vector_search(EMB.embed_query("apples common words"), cube_ids=["small"], k=10)
+    assert len(hits) == 10
+    assert {h.item.cube_id for h in hits} == {"small"}
+
+
+def test_searches_never_cross_cubes(tree_store: TreeStore) -> None:
+    tree_store.add([mem("secret plan alpha", cube="c1", user="u1"), mem("secret plan beta", cube="c2", user="u2")])
+    for hits in (
+        tree_store.text_search("secret plan", cube_ids=["c2"], k=10),
+        tree_store.vector_search(EMB.embed_query("secret plan"), cube_ids=["c2"], k=10),
+    ):
+        assert [h.text for h in hits] == ["secret plan beta"]
+    assert tree_store.text_search("secret", cube_ids=[], k=10) == []
+    assert tree_store.list(cube_ids=["c3"]) == []
+
+
+def test_text_search_ranks_matches_and_reports_bm25(tree_store: TreeStore) -> None:
+    tree_store.add([mem(t) for t in [
+        "the violin concert was wonderful", "I play the violin and the violin is old", "a quiet evening at home",
+        "football match on sunday", "cooking pasta with basil",
+    ]])
+    hits = tree_store.text_search("violin", cube_ids=["c1"], k=10)
+    assert {h.text for h in hits} == {"the violin concert was wonderful", "I play the violin and the violin is old"}
+    assert all(h.scores["bm25"] > 0 for h in hits)
+    assert hits[0].scores["bm25"] >= hits[1].scores["bm25"]
+
+
+@pytest.mark.parametrize("query", [
+    '"', 'violin" OR "x', "NEAR(violin home)", "violin*", "violin AND NOT home", "title:violin",
+    "+violin -home && || ! ( ) { } [ ] ^ ~ * ? : \\ /", "') DETACH DELETE n //", "\u0000violin", "",
+])
+def test_text_search_treats_query_syntax_as_plain_text(tree_store: TreeStore, query: str) -> None:
+    tree_store.add([mem("I play the violin"), mem("quiet evening at home")])
+    hits = tree_store.text_search(query, cube_ids=["c1"], k=10)  # must not raise
+    assert all("violin" in h.text or "home" in h.text for h in hits)
+    assert tree_store.count(cube_ids=["c1"]) == 2
+
+
+def test_neighbours_adjacent_turns_and_parents(tree_store: TreeStore) -> None:
+    turns = [mem(f"turn {i}", session_id="s1", turn_index=i) for i in range(5)]
+    other = mem("other session turn", session_id="s2", turn_index=2)
+    topic = mem("topic: music", memory_type=MemoryType.TOPIC)
+    child = mem("likes jazz", parent_id=topic.id)
+    tree_store.add([*turns, other, topic, child])
+    tree_store.add_edges([Edge(src=child.id, rel=Rel.PARENT, dst=topic.id)])
+    near = {m.text for m in tree_store.neighbours([turns[2].id], cube_ids=["c1"], window=1)}
+    assert near == {"turn 1", "turn 3"}
+    assert {m.text for m in tree_store.neighbours([child.id], cube_ids=["c1"])} == {"topic: music"}
+    assert {m.text for m in tree_store.neighbours([topic.id], cube_ids=["c1"])} == {"likes jazz"}
+    assert tree_store.neighbours([turns[2].id], cube_ids=["other-cube"]) == []
+
+
+def test_edges_are_idempotent_and_directional(tree_store: TreeStore) -> None:
+    a, b, c = mem("a fact"), mem("b fact"), mem("c fact")
+    tree_store.add([a, b, c])
+    tree_store.add_edges([Edge(src=a.id, rel=Rel.RELATE_TO, dst=b.id), Edge(src=c.id, rel=Rel.PARENT, dst=a.id)])
+    tree_store.add_edges([Edge(src=a.id, rel=Rel.RELATE_TO, dst=b.id)])
+    assert [(e.src, e.rel, e.dst) for e in tree_store.edges([a.id])] == [(a.id, Rel.RELATE_TO, b.id)]
+    assert [(e.src, e.dst) for e in tree_store.edges([a.id], direction="in")] == [(c.id, a.id)]
+    assert len(tree_store.edges([a.id], direction="both")) == 2
+    assert tree_store.edges([a.id], rel=Rel.PARENT) == []
+
+
+def test_find_by_hash_only_active_in_cube(tree_store: TreeStore) -> None:
+    a, b = mem("Same Text"), mem("same   text", cube="c2")
+    tree_store.add([a, b])
+    assert tree_store.find_by_hash("c1", [content_hash("same text"), "0" * 64]) == {content_hash("same text"): a.id}
+    tree_store.delete([a.id])
+    assert tree_store.find_by_hash("c1", [content_hash("same text")]) == {}
+
+
+def test_list_pages_newest_first_with_filters(tree_store: TreeStore) -> None:
+    items = [mem(f"note {i}", created_at=1000.0 + i, session_id="s1" if i % 2 else "s2") for i in range(7)]
+    tree_store.add(items)
+    page1 = tree_store.list(cube_ids=["c1"], limit=3)
+    page2 = tree_store.list(cube_ids=["c1"], limit=3, offset=3)
+    assert [m.text for m in page1] == ["note 6", "note 5", "note 4"]
+    assert [m.text for m in page2] == ["note 3", "note 2", "note 1"]
+    assert [m.text for m in tree_store.list(cube_ids=["c1"], session_id="s1")] == ["note 5", "note 3", "note 1"]
+    assert tree_store.list(cube_ids=["c1"], memory_type=MemoryType.TOPIC.value) == []
+
+
+def test_count_by_cube_and_status(tree_store: TreeStore) -> None:
+    tree_store.add([mem("x1"), mem("x2"), mem("y1", cube="c2")])
+    assert tree_store.count(cube_ids=["c1"]) == 2
+    assert tree_store.count(cube_ids=["c1", "c2"]) == 3
+    assert tree_store.count() == 3
+    assert tree_store.count(cube_ids=[]) == 0
+
+
+def test_persists_across_reopen(open_tree_store: Callable[[], TreeStore]) -> None:
+    first = open_tree_store()
+    item = mem("remember me after restart", session_id="s", turn_index=0)
+    first.add([item])
+    first.close()
+    second = open_tree_store()
+    assert second.get([item.id])[0].text == "remember me after restart"
+    assert second.vector_search(EMB.embed_query("remember me after restart"), cube_ids=["c1"], k=1)[0].id == item.id
+    assert second.text_search("restart", cube_ids=["c1"])[0].id == item.id
+
+
+def test_concurrent_writers_lose_nothing(open_tree_store: Callable[[], TreeStore]) -> None:
+    stores = [open_tree_store(), open_tree_store()]
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        store = stores[n % 2]
+        try:
+            for batch in range(5):
+                store.add([mem(f"writer {n} batch {batch} item {i}") for i in range(10)])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert stores[0].count(cube_ids=["c1"]) == 200
+    # Each handle sees the other's writes in vector search too (caches catch up).
+    hits = stores[1].vector_search(EMB.embed_query("writer 0 batch 4 item 9"), cube_ids=["c1"], k=1)
+    assert hits[0].text == "writer 0 batch 4 item 9"
