@@ -1,0 +1,176 @@
+"""The chat and search graphs end to end on the embedded default (real SQLite store, real Milvus Lite)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from langchain_core.messages import HumanMessage, SystemMessage
+
+from graphs.chat import build_chat_graph
+from graphs.search import build_search_graph
+from graphs.services import Services
+from graphs.state import ChatContext
+from hippograph.memory import Memory
+from hippograph.settings import Settings
+from nodes.respond import NO_MODEL_NOTE, references_for, system_prompt
+from nodes.threshold import apply_threshold
+from stores.errors import AccessDeniedError, InvalidInputError
+from stores.models import MemoryItem, SearchHit
+from stores.preferences.base import Preference, PreferenceHit
+from stores.write import stable_id
+from tests.fakes import ScriptedChatModel
+
+NODES = ["scope", "retrieve_tree", "retrieve_prefs", "rerank", "threshold", "respond", "ingest", "schedule_enrichment"]
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    data = tmp_path_factory.mktemp("chat")
+    svc = Services.from_settings(Settings(data_dir=data, embedder="hashing:64", worker_in_process=False))
+    yield svc
+    svc.close()
+
+
+def hit(score: float, text: str = "x") -> SearchHit:
+    return SearchHit(item=MemoryItem(user_id="u", cube_id="c", text=text), score=score)
+
+
+def test_graph_exposes_the_explicit_nodes(services: Services) -> None:
+    chat = build_chat_graph(services, checkpointer=None)
+    assert [n for n in chat.get_graph().nodes if not n.startswith("__")] == NODES
+    edges = {(e.source, e.target) for e in chat.get_graph().edges}
+    assert {("scope", "retrieve_tree"), ("scope", "retrieve_prefs"), ("retrieve_tree", "rerank"),
+            ("retrieve_prefs", "rerank"), ("respond", "ingest"), ("ingest", "schedule_enrichment")} <= edges
+    search = build_search_graph(services)
+    assert [n for n in search.get_graph().nodes if not n.startswith("__")] == NODES[:5]
+
+
+def test_memory_from_turn_one_is_retrieved_and_cited_in_turn_two(services: Services) -> None:
+    chat = build_chat_graph(services)
+    config = {"configurable": {"thread_id": "t-recall"}}
+    ctx = ChatContext(user_id="ana")
+    first = chat.invoke({"messages": [HumanMessage("My cat Miso loves salmon treats")]}, config, context=ctx)
+    assert first["written_ids"] and first["job_id"]
+    second = chat.invoke({"messages": [HumanMessage("what treats does Miso love?")]}, config, context=ctx)
+    assert second["memories"][0].id == first["written_ids"][0]
+    assert NO_MODEL_NOTE in second["answer"] and "[1] My cat Miso loves salmon treats" in second["answer"]
+    assert second["references"][0]["id"] == first["written_ids"][0]
+    assert set(second["timings"]) == set(NODES)
+    assert all(ms >= 0 for ms in second["timings"].values())
+    # the thread's checkpoint holds both turns and both answers
+    assert [m.type for m in second["messages"]] == ["human", "ai", "human", "ai"]
+
+
+def test_deferred_ingest_runs_after_respond_and_is_searchable_when_run_ends(services: Services) -> None:
+    chat = build_chat_graph(services, checkpointer=None)
+    order = [next(iter(update)) for update in chat.stream(
+        {"messages": [HumanMessage("The spare key is under the blue flowerpot")]},
+        context=ChatContext(user_id="ben"), stream_mode="updates")]
+    assert order.index("respond") < order.index("ingest") < order.index("schedule_enrichment")
+    assert order[-1] == "schedule_enrichment"
+    found = build_search_graph(services).invoke({"query": "where is the spare key"},
+                                                context=ChatContext(user_id="ben"))
+    assert found["memories"][0].text == "The spare key is under the blue flowerpot"
+
+
+def test_ingest_ids_are_stable_on_replay(services: Services) -> None:
+    chat = build_chat_graph(services, checkpointer=None)
+    message = HumanMessage("I run every Tuesday morning", id="msg-fixed-1")
+    ctx = ChatContext(user_id="cy", session_id="sess-1")
+    a = chat.invoke({"messages": [message]}, context=ctx)
+    b = chat.invoke({"messages": [message]}, context=ctx)
+    assert a["written_ids"] == b["written_ids"] == [stable_id("cy.default", "sess-1", "msg-fixed-1")]
+    assert services.tree.count(cube_ids=["cy.default"]) == 1
+    assert a["job_id"] == b["job_id"]  # the outbox dedups the enrichment job too
+
+
+def test_checkpoint_resume_of_a_thread_in_a_new_process_like_instance(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, embedder="hashing:64", worker_in_process=False)
+    with Memory(settings) as memory:
+        memory.chat("I am planning a trip to Kyoto in April", user_id="dee", thread_id="trip")
+    with Memory(settings) as memory:  # new services, new graph, same checkpoint file
+        result = memory.chat("any tips?", user_id="dee", thread_id="trip")
+        state = memory._chat.get_state({"configurable": {"thread_id": result.thread_id}})
+    humans = [m.content for m in state.values["messages"] if m.type == "human"]
+    assert humans == ["I am planning a trip to Kyoto in April", "any tips?"]
+
+
+def test_threads_are_private_per_user(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, embedder="hashing:64", worker_in_process=False)
+    with Memory(settings) as memory:
+        memory.chat("my bank PIN hint is blue dolphin", user_id="eve", thread_id="shared-name")
+        other = memory.chat("hello", user_id="mal", thread_id="shared-name")
+        state = memory._chat.get_state({"configurable": {"thread_id": other.thread_id}})
+    assert [m.content for m in state.values["messages"] if m.type == "human"] == ["hello"]
+    assert all("dolphin" not in m["text"] for m in other.references)
+
+
+def test_threshold_drops_under_floor_but_keeps_minimum() -> None:
+    hits = [hit(1.0, "a"), hit(0.9, "b"), hit(0.3, "c"), hit(0.2, "d"), hit(0.1, "e")]
+    kept, dropped = apply_threshold(hits, top_k=10, floor=0.5, min_keep=1)
+    assert [h.text for h in kept] == ["a", "b"]
+    assert [d["reason"].split()[0] for d in dropped] == ["relative"] * 3
+    kept, _ = apply_threshold(hits, top_k=10, floor=0.95, min_keep=3)
+    assert [h.text for h in kept] == ["a", "b", "c"]
+    kept, dropped = apply_threshold(hits, top_k=2, floor=0.0, min_keep=3)
+    assert [h.text for h in kept] == ["a", "b"] and dropped[0]["reason"] == "beyond top_k=2"
+    assert apply_threshold([], top_k=3, floor=0.5, min_keep=1) == ([], [])
+
+
+def test_threshold_in_graph_records_drops(services: Services) -> None:
+    memory_ids = Memory(services=services).add(
+        ["The piano is in the living room", "Weather is mild", "Pasta for dinner", "Tax forms due in April"],
+        user_id="fay")
+    assert len(memory_ids) == 4
+    out = build_search_graph(services).invoke(
+        {"query": "where is the piano"}, context=ChatContext(user_id="fay", threshold=0.99, min_keep=1))
+    assert [h.text for h in out["memories"]] == ["The piano is in the living room"]
+    assert len(out["dropped"]) >= 1 and all("floor" in d["reason"] for d in out["dropped"])
+
+
+def test_respond_with_a_model_gets_memories_and_preference_constraints(tmp_path: Path) -> None:
+    def check(messages) -> None:  # type: ignore[no-untyped-def]
+        system = messages[0]
+        assert isinstance(system, SystemMessage)
+        assert "[1]" in system.content and "Lisbon" in system.content
+        assert "constraints" in system.content and "vegetarian" in system.content
+        assert messages[-1].content == "Where do I live?"
+
+    model = ScriptedChatModel(replies=["You live in Lisbon [1]."], check=check)
+    settings = Settings(data_dir=tmp_path, embedder="hashing:64", worker_in_process=False)
+    svc = Services.from_settings(settings, chat_model=model)
+    try:
+        memory = Memory(services=svc)
+        (mid,) = memory.add("I live in Lisbon since 2021", user_id="gus")
+        svc.preferences.add([Preference(user_id="gus", cube_id="gus.default", text="I am vegetarian")])
+        result = memory.chat("Where do I live?", user_id="gus")
+    finally:
+        svc.close()
+    assert result.answer == "You live in Lisbon [1]."
+    assert [r["id"] for r in result.references] == [mid]
+    assert len(model.prompts) == 1
+
+
+def test_system_prompt_leaves_out_superseded_preferences() -> None:
+    current = Preference(user_id="u", cube_id="c", text="I prefer window seats")
+    old = Preference(user_id="u", cube_id="c", text="I prefer aisle seats", status="superseded")
+    prompt = system_prompt([], [PreferenceHit(preference=current, score=1), PreferenceHit(preference=old, score=1)])
+    assert "window seats" in prompt and "aisle seats" not in prompt
+
+
+def test_references_map_citations_to_memories() -> None:
+    memories = [hit(1.0, "one"), hit(0.5, "two")]
+    refs = references_for("see [2] and [2], not [9]", memories)
+    assert [(r["n"], r["text"]) for r in refs] == [(2, "two")]
+
+
+def test_scope_rejects_foreign_cubes_and_bad_input(services: Services) -> None:
+    graph = build_search_graph(services)
+    services.registry.ensure_user("hal")
+    with pytest.raises(AccessDeniedError):
+        graph.invoke({"query": "x"}, context=ChatContext(user_id="ivy", cube_ids=["hal.default"]))
+    with pytest.raises(InvalidInputError):
+        graph.invoke({"query": "   "}, context=ChatContext(user_id="ivy"))
+    with pytest.raises(InvalidInputError):
+        graph.invoke({"query": "x"}, context=ChatContext(user_id='u1" or 1=1 //'))
