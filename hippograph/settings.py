@@ -49,6 +49,17 @@ class Settings(BaseSettings):
     worker_in_process: bool = True
     """Run the enrichment worker as a thread inside the process (the embedded default)."""
     max_request_bytes: int = 2_000_000
+    chunker: Literal["recursive", "sentence", "langchain"] = "recursive"
+    """Document chunking: chonkie `recursive` or `sentence` (no model download), or `langchain`
+    (MarkdownHeaderTextSplitter + RecursiveCharacterTextSplitter). Sections always follow Markdown headings."""
+    chunk_tokens: int = Field(default=200, ge=16, le=4096)
+    """Target chunk size in tokens of `chunk_tokenizer`."""
+    chunk_overlap: int = Field(default=20, ge=0)
+    """Token overlap between consecutive chunks (sentence and langchain chunkers; chonkie recursive has none)."""
+    chunk_tokenizer: str = "minilm"
+    """Tokenizer for chunk sizes, all offline: `minilm` (the embedder's tokenizer.json), `word` or `character`."""
+    ingest_max_bytes: int = Field(default=100_000_000, ge=1)
+    """Files larger than this are reported and skipped by document ingestion."""
 
     @property
     def tree_path(self) -> Path:

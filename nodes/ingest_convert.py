@@ -1,0 +1,186 @@
+"""convert: turn one source (file, raw text or message list) into Markdown (or turns), with a fingerprint.
+
+Files go through markitdown (pdf, docx, pptx, xlsx, html, csv, json, ...); Markdown and plain text are read as
+UTF-8 as they are, so chunk offsets point into the file itself. An unchanged document (same fingerprint as the
+registered version) stops here with status `unchanged`. Unreadable, empty, too large, binary, encrypted or
+corrupt input ends with status `error` and a clear message; it never raises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import BaseMessage
+from langgraph.runtime import Runtime
+
+from graphs.services import Services
+from nodes._timing import timed
+from nodes.ingest_state import DocState, IngestContext
+from nodes.scope import message_text
+from stores.documents import DocumentRegistry
+from stores.write import stable_id
+
+#: Read directly as UTF-8 (offsets stay file offsets).
+TEXT_EXTENSIONS = {".md", ".markdown", ".txt", ".text", ".rst", ".log"}
+#: Converted by markitdown.
+MARKITDOWN_EXTENSIONS = {".pdf", ".docx", ".pptx", ".xlsx", ".xls", ".html", ".htm", ".csv", ".json", ".xml",
+                         ".epub", ".ipynb", ".msg"}
+_local = threading.local()
+
+
+class ConversionError(Exception):
+    """A document that cannot be ingested; the message says why, for the user."""
+
+
+def _markitdown() -> Any:
+    if not hasattr(_local, "converter"):
+        from markitdown import MarkItDown
+
+        _local.converter = MarkItDown(enable_plugins=False)
+    return _local.converter
+
+
+def looks_binary(data: bytes) -> bool:
+    head = data[:8192]
+    if b"\x00" in head:
+        return True
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start < len(head) - 4  # a multi-byte character cut at the 8 KiB edge is fine
+    return False
+
+
+def file_to_markdown(path: Path, data: bytes) -> str:
+    """Markdown for a file's bytes. Raises `ConversionError` with a user-facing reason."""
+    ext = path.suffix.lower()
+    if ext == ".pdf" and b"/Encrypt" in data[-65536:] + data[:65536]:
+        raise ConversionError("encrypted PDF: decrypt it first")
+    if ext in TEXT_EXTENSIONS or (ext not in MARKITDOWN_EXTENSIONS and not looks_binary(data)):
+        try:
+            return data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ConversionError(f"not valid UTF-8 text (byte {exc.start}): binary file?") from None
+    if ext not in MARKITDOWN_EXTENSIONS:
+        raise ConversionError(f"binary file of unsupported type {ext or '(no extension)'}")
+    try:
+        result = _markitdown().convert_local(str(path))
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise ConversionError(f"cannot convert {ext} file (corrupt or unsupported?): {reason[:300]}") from None
+    markdown = result.markdown or ""
+    if not markdown.strip():
+        raise ConversionError(f"no text could be extracted from this {ext} file (scanned, encrypted or empty?)")
+    return markdown
+
+
+def normalise_turns(source: dict[str, Any]) -> list[dict[str, Any]]:
+    """Message dicts or LangChain messages -> turns with speaker, text, timestamp, dia_id, session ids."""
+    turns: list[dict[str, Any]] = []
+    for position, message in enumerate(source.get("messages") or []):
+        if isinstance(message, BaseMessage):
+            raw: dict[str, Any] = {"speaker": message.name or message.type, "text": message_text(message.content),
+                                   "id": message.id}
+        elif isinstance(message, dict):
+            raw = dict(message)
+        else:
+            raise ConversionError(f"message {position} is a {type(message).__name__}, not a dict or message")
+        speaker = str(raw.pop("speaker", None) or raw.pop("role", None) or "unknown")
+        text = raw.pop("text", None)
+        if text is None:
+            text = message_text(raw.pop("content", ""))
+        turns.append({
+            "speaker": speaker,
+            "text": str(text),
+            "timestamp": raw.pop("timestamp", None) or source.get("session_date"),
+            "dia_id": str(raw.pop("dia_id", None) or raw.pop("id", None) or position),
+            "position": position,
+            "extra": {k: v for k, v in raw.items() if isinstance(v, str | int | float | bool) or v is None},
+        })
+    return turns
+
+
+def fingerprint(data: bytes, chunking: dict[str, Any]) -> str:
+    """The content's sha256 plus the chunking settings (changed settings re-chunk the document)."""
+    digest = hashlib.sha256(data)
+    digest.update(json.dumps(chunking, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def make_convert(services: Services, documents: DocumentRegistry):  # type: ignore[no-untyped-def]
+    max_bytes = services.settings.ingest_max_bytes
+
+    def describe(state: DocState) -> dict[str, Any]:
+        source = state["source"]
+        kind = source["kind"]
+        if kind == "file":
+            path = Path(source["path"]).expanduser().resolve()
+            return {"kind": kind, "doc_key": str(path), "title": path.name, "path": str(path)}
+        if kind == "text":
+            text = source["text"]
+            name = source.get("name") or "text:" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
+            first = next((ln.strip("# ").strip() for ln in text.splitlines() if ln.strip()), "text")
+            return {"kind": kind, "doc_key": name, "title": source.get("title") or first[:80], "path": None}
+        conversation = str(source.get("conversation_id") or "conversation")
+        session = str(source.get("session_id") or "session")
+        title = source.get("title") or f"{conversation} {session}" + (
+            f" ({source['session_date']})" if source.get("session_date") else "")
+        return {"kind": kind, "doc_key": f"conversation:{conversation}:{session}", "title": title, "path": None}
+
+    @timed("convert")
+    def convert(state: DocState, runtime: Runtime[IngestContext]) -> dict[str, Any]:
+        source, cube = state["source"], state["cube_id"]
+        try:
+            info = describe(state)
+        except Exception as exc:  # a malformed source dict
+            return {"kind": source.get("kind", "?"), "doc_key": str(source)[:80], "title": str(source)[:80],
+                    "status": "error", "error": f"bad source: {exc}"}
+        info["doc_id"] = stable_id(cube, "document", info["doc_key"])
+        try:
+            update: dict[str, Any] = {}
+            if info["kind"] == "file":
+                path = Path(info["path"])
+                if not path.is_file():
+                    raise ConversionError("no such file" if not path.exists() else "not a regular file")
+                size = path.stat().st_size
+                if size > max_bytes:
+                    raise ConversionError(f"{size:,} bytes is over the {max_bytes:,}-byte limit")
+                try:
+                    data = path.read_bytes()
+                except OSError as exc:
+                    raise ConversionError(f"unreadable: {exc.strerror or exc}") from None
+                if not data.strip():
+                    raise ConversionError("empty file")
+                update["size"] = len(data)
+                update["fingerprint"] = fingerprint(data, state["chunking"])
+            elif info["kind"] == "text":
+                data = str(source["text"]).encode("utf-8", "surrogatepass")
+                if not data.strip():
+                    raise ConversionError("empty text")
+                update["size"] = len(data)
+                update["fingerprint"] = fingerprint(data, state["chunking"])
+            else:
+                turns = normalise_turns(source)
+                if not any(t["text"].strip() for t in turns):
+                    raise ConversionError("a conversation with no messages")
+                data = json.dumps([source.get("session_date"), turns], sort_keys=True, default=str).encode()
+                update |= {"turns": turns, "size": len(data), "fingerprint": fingerprint(data, state["chunking"])}
+            previous = documents.get(cube, info["doc_key"])
+            if previous is not None and previous.status == "active" and previous.fingerprint == update["fingerprint"]:
+                return {**info, **update, "status": "unchanged"}
+            update["status"] = "changed" if previous is not None and previous.status == "active" else "new"
+            if info["kind"] == "file":
+                update["markdown"] = file_to_markdown(Path(info["path"]), data)
+            elif info["kind"] == "text":
+                update["markdown"] = str(source["text"])
+            else:
+                update["markdown"] = "\n".join(f"{t['speaker']}: {t['text']}" for t in update["turns"])
+            return {**info, **update}
+        except ConversionError as exc:
+            return {**info, "status": "error", "error": str(exc)}
+
+    return convert

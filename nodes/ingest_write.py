@@ -1,0 +1,159 @@
+"""write: carry out the dedup plan through the one write path, link the structure, register the document.
+
+Order: structure nodes (document, sections) via `write_memories`; chunks — kept ones untouched (their position
+refreshed if it moved), new ones via `write_memories`, changed ones via `tree.supersede` (old version kept as
+`superseded`, linked by SUPERSEDES); facts (fine mode); vanished chunks archived (soft delete). Then PARENT
+edges (chunk -> section -> ... -> document, fact -> chunk) and NEXT edges between consecutive chunks, and the
+new chunk list goes into the document registry. The report node turns the state into one result row.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from graphs.services import Services
+from nodes._timing import timed
+from nodes.ingest_extract import SEP
+from nodes.ingest_state import DocState, IngestContext
+from stores.documents import ChunkRecord, DocumentRecord, DocumentRegistry
+from stores.models import MemoryItem
+from stores.tree.base import Edge, Rel
+from stores.write import write_memories
+
+
+def make_write(services: Services, documents: DocumentRegistry):  # type: ignore[no-untyped-def]
+    tree, embeddings = services.tree, services.embeddings
+
+    @timed("write")
+    def write(state: DocState, runtime: Runtime[IngestContext]) -> dict[str, Any]:
+        cube, plan = state["cube_id"], state["plan"]
+        chunk_items: list[MemoryItem] = state["chunk_items"]
+        derived: dict[int, list[MemoryItem]] = state.get("derived") or {}
+        structure: list[MemoryItem] = state["structure"]
+        added = 0
+
+        # 1. structure nodes; a section that dedups onto another memory is remapped for its children.
+        ids, written = write_memories(tree, embeddings, structure)
+        added += written
+        remap = {item.id: final for item, final in zip(structure, ids, strict=True) if item.id != final}
+        for item in [*structure, *chunk_items]:
+            if item.parent_id in remap:
+                item.parent_id = remap[item.parent_id]
+
+        # 2. chunks
+        final: list[str] = [""] * len(chunk_items)
+        kept = {int(n): memory_id for memory_id, n in plan["keep"]}
+        for n, memory_id in kept.items():
+            final[n] = memory_id
+        moved = [m for m in tree.get(list(kept.values())) if m.metadata.get("ingest_role") in ("chunk", "turn")]
+        by_id = {m.id: m for m in moved}
+        for n, memory_id in kept.items():
+            stored, fresh = by_id.get(memory_id), chunk_items[n]
+            ours = stored is not None and stored.metadata.get("doc_id") == state["doc_id"]
+            if stored is not None and ours and (stored.turn_index, stored.source_refs, stored.parent_id) != (
+                    fresh.turn_index, fresh.source_refs, fresh.parent_id):
+                stored.turn_index, stored.source_refs, stored.parent_id = (
+                    fresh.turn_index, fresh.source_refs, fresh.parent_id)
+                tree.update(stored)
+        adds = [int(n) for n in plan["add"]]
+        if adds:
+            ids, written = write_memories(tree, embeddings, [chunk_items[n] for n in adds])
+            added += written
+            for n, memory_id in zip(adds, ids, strict=True):
+                final[n] = memory_id
+        superseded, archive = 0, list(plan["archive"])
+        for old_id, n in plan["supersede"]:
+            item = chunk_items[int(n)]
+            existing = tree.find_by_hash(cube, [item.content_hash]).get(item.content_hash)
+            if existing is not None:  # the new text already lives in the cube: point there, retire the old
+                final[int(n)] = existing
+                archive.append(old_id)
+                continue
+            final[int(n)] = tree.supersede(old_id, item)
+            superseded += 1
+            added += 1
+
+        # 3. derived facts (fine mode) of new or changed chunks
+        derived_ids: dict[int, list[str]] = {int(k): list(v) for k, v in plan.get("kept_derived", {}).items()}
+        facts = [(n, fact) for n, items in derived.items() for fact in items if int(n) not in kept]
+        for n, fact in facts:
+            fact.parent_id = final[int(n)]
+        if facts:
+            ids, written = write_memories(tree, embeddings, [fact for _, fact in facts])
+            added += written
+            for (n, _), memory_id in zip(facts, ids, strict=True):
+                derived_ids.setdefault(int(n), []).append(memory_id)
+
+        # 4. archive what vanished (unless another document or this version still uses it)
+        in_use = documents.ids_in_use(cube, exclude_key=state["doc_key"]) | set(final)
+        in_use |= {i for ids_ in derived_ids.values() for i in ids_}
+        to_archive = sorted({a for a in archive if a not in in_use})
+        archived = tree.delete(to_archive) if to_archive else 0
+        old_sections = plan.get("old_sections", {})
+        new_sections = {SEP.join(m.source_refs[0].extra.get("heading_path") or []): m.id for m in structure[1:]}
+        new_sections = {k: remap.get(v, v) for k, v in new_sections.items()}
+        gone = [sid for key, sid in old_sections.items() if key and key not in new_sections and sid not in in_use
+                and sid not in new_sections.values()]
+        if gone:
+            archived += tree.delete(gone)
+
+        # 5. edges
+        edges = [Edge(src=remap.get(item.id, item.id), rel=Rel.PARENT, dst=item.parent_id)
+                 for item in structure if item.parent_id]
+        edges += [Edge(src=final[n], rel=Rel.PARENT, dst=item.parent_id)
+                  for n, item in enumerate(chunk_items) if item.parent_id and final[n] != item.parent_id]
+        edges += [Edge(src=fid, rel=Rel.PARENT, dst=final[n]) for n, fids in derived_ids.items() for fid in fids]
+        edges += [Edge(src=a, rel=Rel.NEXT, dst=b) for a, b in itertools.pairwise(final) if a != b]
+        tree.add_edges([e for e in edges if e.src != e.dst])
+
+        # 6. registry
+        documents.put(DocumentRecord(
+            cube_id=cube, doc_key=state["doc_key"], doc_id=remap.get(state["doc_id"], state["doc_id"]),
+            kind=state["kind"], title=state["title"], path=state.get("path"), fingerprint=state["fingerprint"],
+            sections={"": remap.get(state["doc_id"], state["doc_id"]), **new_sections},
+            chunks=[ChunkRecord(index=n, content_hash=item.content_hash, memory_id=final[n],
+                                heading_path=list(item.source_refs[0].extra.get("heading_path") or []),
+                                start=int(item.source_refs[0].extra.get("start") or 0),
+                                end=int(item.source_refs[0].extra.get("end") or 0),
+                                derived_ids=derived_ids.get(n, []))
+                    for n, item in enumerate(chunk_items)],
+        ))
+        stats = {"added": added, "superseded": superseded, "archived": archived,
+                 "skipped": len(kept) + int(plan.get("duplicates", 0)), "memory_ids": final}
+        return {"plan": {**plan, "stats": stats}}
+
+    return write
+
+
+def make_report(services: Services, documents: DocumentRegistry):  # type: ignore[no-untyped-def]
+    def report(state: DocState, runtime: Runtime[IngestContext]) -> dict[str, Any]:
+        status = state.get("status", "error")
+        stats = (state.get("plan") or {}).get("stats", {})
+        row: dict[str, Any] = {
+            "order": state["source"].get("order", 0),
+            "document": state.get("path") or state.get("doc_key") or "?",
+            "title": state.get("title", ""),
+            "kind": state.get("kind", state["source"].get("kind")),
+            "doc_id": state.get("doc_id"),
+            "status": status,
+            "error": state.get("error"),
+            "warnings": state.get("warnings", []),
+            "bytes": state.get("size", 0),
+            "chunks": len(state.get("chunks") or []),
+            "added": stats.get("added", 0),
+            "skipped": stats.get("skipped", 0),
+            "superseded": stats.get("superseded", 0),
+            "archived": stats.get("archived", 0),
+            "memory_ids": stats.get("memory_ids", []),
+            "timings": dict(state.get("timings") or {}),
+        }
+        if status == "unchanged":
+            previous = documents.get(state["cube_id"], state["doc_key"])
+            chunks = previous.chunks if previous else []
+            row |= {"chunks": len(chunks), "skipped": len(chunks), "memory_ids": [c.memory_id for c in chunks]}
+        return {"results": [row]}
+
+    return report
