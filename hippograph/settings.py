@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     worker_in_process: bool = True
     """Run the enrichment worker as a thread inside the process (the embedded default)."""
     max_request_bytes: int = 2_000_000
+    admin_key: str = ""
+    """The HTTP server's admin API key (user management); empty = only users flagged `is_admin` may manage users."""
+    api_key: str = ""
+    """The caller's API key for the stdio MCP server (`HIPPOGRAPH_API_KEY`); empty = act as `default_user`."""
     chunker: Literal["recursive", "sentence", "langchain"] = "recursive"
     """Document chunking: chonkie `recursive` or `sentence` (no model download), or `langchain`
     (MarkdownHeaderTextSplitter + RecursiveCharacterTextSplitter). Sections always follow Markdown headings."""
