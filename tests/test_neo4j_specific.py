@@ -1,0 +1,436 @@
+"""Neo4j-only behaviour, on a real Neo4j 5.26 server (`tests/neo4j_fixture.py`): schema, injection safety,
+filtered vector search, failure handling, tree operations, export/import.
+
+Run alone with: `.venv/bin/python -m pytest -p tests.neo4j_fixture tests/test_neo4j_specific.py`
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from stores.errors import BackendUnavailableError, InvalidInputError, NotFoundError
+from stores.models import MemoryItem, MemoryStatus, MemoryType
+from stores.tree import ops
+from stores.tree.base import Edge, Rel
+from stores.tree.embedded import EmbeddedTreeStore
+from stores.tree.neo4j import (
+    FULLTEXT_INDEX,
+    ID_CONSTRAINT,
+    RANGE_INDEXES,
+    VECTOR_INDEX,
+    Neo4jTreeStore,
+    lucene_query,
+)
+from stores.tree.neo4j_server import LocalNeo4j, free_port
+
+pytestmark = pytest.mark.neo4j
+
+DIM = 8
+
+
+def vec(rng: np.random.Generator, dim: int = DIM) -> list[float]:
+    v = rng.normal(size=dim)
+    return (v / np.linalg.norm(v)).tolist()
+
+
+def item(cube: str = "c1", text: str = "a memory", rng: np.random.Generator | None = None, **kw: Any) -> MemoryItem:
+    rng = rng or np.random.default_rng(abs(hash(text)) % 2**32)
+    return MemoryItem(user_id="u1", cube_id=cube, text=text, embedding=vec(rng), **kw)
+
+
+def exact_top(vectors: dict[str, list[float]], query: list[float], k: int) -> list[str]:
+    ids = list(vectors)
+    m = np.asarray([vectors[i] for i in ids])
+    sims = m @ np.asarray(query)
+    return [ids[i] for i in np.argsort(-sims)[:k]]
+
+
+# --- schema --------------------------------------------------------------------------------------------------
+
+
+def test_constraint_and_indexes_exist(neo4j_tree_store: Neo4jTreeStore) -> None:
+    schema = neo4j_tree_store.schema()
+    constraints = {c["name"]: c for c in schema["constraints"]}
+    assert constraints[ID_CONSTRAINT]["type"] == "UNIQUENESS"
+    assert constraints[ID_CONSTRAINT]["labelsOrTypes"] == ["Memory"]
+    assert constraints[ID_CONSTRAINT]["properties"] == ["id"]
+    indexes = {i["name"]: i for i in schema["indexes"]}
+    vector = indexes[VECTOR_INDEX]
+    assert vector["type"] == "VECTOR" and vector["state"] == "ONLINE"
+    assert vector["options"]["indexConfig"]["vector.dimensions"] == DIM
+    assert vector["options"]["indexConfig"]["vector.similarity_function"] == "COSINE"
+    fulltext = indexes[FULLTEXT_INDEX]
+    assert fulltext["type"] == "FULLTEXT"
+    assert set(fulltext["properties"]) == {"text", "key", "tags"}
+    for name, prop in RANGE_INDEXES.items():
+        assert indexes[name]["type"] == "RANGE" and indexes[name]["properties"] == [prop]
+    for prop in ("cube_id", "status", "created_at"):
+        assert prop in RANGE_INDEXES.values()
+
+
+def test_duplicate_id_in_one_batch_is_one_node(neo4j_tree_store: Neo4jTreeStore) -> None:
+    a = item(text="first")
+    b = item(text="second").model_copy(update={"id": a.id})
+    neo4j_tree_store.add([a, b])
+    assert neo4j_tree_store.count(cube_ids=["c1"]) == 1
+    assert neo4j_tree_store.get([a.id])[0].text == "second"
+
+
+def test_dimension_mismatch_with_data_is_refused(neo4j_server: Any, neo4j_tree_store: Neo4jTreeStore) -> None:
+    neo4j_tree_store.add([item()])
+    with pytest.raises(InvalidInputError, match="dimension"):
+        Neo4jTreeStore(neo4j_server.uri, auth=neo4j_server.auth, dimension=DIM + 1)
+    with pytest.raises(InvalidInputError):
+        neo4j_tree_store.add([MemoryItem(user_id="u1", cube_id="c1", text="x", embedding=[1.0] * (DIM + 1))])
+    with pytest.raises(InvalidInputError):
+        neo4j_tree_store.add([MemoryItem(user_id="u1", cube_id="c1", text="no vector")])
+
+
+# --- injection safety ----------------------------------------------------------------------------------------
+
+NASTY_QUERIES = [
+    '"',
+    '"unbalanced phrase',
+    "AND",
+    "OR NOT AND",
+    "*",
+    "?",
+    "text:apple",
+    "apple~2",
+    "apple^10",
+    "(apple",
+    "apple)",
+    "[a TO z]",
+    "{a TO z}",
+    "\\",
+    "/apple.*/",
+    "&& || !",
+    "apple AND NOT banana",
+    "+apple -banana",
+    "id:* OR cube_id:*",
+    "'}) MATCH (n) DETACH DELETE n //",
+    "$ids; CALL db.clearQueryCaches()",
+    "`Memory`",
+    "\x00\x01",
+    "🍎 apple",
+    "a" * 5000,
+    " ".join(f"w{i}" for i in range(3000)),
+]
+
+
+@pytest.mark.parametrize("query", NASTY_QUERIES)
+def test_text_search_query_syntax_is_plain_text(neo4j_tree_store: Neo4jTreeStore, query: str) -> None:
+    s = neo4j_tree_store
+    s.add([item(text="apple pie recipe"), item(text="banana bread"), item(cube="other", text="apple secret")])
+    hits = s.text_search(query, cube_ids=["c1"], k=5)
+    assert all(h.item.cube_id == "c1" for h in hits)
+    assert all(h.scores["bm25"] > 0 for h in hits)
+    if "apple" in query.lower():
+        assert any("apple" in h.text for h in hits)
+    assert s.count() == 3  # nothing deleted, nothing leaked
+
+
+def test_lucene_query_builder_escapes_everything() -> None:
+    assert lucene_query("NOT apple AND OR") == "not apple"  # lower-case: no operators
+    assert lucene_query("text:apple~2") == "text apple 2"
+    assert lucene_query("!!!") == ""
+    assert lucene_query("what is the") == "what is the"  # only stop words: keep them rather than nothing
+
+
+HOSTILE_TEXTS = [
+    "'}) MATCH (n) DETACH DELETE n //",
+    '"; DROP INDEX memory_embedding; //',
+    "$cubes ${cubes} {{cubes}} %s %(x)s",
+    "Robert'); MATCH (m:Memory) SET m.cube_id = 'mine' //",
+    "text with \\ backslash and `backticks` and \n newlines \t tabs",
+    "unicode: 日本語 ✓ 🍎 \u202e reversed",
+]
+
+
+def test_hostile_text_and_ids_are_stored_verbatim(neo4j_tree_store: Neo4jTreeStore) -> None:
+    s = neo4j_tree_store
+    cube = "tenant-1:eu@corp.example_x"
+    items = [
+        item(cube=cube, text=t, key=t[:20], tags=[t[:10], "tag"], metadata={"k": t}, session_id=cube)
+        for t in HOSTILE_TEXTS
+    ]
+    s.add(items)
+    s.add([item(cube="bystander", text="bystander memory")])
+    got = s.get([i.id for i in items])
+    assert [g.text for g in got] == HOSTILE_TEXTS
+    assert [g.metadata["k"] for g in got] == HOSTILE_TEXTS
+    assert all(g.cube_id == cube for g in got)
+    assert s.count(cube_ids=["bystander"]) == 1
+    assert s.count(cube_ids=[cube]) == len(HOSTILE_TEXTS)
+    # Cube filters are parameters: a hostile cube string matches nothing and breaks nothing.
+    for evil in ["' OR 1=1 //", "*", "c1' OR m.cube_id IS NOT NULL //"]:
+        assert s.get([i.id for i in items], cube_ids=[evil]) == []
+        assert s.list(cube_ids=[evil]) == []
+        assert s.vector_search(items[0].embedding or [], cube_ids=[evil], k=3) == []
+        assert s.text_search("match", cube_ids=[evil]) == []
+        assert s.count(cube_ids=[evil]) == 0
+    with pytest.raises(ValueError, match="invalid id"):  # the model refuses such ids before any backend
+        MemoryItem(user_id="u1", cube_id="' OR 1=1 //", text="x")
+    assert s.text_search("DETACH DELETE", cube_ids=[cube], k=10)
+    assert s.schema()["indexes"]  # the indexes survived
+    assert {i["name"] for i in s.schema()["indexes"]} >= {VECTOR_INDEX, FULLTEXT_INDEX}
+
+
+# --- filtered vector search ----------------------------------------------------------------------------------
+
+
+def test_filtered_vector_search_returns_k_beside_a_big_cube(neo4j_server: Any) -> None:
+    from tests.neo4j_fixture import make_neo4j_tree_store
+
+    # A low exact threshold forces the ANN path even for this test-sized cube.
+    s = make_neo4j_tree_store(neo4j_server, DIM, exact_threshold=20)
+    try:
+        rng = np.random.default_rng(7)
+        big = [item(cube="big", text=f"big {i}", rng=rng) for i in range(4000)]
+        small = [item(cube="small", text=f"small {i}", rng=rng) for i in range(200)]
+        s.add(big)
+        s.add(small)
+        vectors = {m.id: m.embedding or [] for m in small}
+        recalls = []
+        for _ in range(10):
+            q = vec(rng)
+            hits = s.vector_search(q, cube_ids=["small"], k=10)
+            assert len(hits) == 10
+            assert all(h.item.cube_id == "small" for h in hits)
+            assert s.last_plan["path"] in ("ann", "exact-fallback")
+            truth = exact_top(vectors, q, 10)
+            recalls.append(len({h.id for h in hits} & set(truth)) / 10)
+            # scores are plain cosines, best first
+            for h in hits:
+                assert h.scores["vector"] == pytest.approx(float(np.dot(vectors[h.id], q)), abs=1e-4)
+            assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        assert np.mean(recalls) >= 0.9
+        # Most of the small cube deleted: only 12 active remain, and all 12 must come back for k=10/20.
+        s.delete([m.id for m in small[12:]])
+        q = vec(rng)
+        assert len(s.vector_search(q, cube_ids=["small"], k=10)) == 10
+        assert len(s.vector_search(q, cube_ids=["small"], k=20)) == 12
+        assert len(s.vector_search(q, cube_ids=["small"], k=20, statuses=list(MemoryStatus))) == 20
+        # The exact path (small cube, default threshold) gives the true top-k.
+        exact = Neo4jTreeStore(neo4j_server.uri, auth=neo4j_server.auth, dimension=DIM)
+        hits = exact.vector_search(q, cube_ids=["small"], k=5, statuses=list(MemoryStatus))
+        assert exact.last_plan["path"] == "exact"
+        assert [h.id for h in hits] == exact_top(vectors, q, 5)
+        exact.close()
+    finally:
+        s.close()
+
+
+# --- failures ------------------------------------------------------------------------------------------------
+
+
+def test_unreachable_uri_names_the_uri() -> None:
+    port = free_port()  # nothing listens there
+    uri = f"bolt://127.0.0.1:{port}"
+    t = time.monotonic()
+    with pytest.raises(BackendUnavailableError, match=f"127.0.0.1:{port}"):
+        Neo4jTreeStore(uri, dimension=DIM, connection_timeout=2)
+    assert time.monotonic() - t < 30
+
+
+def test_restart_mid_run_fails_clearly_then_reconnects_and_never_half_writes(tmp_path: Any) -> None:
+    server = LocalNeo4j(tmp_path / "db")
+    server.start()
+    try:
+        s = Neo4jTreeStore(server.uri, auth=server.auth, dimension=DIM, retry_time=2)
+        rng = np.random.default_rng(1)
+        s.add([item(text=f"before {i}", rng=rng) for i in range(10)])
+        server.stop()
+        with pytest.raises(BackendUnavailableError, match=str(server.port)):
+            s.add([item(text="while down", rng=rng)])
+        with pytest.raises(BackendUnavailableError, match=str(server.port)):
+            s.count()
+        server.start()
+        assert s.count() == 10  # the same store object reconnects
+        assert not s.text_search("while down", cube_ids=["c1"])
+
+        # A crash (SIGKILL) in the middle of a big batch: after recovery the batch is all there or not at all.
+        batch = [item(text=f"batch {i}", rng=rng) for i in range(30000)]
+        errors: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                s.add(batch)
+            except BaseException as exc:
+                errors.append(exc)
+
+        worker = threading.Thread(target=write)
+        worker.start()
+        time.sleep(1.0)
+        server.stop(kill=True)
+        worker.join(timeout=120)
+        server.start()
+        n = s.count()
+        assert n in (10, 10 + len(batch)), n
+        if n == 10:
+            assert errors and isinstance(errors[0], BackendUnavailableError)
+        s.close()
+    finally:
+        server.close()
+
+
+def test_store_does_not_bind_anything_but_loopback(neo4j_server: Any) -> None:
+    if not isinstance(neo4j_server, LocalNeo4j):
+        pytest.fail("this check needs the local server")
+    port = int(neo4j_server.uri.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
+    ips = {a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)} - {"127.0.0.1"}
+    for ip in ips:
+        with socket.socket() as sock:
+            sock.settimeout(1)
+            assert sock.connect_ex((ip, port)) != 0
+
+
+# --- tree operations -----------------------------------------------------------------------------------------
+
+
+def build_tree(s: Any) -> dict[str, MemoryItem]:
+    rng = np.random.default_rng(3)
+    t: dict[str, MemoryItem] = {}
+    t["root"] = item(text="topic: food", memory_type=MemoryType.TOPIC, rng=rng)
+    t["fruit"] = item(text="topic: fruit", memory_type=MemoryType.TOPIC, rng=rng)
+    t["veg"] = item(text="topic: vegetables", memory_type=MemoryType.TOPIC, rng=rng)
+    t["apple"] = item(text="likes apples", rng=rng)
+    t["pear"] = item(text="likes pears", rng=rng)
+    t["leek"] = item(text="hates leeks", rng=rng)
+    s.add(list(t.values()))
+    ops.set_parent(s, t["fruit"].id, t["root"].id)
+    ops.set_parent(s, t["veg"].id, t["root"].id)
+    for k in ("apple", "pear"):
+        ops.set_parent(s, t[k].id, t["fruit"].id)
+    ops.set_parent(s, t["leek"].id, t["veg"].id)
+    return t
+
+
+def tree_ops_check(s: Any) -> None:
+    t = build_tree(s)
+    assert {m.id for m in ops.children(s, t["fruit"].id)} == {t["apple"].id, t["pear"].id}
+    assert [m.id for m in ops.ancestors(s, t["apple"].id)] == [t["fruit"].id, t["root"].id]
+    sub = ops.subtree(s, t["root"].id)
+    assert sub[0] == (s.get([t["root"].id])[0], 0)
+    depth = {m.id: d for m, d in sub}
+    assert depth == {
+        t["root"].id: 0,
+        t["fruit"].id: 1,
+        t["veg"].id: 1,
+        t["apple"].id: 2,
+        t["pear"].id: 2,
+        t["leek"].id: 2,
+    }
+    assert [m.id for m in ops.parents(s, t["leek"].id)] == [t["veg"].id]
+    with pytest.raises(InvalidInputError, match="cycle"):
+        ops.set_parent(s, t["root"].id, t["apple"].id)
+    # neighbours follow the tree too
+    assert {m.id for m in s.neighbours([t["fruit"].id], cube_ids=["c1"])} == {t["root"].id, t["apple"].id, t["pear"].id}
+    # history: apple v1 -> v2 -> v3
+    v2 = item(text="likes green apples")
+    v3 = item(text="likes green apples, not red")
+    s.supersede(t["apple"].id, v2)
+    s.supersede(v2.id, v3)
+    for any_version in (t["apple"].id, v2.id, v3.id):
+        assert [m.id for m in ops.history(s, any_version)] == [t["apple"].id, v2.id, v3.id]
+    versions = ops.history(s, v3.id)
+    assert [m.status for m in versions] == [MemoryStatus.SUPERSEDED, MemoryStatus.SUPERSEDED, MemoryStatus.ACTIVE]
+    assert all(m.valid_to is not None for m in versions[:2])
+    assert ops.current_version(s, t["apple"].id).id == v3.id
+    # merged duplicates point to the survivor
+    dup = item(text="likes pears a lot")
+    s.add([dup])
+    s.add_edges([Edge(src=dup.id, rel=Rel.MERGED_INTO, dst=t["pear"].id)])
+    assert ops.current_version(s, dup.id).id == t["pear"].id
+    with pytest.raises(NotFoundError):
+        ops.history(s, "missing-id")
+
+
+def test_tree_operations_on_neo4j(neo4j_tree_store: Neo4jTreeStore) -> None:
+    tree_ops_check(neo4j_tree_store)
+
+
+def test_tree_operations_on_embedded(tmp_path: Any) -> None:
+    s = EmbeddedTreeStore(tmp_path / "tree.sqlite", dimension=DIM)
+    try:
+        tree_ops_check(s)
+    finally:
+        s.close()
+
+
+def test_add_edges_needs_both_ends(neo4j_tree_store: Neo4jTreeStore) -> None:
+    a = item(text="exists")
+    neo4j_tree_store.add([a])
+    with pytest.raises(NotFoundError):
+        neo4j_tree_store.add_edges([Edge(src=a.id, rel=Rel.RELATE_TO, dst="nope")])
+    assert neo4j_tree_store.edges([a.id], direction="both") == []
+
+
+# --- export / import -----------------------------------------------------------------------------------------
+
+
+def populated(s: Any) -> dict[str, MemoryItem]:
+    t = build_tree(s)
+    v2 = item(text="likes green apples")
+    s.supersede(t["apple"].id, v2)
+    s.delete([t["leek"].id])
+    turns = [item(text=f"turn {i}", session_id="s1", turn_index=i) for i in range(3)]
+    s.add(turns)
+    s.add_edges([Edge(src=turns[i].id, rel=Rel.NEXT, dst=turns[i + 1].id, props={"gap": i}) for i in range(2)])
+    s.add([item(cube="other", text="not exported")])
+    return t
+
+
+def snapshot(s: Any, cube: str) -> tuple[dict[str, dict[str, Any]], set[tuple[str, str, str, str]]]:
+    items = s.list(cube_ids=[cube], limit=1000, statuses=list(MemoryStatus))
+    dumped = {m.id: m.model_dump(mode="json", exclude={"cube_id"}) for m in items}
+    edges = {(e.src, e.rel.value, e.dst, str(sorted(e.props.items()))) for e in s.edges(list(dumped), direction="out")}
+    return dumped, edges
+
+
+def test_export_import_round_trip(neo4j_server: Any, tmp_path: Any) -> None:
+    from tests.neo4j_fixture import make_neo4j_tree_store
+
+    src = make_neo4j_tree_store(neo4j_server, DIM)
+    try:
+        populated(src)
+        before = snapshot(src, "c1")
+        vectors = src.embeddings(list(before[0]))
+        path = tmp_path / "c1.jsonl"
+        counts = ops.export_cube(src, "c1", path)
+        assert counts == {"memories": 10, "edges": len(before[1])}
+        assert "not exported" not in path.read_text()
+        # Neo4j -> JSONL -> embedded
+        emb = EmbeddedTreeStore(tmp_path / "tree.sqlite", dimension=DIM)
+        assert ops.import_cube(emb, path)["memories"] == 10
+        assert snapshot(emb, "c1") == before
+        # Neo4j -> JSONL -> the same Neo4j, wiped
+        src.wipe()
+        src.close()
+        src = make_neo4j_tree_store(neo4j_server, DIM)
+        result = ops.import_cube(src, path)
+        assert result == {"memories": 10, "edges": len(before[1]), "edges_skipped": 0}
+        assert snapshot(src, "c1") == before
+        after = src.embeddings(list(before[0]))
+        for k, v in vectors.items():
+            assert np.allclose(after[k], v, atol=1e-6)
+        # re-homed into another cube through a stream
+        buf = io.StringIO()
+        ops.export_cube(emb, "c1", buf)
+        buf.seek(0)
+        emb2 = EmbeddedTreeStore(tmp_path / "tree2.sqlite", dimension=DIM)
+        ops.import_cube(emb2, buf, cube_id="c9")
+        assert snapshot(emb2, "c9") == before
+        emb.close()
+        emb2.close()
+    finally:
+        src.close()
