@@ -35,12 +35,14 @@ class ExternalNeo4j:
 
 def wipe_database(uri: str, auth: Any, database: str = "neo4j") -> None:
     """Delete every node (in batches) so each test starts from an empty graph; indexes stay."""
-    with neo4j.GraphDatabase.driver(uri, auth=auth, notifications_min_severity="OFF") as driver:
-        with driver.session(database=database) as s:
-            while True:
-                rec = s.run("MATCH (n) WITH n LIMIT 10000 DETACH DELETE n RETURN count(*) AS n").single()
-                if not rec or not rec["n"]:
-                    break
+    with (
+        neo4j.GraphDatabase.driver(uri, auth=auth, notifications_min_severity="OFF") as driver,
+        driver.session(database=database) as s,
+    ):
+        while True:
+            rec = s.run("MATCH (n) WITH n LIMIT 10000 DETACH DELETE n RETURN count(*) AS n").single()
+            if not rec or not rec["n"]:
+                break
 
 
 def make_neo4j_tree_store(neo4j_server: Any, dimension: int, **kwargs: Any) -> Neo4jTreeStore:
