@@ -202,7 +202,7 @@ def classify_pair(new: Sequence[str], old: Sequence[str], *, cosine: float, jacc
     only_old = {t for t in b - a if t not in _STOP and t not in _NEGATORS}
     flipped = _polarity(a) != _polarity(b)
     same_shape = overlap >= cfg.update_overlap and cosine >= cfg.update_min_cosine
-    if same_shape and flipped:
+    if flipped and overlap >= cfg.update_overlap * 0.6 and cosine >= cfg.update_min_cosine:
         return DedupDecision("update", None, cosine, jaccard, "polarity flip")
     if same_shape and only_new and only_old:
         return DedupDecision("update", None, cosine, jaccard, "changed value: " + ",".join(sorted(only_new))[:80])

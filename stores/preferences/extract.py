@@ -196,7 +196,9 @@ def match_preference(sentence: str) -> RuleMatch | None:
         verb = match.group("verb").lower()
         head = s[: match.start("verb")]
         obj = match.group("object")
-        if verb in _WEAK_VERBS or verb.startswith("find"):
+        if verb in ("like", "love") and re.search(r"\bwould\s+(?:\w+ly\s+)?$", s[: match.start("verb")], re.I):
+            match = None  # "I would like you to ..." is a request, not a preference
+        elif verb in _WEAK_VERBS or verb.startswith("find"):
             if verb.startswith("find"):
                 if not _FIND_JUDGEMENT.search(s):
                     match = None
@@ -254,7 +256,9 @@ def extract_facts_by_rules(messages: Sequence[Message | dict[str, Any]], *, min_
     for message in as_messages(messages):
         if not message.is_user:
             continue
-        for sentence in split_sentences(message.content):
+        sentences = [part for clause in split_sentences(message.content)
+                     for part in re.split(r",?\s+and (?=I\b)|;\s*", clause)]
+        for sentence in sentences:
             s = _LEADING.sub("", sentence).strip()
             if len(s.split()) < min_words or s.endswith("?") or _HYPOTHETICAL.match(s):
                 continue

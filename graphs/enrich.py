@@ -1,0 +1,61 @@
+"""The enrichment graph: what a worker runs for each `enrich_turn` job, after the answer was sent.
+
+    START -> extract -> dedup -> supersede -> topics -> preferences -> working_memory -> END
+
+Checkpointed per job (thread_id = job id), so a worker that crashes mid-job resumes at the node that was
+running; every node is idempotent (deterministic ids, content-hash checks), so re-running that node is safe.
+The fast path's memory ids (`memory_ids`) are only ever linked to, never rewritten.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from graphs.services import Services
+from hippograph.settings import Settings
+from nodes.enrich_common import ENRICH_KIND, EnrichState
+from nodes.enrich_dedup import make_enrich_dedup
+from nodes.enrich_extract import make_enrich_extract
+from nodes.enrich_preferences import make_enrich_preferences
+from nodes.enrich_supersede import make_enrich_supersede
+from nodes.enrich_topics import make_enrich_topics
+from nodes.enrich_working import make_enrich_working
+
+__all__ = ["ENRICH_KIND", "NODES", "EnrichState", "build_enrich_graph", "open_enrich_checkpointer"]
+
+NODES = ["extract", "dedup", "supersede", "topics", "preferences", "working_memory"]
+
+
+def open_enrich_checkpointer(settings: Settings) -> BaseCheckpointSaver:
+    """The enrich graph's checkpoints: Postgres when configured, else their own SQLite file in the data dir."""
+    if settings.checkpointer_url.startswith(("postgres://", "postgresql://")):
+        from graphs.checkpoint import open_checkpointer
+
+        return open_checkpointer(settings)
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(settings.data_dir / "enrich_checkpoints.sqlite"), check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    return SqliteSaver(conn)
+
+
+def build_enrich_graph(services: Services | None = None, *, checkpointer: BaseCheckpointSaver | None = None
+                       ) -> CompiledStateGraph:
+    services = services or Services.from_settings()
+    builder = StateGraph(EnrichState)
+    builder.add_node("extract", make_enrich_extract(services))
+    builder.add_node("dedup", make_enrich_dedup(services))
+    builder.add_node("supersede", make_enrich_supersede(services))
+    builder.add_node("topics", make_enrich_topics(services))
+    builder.add_node("preferences", make_enrich_preferences(services))
+    builder.add_node("working_memory", make_enrich_working(services))
+    builder.add_edge(START, "extract")
+    for a, b in zip(NODES, NODES[1:], strict=False):
+        builder.add_edge(a, b)
+    builder.add_edge(NODES[-1], END)
+    return builder.compile(checkpointer=checkpointer, name="enrich")

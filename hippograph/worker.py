@@ -1,0 +1,191 @@
+"""The enrichment worker: claims jobs from the outbox, runs the enrich graph, marks them done or failed.
+
+- `Worker.run_once()` claims one job (lease), runs the graph with `thread_id = job id` on a checkpointer, and
+  completes it, or records the error (`fail`, retried until `max_attempts`). A job whose previous run crashed
+  resumes from its last checkpoint; one whose graph already finished is just marked done.
+- `start_in_process_worker(services)` runs a worker thread inside the process (the embedded default).
+- `run_worker(...)` is the `hippograph worker` loop (stops on SIGINT/SIGTERM).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+import uuid
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from graphs.enrich import ENRICH_KIND, build_enrich_graph, open_enrich_checkpointer
+from graphs.services import Services
+from hippograph.settings import Settings
+from stores.outbox import Job
+
+log = logging.getLogger("hippograph.worker")
+
+
+class Worker:
+    """One worker: claim -> run the enrich graph (checkpointed per job) -> complete / fail."""
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        name: str | None = None,
+        checkpointer: BaseCheckpointSaver | None = None,
+        lease_seconds: float = 120.0,
+        max_attempts: int = 5,
+        kinds: tuple[str, ...] = (ENRICH_KIND,),
+    ) -> None:
+        self.services = services
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.checkpointer = checkpointer or open_enrich_checkpointer(services.settings)
+        self.graph = build_enrich_graph(services, checkpointer=self.checkpointer)
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self.kinds = kinds
+        self.processed = 0
+        self.failed = 0
+
+    def run_job(self, job: Job) -> dict[str, Any]:
+        """Run (or resume) one job's graph. Raises on failure."""
+        config = {"configurable": {"thread_id": job.id}}
+        snapshot = self.graph.get_state(config)
+        if snapshot.values and not snapshot.next:
+            return dict(snapshot.values)  # finished before a crash prevented `complete`
+        if snapshot.next:
+            log.info("resuming job %s at %s", job.id, ",".join(snapshot.next))
+            return dict(self.graph.invoke(None, config))
+        payload = dict(job.payload)
+        payload["job_id"] = job.id
+        return dict(self.graph.invoke(payload, config))
+
+    def _heartbeat(self, job: Job, stop: threading.Event) -> None:
+        extend = getattr(self.services.outbox, "extend", None)
+        if extend is None:
+            return
+        while not stop.wait(self.lease_seconds / 3):
+            try:
+                extend(job.id, worker=self.name, lease_seconds=self.lease_seconds)
+            except Exception:  # a missed heartbeat only risks a duplicate delivery (idempotent)
+                log.debug("lease extension failed for %s", job.id, exc_info=True)
+
+    def run_once(self) -> bool:
+        """Process one job if there is one. Returns whether a job was claimed."""
+        outbox = self.services.outbox
+        job = outbox.claim(worker=self.name, lease_seconds=self.lease_seconds, kinds=list(self.kinds))
+        if job is None:
+            return False
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(job, stop), daemon=True)
+        beat.start()
+        try:
+            self.run_job(job)
+        except Exception as exc:
+            self.failed += 1
+            log.warning("job %s failed (attempt %d): %s", job.id, job.attempts, exc)
+            outbox.fail(job.id, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}",
+                        retry=True, max_attempts=self.max_attempts)
+        else:
+            self.processed += 1
+            outbox.complete(job.id)
+        finally:
+            stop.set()
+        return True
+
+    def run(self, stop: threading.Event | None = None, *, poll_interval: float = 0.5, max_jobs: int | None = None,
+            until_idle: bool = False) -> int:
+        """Loop until `stop` is set (or `max_jobs` done, or the outbox is empty with `until_idle`)."""
+        stop = stop or threading.Event()
+        done = 0
+        while not stop.is_set():
+            try:
+                got = self.run_once()
+            except Exception:  # an outbox hiccup must not kill the worker thread
+                log.exception("worker loop error")
+                got = False
+            if got:
+                done += 1
+                if max_jobs is not None and done >= max_jobs:
+                    break
+                continue
+            if until_idle:
+                break
+            stop.wait(poll_interval)
+        return done
+
+
+class WorkerThread(threading.Thread):
+    """An in-process worker (the embedded default): a daemon thread that `stop()` ends."""
+
+    def __init__(self, worker: Worker, *, poll_interval: float = 0.5) -> None:
+        super().__init__(name=f"hippograph-worker-{worker.name}", daemon=True)
+        self.worker = worker
+        self.poll_interval = poll_interval
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        self.worker.run(self._stop_event, poll_interval=self.poll_interval)
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        self._stop_event.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout)
+
+
+def start_in_process_worker(services: Services, *, poll_interval: float = 0.5, **kwargs: Any) -> WorkerThread:
+    """Start a worker thread on these services and return it (call `.stop()` at shutdown)."""
+    thread = WorkerThread(Worker(services, **kwargs), poll_interval=poll_interval)
+    thread.start()
+    return thread
+
+
+def run_worker(
+    settings: Settings | None = None,
+    *,
+    once: bool = False,
+    max_jobs: int | None = None,
+    lease_seconds: float = 120.0,
+    poll_interval: float = 0.5,
+    services: Services | None = None,
+) -> int:
+    """The `hippograph worker` loop. Returns how many jobs it processed."""
+    services = services or Services.from_settings(settings)
+    worker = Worker(services, lease_seconds=lease_seconds)
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: Any) -> None:
+        log.info("signal %d: stopping after the current job", signum)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
+    try:
+        return worker.run(stop, poll_interval=poll_interval, max_jobs=max_jobs, until_idle=once)
+    finally:
+        services.close()
+
+
+def main() -> None:  # `python -m hippograph.worker` (the CLI's `hippograph worker` calls run_worker too)
+    import argparse
+
+    parser = argparse.ArgumentParser(description="hippograph enrichment worker")
+    parser.add_argument("--once", action="store_true", help="exit when the outbox is empty")
+    parser.add_argument("--max-jobs", type=int, default=None)
+    parser.add_argument("--lease", type=float, default=120.0, help="lease seconds per claimed job")
+    parser.add_argument("--poll", type=float, default=0.5)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    started = time.time()
+    n = run_worker(once=args.once, max_jobs=args.max_jobs, lease_seconds=args.lease, poll_interval=args.poll)
+    log.info("processed %d jobs in %.1fs", n, time.time() - started)
+
+
+if __name__ == "__main__":
+    main()

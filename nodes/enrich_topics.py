@@ -1,0 +1,96 @@
+"""enrich: topics — hang each new fact under a topic node (PARENT edge); create a topic for a cluster.
+
+A fact joins the nearest TopicMemory when its cosine to it reaches `TOPIC_ATTACH_COSINE`. Otherwise, if at
+least `TOPIC_MIN_CLUSTER` related facts (cosine >= `TOPIC_CLUSTER_COSINE`, itself included) have no topic yet,
+a TopicMemory is created for them: its text names the cluster's most frequent content words, its vector is the
+members' centroid, and its id derives from the first member (a resumed job recreates the same topic).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from graphs.services import Services
+from nodes.enrich_common import (
+    TOPIC_ATTACH_COSINE,
+    TOPIC_CLUSTER_COSINE,
+    TOPIC_MIN_CLUSTER,
+    EnrichState,
+    fault_injection,
+    node_update,
+)
+from nodes.enrich_dedup import candidate_vectors
+from stores.dedup import _STOP, tokens
+from stores.models import MemoryItem, MemoryStatus, MemoryType, SourceRef
+from stores.tree.base import Edge, Rel
+from stores.write import stable_id
+
+_MORE_STOP = frozenset("like love prefer really think know want get got go going lot much many thing things "
+                       "one would could should said say".split())
+
+
+def topic_label(texts: list[str], n: int = 4) -> str:
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update({t for t in tokens(text) if t not in _STOP and t not in _MORE_STOP and len(t) > 2
+                       and not t.isdigit()})
+    words = [w for w, _ in counts.most_common(n)]
+    return "Topic: " + (", ".join(words) if words else "misc")
+
+
+def _attach(services: Services, item: MemoryItem, topic_id: str) -> None:
+    services.tree.add_edges([Edge(src=item.id, rel=Rel.PARENT, dst=topic_id)])
+    if item.parent_id != topic_id:
+        item.parent_id = topic_id
+        services.tree.update(item)
+
+
+def make_enrich_topics(services: Services):  # type: ignore[no-untyped-def]
+    def topics(state: EnrichState) -> dict[str, Any]:
+        fault_injection("topics")
+        start = time.perf_counter()
+        cube, user = state["cube_id"], state["user_id"]
+        items = [i for i in services.tree.get(state.get("written", []), cube_ids=[cube])
+                 if i.status == MemoryStatus.ACTIVE]
+        touched: list[str] = []
+        if items:
+            vectors = candidate_vectors(services, items)
+            for item, vec in zip(items, vectors, strict=True):
+                if item.parent_id:
+                    touched.append(item.parent_id)
+                    continue
+                hits = services.tree.vector_search(vec.tolist(), cube_ids=[cube], k=30)
+                topic_hits = [h for h in hits if h.item.memory_type == MemoryType.TOPIC]
+                if topic_hits and topic_hits[0].scores.get("vector", 0.0) >= TOPIC_ATTACH_COSINE:
+                    _attach(services, item, topic_hits[0].id)
+                    touched.append(topic_hits[0].id)
+                    continue
+                members = [item] + [
+                    h.item for h in hits
+                    if h.id != item.id and h.item.source == "enrichment" and not h.item.parent_id
+                    and h.item.memory_type == MemoryType.LONG_TERM
+                    and h.scores.get("vector", 0.0) >= TOPIC_CLUSTER_COSINE
+                ]
+                if len(members) < TOPIC_MIN_CLUSTER:
+                    continue
+                member_vecs = candidate_vectors(services, members)
+                centroid = member_vecs.mean(axis=0)
+                centroid = centroid / max(float(np.linalg.norm(centroid)), 1e-12)
+                topic = MemoryItem(
+                    id=stable_id(cube, "topic", min(m.id for m in members)), user_id=user, cube_id=cube,
+                    text=topic_label([m.text for m in members]), key="topic", memory_type=MemoryType.TOPIC,
+                    source="enrichment", source_refs=[SourceRef(kind="memory", ref=m.id) for m in members],
+                    metadata={"members": len(members)}, embedding=centroid.tolist(),
+                )
+                if not services.tree.get([topic.id]):
+                    services.tree.add([topic])
+                for member in members:
+                    _attach(services, member, topic.id)
+                touched.append(topic.id)
+        return node_update("topics", start, {"topics": list(dict.fromkeys(touched))})
+
+    return topics
