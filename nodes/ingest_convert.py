@@ -9,8 +9,10 @@ corrupt input ends with status `error` and a clear message; it never raises.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import threading
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ TEXT_EXTENSIONS = {".md", ".markdown", ".txt", ".text", ".rst", ".log"}
 #: Converted by markitdown.
 MARKITDOWN_EXTENSIONS = {".pdf", ".docx", ".pptx", ".xlsx", ".xls", ".html", ".htm", ".csv", ".json", ".xml",
                          ".epub", ".ipynb", ".msg"}
+_OFFICE_PARTS = {".docx": "word/document.xml", ".pptx": "ppt/presentation.xml", ".xlsx": "xl/workbook.xml"}
 _local = threading.local()
 
 
@@ -67,12 +70,27 @@ def file_to_markdown(path: Path, data: bytes) -> str:
             raise ConversionError(f"not valid UTF-8 text (byte {exc.start}): binary file?") from None
     if ext not in MARKITDOWN_EXTENSIONS:
         raise ConversionError(f"binary file of unsupported type {ext or '(no extension)'}")
+    # markitdown falls back to other converters (even plain text) when the right one fails: check first.
+    if ext in _OFFICE_PARTS:
+        if data[:4] == b"\xd0\xcf\x11\xe0":
+            raise ConversionError(f"encrypted (password-protected) or legacy {ext} file")
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                names = set(archive.namelist())
+        except zipfile.BadZipFile:
+            raise ConversionError(f"corrupt {ext} file: not a valid zip archive") from None
+        if _OFFICE_PARTS[ext] not in names:
+            raise ConversionError(f"corrupt {ext} file: {_OFFICE_PARTS[ext]} is missing")
+    if ext == ".pdf" and not data.lstrip()[:5] == b"%PDF-":
+        raise ConversionError("not a PDF file (no %PDF header)")
     try:
         result = _markitdown().convert_local(str(path))
     except Exception as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise ConversionError(f"cannot convert {ext} file (corrupt or unsupported?): {reason[:300]}") from None
     markdown = result.markdown or ""
+    if ext == ".pdf" and markdown.lstrip().startswith("%PDF"):
+        raise ConversionError("corrupt PDF: the PDF reader could not parse it")
     if not markdown.strip():
         raise ConversionError(f"no text could be extracted from this {ext} file (scanned, encrypted or empty?)")
     return markdown

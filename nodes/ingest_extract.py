@@ -6,7 +6,9 @@
 - fine mode (when `services.chat_model` is set): additionally, the chat model extracts standalone facts from
   each chunk with structured output; each fact hangs under its chunk (PARENT) with the chunk's source ref.
 
-Ids are deterministic (`stable_id`): document, section and chunk ids derive from the cube, the document key,
+Structure nodes (document, sections, conversation sessions) are TOPIC memories with a zero vector: found by
+full-text search and graph expansion, never crowding vector search. Ids are deterministic (`stable_id`):
+document, section and chunk ids derive from the cube, the document key,
 the heading path or the chunk's content hash, so replays write the same ids.
 """
 
@@ -164,6 +166,11 @@ def make_extract(services: Services):  # type: ignore[no-untyped-def]
             structure, chunk_items = conversation_items(state)
         else:
             structure, chunk_items = document_items(state)
+        # Structure nodes are reached by full-text search (their heading text) and by graph expansion (the
+        # parents of hits), not by vector similarity: a zero vector keeps a heading from outranking the very
+        # chunk that answers a question about it.
+        for node in structure:
+            node.embedding = [0.0] * services.dimension
         derived: dict[int, list[MemoryItem]] = {}
         warnings: list[str] = []
         if state.get("mode") == "fine" and services.chat_model is not None and state["kind"] != "conversation":
