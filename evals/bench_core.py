@@ -1,0 +1,112 @@
+"""Core benchmark on the embedded default: search latency at 10k and 100k memories in one cube, and ingest
+throughput against the raw embedder's.
+
+    python -m evals.bench_core [--sizes 10000,100000] [--queries 200]
+
+Search = the whole `search` graph (query embedding + hybrid recall + rerank + threshold, with preference
+retrieval in parallel), timed per query. Texts are real LoCoMo turns; the large stores reuse their real
+embeddings with small noise (latency depends on sizes and distributions, not on new meanings), so 100k
+memories load in seconds instead of embedding 100k texts. Prints a table, writes evals/out/bench_core.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from evals.common import OUT, SHARED_DATA, console, percentiles, print_table, write_json
+from graphs.services import Services
+from hippograph.memory import Memory
+from hippograph.settings import Settings
+from stores.embedders import MiniLMEmbeddings
+from stores.models import MemoryItem
+from stores.write import write_memories
+
+
+def locomo_turns(limit: int | None = None) -> list[str]:
+    data = json.loads((SHARED_DATA / "locomo" / "locomo10_dev.json").read_text())
+    turns: list[str] = []
+    for sample in data:
+        conv = sample["conversation"]
+        for key in sorted((k for k in conv if k.startswith("session_") and not k.endswith("date_time")),
+                          key=lambda k: int(k.split("_")[1])):
+            turns += [f"{t['speaker']}: {t['text']}" for t in conv[key]]
+    return turns[:limit] if limit else turns
+
+
+def bench_ingest(embedder: MiniLMEmbeddings, texts: list[str], data_dir: Path) -> dict[str, float]:
+    """turns/s through the real write path (embed + dedup + write) vs the raw embedder alone."""
+    start = time.perf_counter()
+    embedder.embed_array(texts)
+    raw = len(texts) / (time.perf_counter() - start)
+    settings = Settings(data_dir=data_dir, worker_in_process=False)
+    services = Services.from_settings(settings, embeddings=embedder)
+    memory = Memory(services=services)
+    start = time.perf_counter()
+    for batch in range(0, len(texts), 64):
+        memory.add([{"role": "user", "content": t} for t in texts[batch : batch + 64]], user_id="bench",
+                   session_id=f"s{batch // 64}")
+    ingest = len(texts) / (time.perf_counter() - start)
+    memory.close()
+    return {"raw_embedder_turns_per_s": raw, "ingest_turns_per_s": ingest, "ratio": ingest / raw}
+
+
+def bench_search(embedder: MiniLMEmbeddings, texts: list[str], vectors: np.ndarray, size: int, queries: list[str],
+                 data_dir: Path) -> dict[str, float]:
+    rng = np.random.default_rng(size)
+    services = Services.from_settings(Settings(data_dir=data_dir, worker_in_process=False), embeddings=embedder)
+    services.registry.ensure_user("bench")
+    cube = "bench.default"
+    for start in tqdm(range(0, size, 5000), desc=f"loading {size:,} memories", leave=False):
+        n = min(5000, size - start)
+        idx = (np.arange(start, start + n)) % len(texts)
+        noisy = vectors[idx] + rng.normal(0, 0.02, size=(n, vectors.shape[1])).astype(np.float32)
+        items = [MemoryItem(user_id="bench", cube_id=cube, text=f"{texts[i]} (#{start + j})", session_id=f"s{(start + j) // 20}",
+                            turn_index=(start + j) % 20) for j, i in enumerate(idx)]
+        write_memories(services.tree, embedder, items, vectors=noisy / np.linalg.norm(noisy, axis=1, keepdims=True))
+    memory = Memory(services=services)
+    memory.search(queries[0], user_id="bench")  # warm-up: loads the vector cache, opens Milvus Lite
+    samples = []
+    for query in tqdm(queries, desc=f"searching {size:,}", leave=False):
+        start = time.perf_counter()
+        memory.search(query, user_id="bench", top_k=10)
+        samples.append((time.perf_counter() - start) * 1000)
+    memory.close()
+    return {"memories": size, **percentiles(samples)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--ingest-turns", type=int, default=2000)
+    parser.add_argument("--out", type=Path, default=OUT / "bench_core.json")
+    args = parser.parse_args()
+
+    embedder = MiniLMEmbeddings()
+    texts = locomo_turns()
+    console.print(f"embedding {len(texts):,} LoCoMo turns once ...")
+    vectors = embedder.embed_array(texts)
+    data = json.loads((SHARED_DATA / "locomo" / "locomo10_dev.json").read_text())
+    queries = [qa["question"] for sample in data for qa in sample["qa"] if "question" in qa][: args.queries]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ingest = bench_ingest(embedder, texts[: args.ingest_turns], Path(tmp) / "ingest")
+        search = [bench_search(embedder, texts, vectors, int(s), queries, Path(tmp) / f"search{s}")
+                  for s in args.sizes.split(",")]
+    print_table("search (search graph, top_k=10)", ["memories", "p50 ms", "p95 ms", "mean ms"],
+                [[f"{r['memories']:,}", r["p50_ms"], r["p95_ms"], r["mean_ms"]] for r in search])
+    print_table("ingest", ["raw embedder turns/s", "ingest turns/s", "ratio"],
+                [[ingest["raw_embedder_turns_per_s"], ingest["ingest_turns_per_s"], ingest["ratio"]]])
+    path = write_json(args.out, {"search": search, "ingest": ingest})
+    console.print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
