@@ -290,7 +290,7 @@ class ScopedGraph(RunnableSerializable[dict[str, Any], dict[str, Any]]):
         return specs
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
-        return self._call_with_config(self._run, input, config, **kwargs)
+        return self._call_with_config(self._run, input, config, **kwargs)  # type: ignore[arg-type]
 
     def _run(self, input: Any, config: RunnableConfig) -> dict[str, Any]:
         conf = config.get("configurable") or {}
@@ -692,7 +692,7 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.on_event("shutdown")
+    @app.on_event("shutdown")  # type: ignore[untyped-decorator,unused-ignore]
     def _close() -> None:
         memory.close()
 
