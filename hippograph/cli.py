@@ -139,6 +139,18 @@ def stats(user: UserOpt = None) -> None:
     console.print("jobs: " + ", ".join(f"{k} {v}" for k, v in info["jobs"].items()))
 
 
+def _mount() -> None:
+    """Sub-commands that live in their own modules (each owns one interface)."""
+    from hippograph.cli_ingest import ingest
+    from hippograph.cli_neo4j import neo4j_app
+
+    app.command(help="Ingest files and folders (markitdown -> chunk -> memories).")(ingest)
+    app.add_typer(neo4j_app, name="neo4j", help="Run a local Neo4j 5.26 (needs Java 17+).")
+
+
+_mount()
+
+
 def main() -> None:
     from stores.errors import HippographError
 
