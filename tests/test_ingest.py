@@ -345,3 +345,31 @@ def test_diff_chunks_alignment() -> None:
     assert diff.archive == []
     diff = diff_chunks(["a", "b", "c"], ["a", "c"])
     assert diff.archive == [1] and diff.supersede == [] and diff.add == []
+
+
+def test_cli_ingest_progress_summary_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from hippograph.cli_ingest import ingest
+
+    app = typer.Typer()
+    app.command("ingest")(ingest)
+    app.command("noop")(lambda: None)  # two commands, so `ingest` is a sub-command as in the real CLI
+    monkeypatch.setenv("HIPPOGRAPH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("HIPPOGRAPH_EMBEDDER", "hashing:64")
+    monkeypatch.setenv("COLUMNS", "200")
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "manual.md").write_text(MANUAL, encoding="utf-8")
+    (docs / "sub" / "recipes.html").write_text(HTML, encoding="utf-8")
+    (docs / "sub" / "blob.bin").write_bytes(bytes(range(256)) * 8)
+    runner = CliRunner()
+    result = runner.invoke(app, ["ingest", str(docs), "--recursive", "--user", "cli", "--cube", "cli.default"])
+    assert result.exit_code == 1, result.output  # one file failed, the batch went on
+    assert "blob.bin" in result.output and "binary" in result.output
+    assert "manual.md" in result.output and "recipes.html" in result.output and "total" in result.output
+    result = runner.invoke(app, ["ingest", str(docs / "manual.md"), "--user", "cli"])
+    assert result.exit_code == 0 and "unchanged" in result.output
+    result = runner.invoke(app, ["ingest", str(docs / "manual.md"), "--user", "cli", "--cube", "someone.else"])
+    assert result.exit_code == 2 and "error" in result.output
