@@ -13,7 +13,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """hippograph's configuration. Every field can be set as `HIPPOGRAPH_<FIELD>` (e.g. `HIPPOGRAPH_DATA_DIR`)."""
 
-    model_config = SettingsConfigDict(env_prefix="HIPPOGRAPH_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="HIPPOGRAPH_", env_file=".env", extra="ignore", use_attribute_docstrings=True
+    )
 
     data_dir: Path = Path(".hippograph")
     """Where the embedded stores keep their files."""
@@ -49,10 +51,6 @@ class Settings(BaseSettings):
     worker_in_process: bool = True
     """Run the enrichment worker as a thread inside the process (the embedded default)."""
     max_request_bytes: int = 2_000_000
-    admin_key: str = ""
-    """The HTTP server's admin API key (user management); empty = only users flagged `is_admin` may manage users."""
-    api_key: str = ""
-    """The caller's API key for the stdio MCP server (`HIPPOGRAPH_API_KEY`); empty = act as `default_user`."""
     chunker: Literal["recursive", "sentence", "langchain"] = "recursive"
     """Document chunking: chonkie `recursive` or `sentence` (no model download), or `langchain`
     (MarkdownHeaderTextSplitter + RecursiveCharacterTextSplitter). Sections always follow Markdown headings."""
@@ -64,6 +62,10 @@ class Settings(BaseSettings):
     """Tokenizer for chunk sizes, all offline: `minilm` (the embedder's tokenizer.json), `word` or `character`."""
     ingest_max_bytes: int = Field(default=100_000_000, ge=1)
     """Files larger than this are reported and skipped by document ingestion."""
+    admin_key: str = ""
+    """The HTTP server's admin API key (user management); empty = only users flagged `is_admin` may manage users."""
+    api_key: str = ""
+    """The caller's API key for the stdio MCP server (`HIPPOGRAPH_API_KEY`); empty = act as `default_user`."""
 
     @property
     def tree_path(self) -> Path:
