@@ -66,7 +66,7 @@ _POS_VERBS = (r"like|love|loves|enjoy|adore|prefer|favou?r|cherish|relish|apprec
               r"follower|collector|buff|aficionado)|into|passionate|interested|obsessed|keen|drawn|"
               r"have (?:a |an )?(?:\S+ ){0,3}(?:preference|passion|love|fondness|affinity|soft spot|"
               r"weakness|taste|penchant|liking|interest)s?|"
-              r"(?:follow|adhere to|stick to|keep|maintain|am on|eat|live) (?:a |an )?(?:\S+ ){0,3}"
+              r"(?:follow|adhere to|stick to|keep|maintain|am on|eat|live) (?:a |an )?(?:\S+ ){0,5}"
               r"(?:diet|lifestyle|regimen)|"
               r"learn best|work best|do best|thrive|rely on|swear by|stick to|stick with|exclusively \w+|"
               r"want to avoid|would rather|eat|drink|read|watch|listen to|play|wear|use|buy|"
@@ -225,17 +225,57 @@ def match_preference(sentence: str) -> RuleMatch | None:
     return None
 
 
+_CHOICE = re.compile(r"\b(?:go with|choose|pick|take|prefer|like|select|opt for)\s+(?:the\s+)?"
+                     r"(?:option\s*#?\s*(?P<num>\d)|(?P<ord>first|second|third|fourth|fifth|last)\s+(?:one|option))",
+                     re.I)
+_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5}
+_OPTION_LINE = re.compile(r"^\s*(?:option\s*)?(\d)[.):]\s+(.+)$", re.I | re.M)
+
+
+def implicit_choice(previous: Message | None, message: Message, *, user_id: str, cube_id: str
+                    ) -> Preference | None:
+    """An implicit preference from a choice: the user picks option N of a numbered list the assistant gave."""
+    if previous is None or previous.is_user:
+        return None
+    found = _CHOICE.search(message.content)
+    if found is None:
+        return None
+    options = {int(n): text.strip() for n, text in _OPTION_LINE.findall(previous.content)}
+    if not options:
+        return None
+    if found.group("num"):
+        choice = int(found.group("num"))
+    else:
+        word = found.group("ord").lower()
+        choice = max(options) if word == "last" else _ORDINALS[word]
+    if choice not in options:
+        return None
+    text = f"I prefer this kind of option: {options[choice]}"[:400]
+    quote = message.content[max(0, found.start() - 40): found.end() + 80]
+    return Preference(
+        user_id=user_id, cube_id=cube_id, kind=PreferenceKind.IMPLICIT, topic=guess_topic(options[choice]), text=text,
+        evidence=[Evidence(message_id=previous.id, quote=options[choice][:200]),
+                  Evidence(message_id=message.id, quote=quote[:200])],
+        metadata={"polarity": 1, "object": options[choice][:200], "source": "rules:choice"},
+    )
+
+
 class RuleExtractor:
-    """Explicit first-person preference statements, by rules (no model)."""
+    """Explicit first-person preference statements (and choices among listed options), by rules (no model)."""
 
     max_chars = 400
 
     def extract(self, messages: Sequence[Message | dict[str, Any]], *, user_id: str, cube_id: str
                 ) -> list[Preference]:
         prefs: list[Preference] = []
+        previous: Message | None = None
         for message in as_messages(messages):
+            before, previous = previous, message
             if not message.is_user or not message.content.strip():
                 continue
+            chosen = implicit_choice(before, message, user_id=user_id, cube_id=cube_id)
+            if chosen is not None:
+                prefs.append(chosen)
             for sentence in split_sentences(message.content):
                 found = match_preference(sentence)
                 if found is None:
