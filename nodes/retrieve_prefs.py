@@ -17,7 +17,8 @@ def make_retrieve_prefs(services: Services):  # type: ignore[no-untyped-def]
     @timed("retrieve_prefs")
     def retrieve_prefs(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
         hits = services.preferences.search(
-            state["query"], user_id=state["user_id"], cube_ids=state["read_cube_ids"], k=PREFERENCES_K
+            state["query"], user_id=state["user_id"], cube_ids=state["read_cube_ids"], k=PREFERENCES_K,
+            vector=state.get("query_vector"),
         )
         return {"preferences": hits}
 

@@ -11,6 +11,7 @@ from langgraph.runtime import Runtime
 from graphs.services import Services
 from graphs.state import ChatContext, ChatState
 from nodes._timing import timed
+from stores.embedders import embed_array
 from stores.errors import InvalidInputError
 from stores.models import check_id, check_text
 from stores.registry import default_cube_id
@@ -44,7 +45,9 @@ def make_scope(services: Services):  # type: ignore[no-untyped-def]
         check_text(query, "query")
         thread_id = str(get_config().get("configurable", {}).get("thread_id") or "")
         session_id = ctx.session_id or thread_id or "default-session"
-        return {"query": query, "user_id": user_id, "read_cube_ids": read, "write_cube_id": write,
-                "session_id": session_id}
+        # Embed the query once here: both retrieval branches (tree and preferences) and ingest reuse it.
+        vector = embed_array(services.embeddings, [query])[0].tolist()
+        return {"query": query, "query_vector": vector, "user_id": user_id, "read_cube_ids": read,
+                "write_cube_id": write, "session_id": session_id}
 
     return scope

@@ -74,8 +74,10 @@ class PreferenceStore(Protocol):
         cube_ids: Sequence[str] | None = None,
         k: int = 5,
         include_inactive: bool = False,
+        vector: Sequence[float] | None = None,
     ) -> list[PreferenceHit]:
-        """Hybrid (dense + BM25, fused) search over one user's current preferences."""
+        """Hybrid (dense + BM25, fused) search over one user's current preferences. `vector` is the query's
+        embedding when the caller already has it."""
         ...
 
     def list(self, *, user_id: str, include_inactive: bool = False, limit: int = 1000) -> list[Preference]:
