@@ -32,7 +32,8 @@ TEXT_EXTENSIONS = {".md", ".markdown", ".txt", ".text", ".rst", ".log"}
 MARKITDOWN_EXTENSIONS = {".pdf", ".docx", ".pptx", ".xlsx", ".xls", ".html", ".htm", ".csv", ".json", ".xml",
                          ".epub", ".ipynb", ".msg"}
 _OFFICE_PARTS = {".docx": "word/document.xml", ".pptx": "ppt/presentation.xml", ".xlsx": "xl/workbook.xml"}
-_local = threading.local()
+_converter: Any = None
+_converter_lock = threading.Lock()
 
 
 class ConversionError(Exception):
@@ -40,11 +41,14 @@ class ConversionError(Exception):
 
 
 def _markitdown() -> Any:
-    if not hasattr(_local, "converter"):
-        from markitdown import MarkItDown
+    """One shared MarkItDown (its setup loads the magika file-type model: ~1 s, so never per thread)."""
+    global _converter
+    with _converter_lock:
+        if _converter is None:
+            from markitdown import MarkItDown
 
-        _local.converter = MarkItDown(enable_plugins=False)
-    return _local.converter
+            _converter = MarkItDown(enable_plugins=False)
+        return _converter
 
 
 def looks_binary(data: bytes) -> bool:

@@ -1,0 +1,212 @@
+"""Document ingestion throughput per format (fast mode) and where the time goes.
+
+Generates a deterministic synthetic corpus per format (md, txt, html, csv, json, docx, pptx, xlsx, pdf) with
+nested headings where the format has them, ingests each format into its own cube through the ingest graph, and
+reports MB/s, chunks/s and pages/s (pdf pages, pptx slides) plus the per-stage time: convert (markitdown),
+chunk (chonkie / langchain splitters), extract, embed (MiniLM by default), write (tree store + edges +
+registry) and dedup (minus embed). Stage times are summed over documents (they run as parallel `Send`
+branches, so the sum can exceed the wall time). A re-ingest of everything measures the unchanged-file path.
+
+    .venv/bin/python -m evals.bench_ingest [--docs 6] [--embedder minilm|hashing] [--chunker recursive]
+
+Writes evals/out/bench_ingest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from evals.common import OUT, console, print_table, write_json
+
+WORDS = ("memory graph agent retrieval scheduler pipeline vector token section chapter invoice shipment region "
+         "telescope meteor garden recipe battery protocol cluster replica index budget forecast contract "
+         "harbour festival museum glacier volcano orchard library").split()
+
+
+def _sentence(rng: random.Random) -> str:
+    words = [rng.choice(WORDS) for _ in range(rng.randint(8, 18))]
+    return " ".join(words).capitalize() + "."
+
+
+def _paragraph(rng: random.Random, sentences: int = 5) -> str:
+    return " ".join(_sentence(rng) for _ in range(sentences))
+
+
+def _outline(rng: random.Random, chapters: int = 4, sections: int = 3) -> list[tuple[int, str, str]]:
+    """(level, heading, paragraph) triples."""
+    out = []
+    for c in range(chapters):
+        out.append((1, f"Chapter {c + 1}: {rng.choice(WORDS).title()}", _paragraph(rng)))
+        for s in range(sections):
+            out.append((2, f"Section {c + 1}.{s + 1} {rng.choice(WORDS)}", _paragraph(rng, 6)))
+    return out
+
+
+def write_md(path: Path, rng: random.Random) -> int:
+    path.write_text("\n\n".join(f"{'#' * lvl} {h}\n\n{p}" for lvl, h, p in _outline(rng)), encoding="utf-8")
+    return 1
+
+
+def write_txt(path: Path, rng: random.Random) -> int:
+    path.write_text("\n\n".join(p for _, _, p in _outline(rng)), encoding="utf-8")
+    return 1
+
+
+def write_html(path: Path, rng: random.Random) -> int:
+    body = "".join(f"<h{lvl}>{h}</h{lvl}><p>{p}</p>" for lvl, h, p in _outline(rng))
+    path.write_text(f"<html><head><title>{path.stem}</title></head><body>{body}</body></html>", encoding="utf-8")
+    return 1
+
+
+def write_csv(path: Path, rng: random.Random) -> int:
+    rows = ["id,region,item,note"] + [f"{i},{rng.choice(WORDS)},{rng.choice(WORDS)},{_sentence(rng)}"
+                                      for i in range(120)]
+    path.write_text("\n".join(rows), encoding="utf-8")
+    return 1
+
+
+def write_json_doc(path: Path, rng: random.Random) -> int:
+    data = [{"title": h, "level": lvl, "text": p} for lvl, h, p in _outline(rng)]
+    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    return 1
+
+
+def write_docx(path: Path, rng: random.Random) -> int:
+    import docx
+
+    document = docx.Document()
+    for lvl, h, p in _outline(rng):
+        document.add_heading(h, level=lvl)
+        document.add_paragraph(p)
+    document.save(str(path))
+    return 1
+
+
+def write_pptx(path: Path, rng: random.Random) -> int:
+    from pptx import Presentation
+
+    deck = Presentation()
+    slides = 0
+    for _lvl, h, p in _outline(rng):
+        slide = deck.slides.add_slide(deck.slide_layouts[1])
+        slide.shapes.title.text = h
+        slide.placeholders[1].text = p
+        slides += 1
+    deck.save(str(path))
+    return slides
+
+
+def write_xlsx(path: Path, rng: random.Random) -> int:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["id", "region", "item", "note"])
+    for i in range(120):
+        sheet.append([i, rng.choice(WORDS), rng.choice(WORDS), _sentence(rng)])
+    book.save(str(path))
+    return 1
+
+
+def write_pdf(path: Path, rng: random.Random) -> int:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=11)
+    for lvl, h, p in _outline(rng):
+        if lvl == 1:
+            pdf.add_page()
+        pdf.multi_cell(0, 6, h, new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(0, 6, p, new_x="LMARGIN", new_y="NEXT")
+    pdf.output(str(path))
+    return pdf.pages_count
+
+
+WRITERS: dict[str, Callable[[Path, random.Random], int]] = {
+    "md": write_md, "txt": write_txt, "html": write_html, "csv": write_csv, "json": write_json_doc,
+    "docx": write_docx, "pptx": write_pptx, "xlsx": write_xlsx, "pdf": write_pdf,
+}
+STAGES = ["convert", "chunk", "extract", "embed", "dedup", "write"]
+
+
+def run(docs: int, embedder: str, chunker: str, formats: list[str]) -> dict[str, Any]:
+    from graphs.ingest import IngestContext, build_ingest_graph
+    from graphs.services import Services
+    from hippograph.settings import Settings
+
+    root = Path(tempfile.mkdtemp(prefix="bench_ingest_"))
+    settings = Settings(data_dir=root / "data", embedder=embedder, chunker=chunker)  # type: ignore[arg-type]
+    services = Services.from_settings(settings)
+    graph = build_ingest_graph(services)
+    services.registry.ensure_user("bench")
+    # Model and tokenizer loads are start-up cost, not ingest time.
+    services.embeddings.embed_query("warm up")
+    from nodes.ingest_chunk import chunk_markdown
+    from nodes.ingest_convert import _markitdown
+
+    chunk_markdown("# warm\n\nup the chunker imports", {"chunker": chunker, "chunk_tokens": 64, "chunk_overlap": 0,
+                                                        "tokenizer": settings.chunk_tokenizer})
+    _markitdown()
+    results: dict[str, Any] = {}
+    for fmt in formats:
+        folder = root / "corpus" / fmt
+        folder.mkdir(parents=True)
+        rng = random.Random(fmt)
+        pages = sum(WRITERS[fmt](folder / f"doc{i}.{fmt}", rng) for i in range(docs))
+        size = sum(p.stat().st_size for p in folder.iterdir())
+        cube = f"bench.{fmt}"
+        services.registry.create_cube("bench", cube)
+        context = IngestContext(user_id="bench", cube_id=cube)
+        started = time.perf_counter()
+        out = graph.invoke({"paths": [str(folder)]}, context=context)
+        wall = time.perf_counter() - started
+        again_started = time.perf_counter()
+        again = graph.invoke({"paths": [str(folder)]}, context=context)
+        rewall = time.perf_counter() - again_started
+        summary = out["summary"]
+        stages = dict(summary["stage_ms"])
+        stages["dedup"] = stages.get("dedup", 0.0) - stages.get("embed", 0.0)
+        results[fmt] = {
+            "files": docs, "bytes": size, "pages": pages, "chunks": summary["chunks"], "memories": summary["added"],
+            "errors": summary["errors"], "wall_s": wall, "mb_per_s": size / 1e6 / wall,
+            "chunks_per_s": summary["chunks"] / wall, "pages_per_s": pages / wall,
+            "stage_ms": {k: round(stages.get(k, 0.0), 1) for k in STAGES},
+            "reingest_wall_s": rewall, "reingest_added": again["summary"]["added"],
+        }
+        console.print(f"{fmt}: {summary['chunks']} chunks in {wall:.2f}s")
+    services.close()
+    return {"embedder": embedder, "chunker": chunker, "chunk_tokens": settings.chunk_tokens,
+            "tokenizer": settings.chunk_tokenizer, "docs_per_format": docs, "formats": results}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=6, help="documents per format")
+    parser.add_argument("--embedder", default="minilm")
+    parser.add_argument("--chunker", default="recursive", choices=["recursive", "sentence", "langchain"])
+    parser.add_argument("--formats", default=",".join(WRITERS))
+    parser.add_argument("--out", type=Path, default=OUT / "bench_ingest.json")
+    args = parser.parse_args()
+    report = run(args.docs, args.embedder, args.chunker, [f for f in args.formats.split(",") if f])
+    rows = []
+    for fmt, r in report["formats"].items():
+        total = sum(r["stage_ms"].values()) or 1.0
+        share = " ".join(f"{k} {100 * v / total:.0f}%" for k, v in r["stage_ms"].items() if v >= 0.005 * total)
+        rows.append([fmt, r["files"], r["pages"], f"{r['bytes'] / 1024:.0f}", r["chunks"], r["wall_s"],
+                     r["mb_per_s"], r["chunks_per_s"], r["pages_per_s"], r["reingest_added"], share])
+    print_table(f"Ingest throughput, fast mode ({report['embedder']}, {report['chunker']}, "
+                f"{report['chunk_tokens']} {report['tokenizer']} tokens)",
+                ["format", "files", "pages", "KiB", "chunks", "wall s", "MB/s", "chunks/s", "pages/s",
+                 "re-ingest added", "where the time goes"], rows)
+    console.print(f"wrote {write_json(args.out, report)}")
+
+
+if __name__ == "__main__":
+    main()
