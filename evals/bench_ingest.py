@@ -25,9 +25,13 @@ from typing import Any
 
 from evals.common import OUT, console, print_table, write_json
 
-WORDS = ("memory graph agent retrieval scheduler pipeline vector token section chapter invoice shipment region "
-         "telescope meteor garden recipe battery protocol cluster replica index budget forecast contract "
-         "harbour festival museum glacier volcano orchard library").split()
+WORDS = [
+    "memory", "graph", "agent", "retrieval", "scheduler", "pipeline", "vector", "token", "section", "chapter",
+    "invoice", "shipment", "region", "telescope", "meteor", "garden", "recipe", "battery", "protocol",
+    "cluster", "replica",
+    "index", "budget", "forecast", "contract", "harbour", "festival", "museum", "glacier", "volcano",
+    "orchard", "library",
+]
 
 
 def _sentence(rng: random.Random) -> str:
