@@ -67,16 +67,19 @@ def bench_search(embedder: MiniLMEmbeddings, texts: list[str], vectors: np.ndarr
         n = min(5000, size - start)
         idx = (np.arange(start, start + n)) % len(texts)
         noisy = vectors[idx] + rng.normal(0, 0.02, size=(n, vectors.shape[1])).astype(np.float32)
-        items = [MemoryItem(user_id="bench", cube_id=cube, text=f"{texts[i]} (#{start + j})", session_id=f"s{(start + j) // 20}",
-                            turn_index=(start + j) % 20) for j, i in enumerate(idx)]
+        items = [
+            MemoryItem(user_id="bench", cube_id=cube, text=f"{texts[i]} (#{start + j})",
+                       session_id=f"s{(start + j) // 20}", turn_index=(start + j) % 20)
+            for j, i in enumerate(idx)
+        ]
         write_memories(services.tree, embedder, items, vectors=noisy / np.linalg.norm(noisy, axis=1, keepdims=True))
     memory = Memory(services=services)
     memory.search(queries[0], user_id="bench")  # warm-up: loads the vector cache, opens Milvus Lite
     samples = []
     for query in tqdm(queries, desc=f"searching {size:,}", leave=False):
-        start = time.perf_counter()
+        began = time.perf_counter()
         memory.search(query, user_id="bench", top_k=10)
-        samples.append((time.perf_counter() - start) * 1000)
+        samples.append((time.perf_counter() - began) * 1000)
     memory.close()
     return {"memories": size, **percentiles(samples)}
 

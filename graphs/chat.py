@@ -26,9 +26,11 @@ from nodes.scope import make_scope
 from nodes.threshold import make_threshold
 
 Checkpointer = BaseCheckpointSaver | Literal["default"] | None
+ChatGraphBuilder = StateGraph[ChatState, ChatContext, ChatInput, ChatState]
+ChatGraph = CompiledStateGraph[ChatState, ChatContext, ChatInput, ChatState]
 
 
-def add_recall_nodes(builder: StateGraph, services: Services) -> None:
+def add_recall_nodes(builder: ChatGraphBuilder, services: Services) -> None:
     """scope -> (retrieve_tree || retrieve_prefs) -> rerank -> threshold: shared by chat and search."""
     builder.add_node("scope", make_scope(services))
     builder.add_node("retrieve_tree", make_retrieve_tree(services))
@@ -48,10 +50,10 @@ def resolve_checkpointer(services: Services, checkpointer: Checkpointer) -> Base
 
 def build_chat_graph(
     services: Services | None = None, *, checkpointer: Checkpointer = "default", name: str = "chat"
-) -> CompiledStateGraph:
+) -> ChatGraph:
     """Compile the chat graph. `checkpointer=None` for servers that inject their own, or for subgraphs."""
     services = services or Services.from_settings()
-    builder = StateGraph(ChatState, context_schema=ChatContext, input_schema=ChatInput)
+    builder: ChatGraphBuilder = StateGraph(ChatState, context_schema=ChatContext, input_schema=ChatInput)
     add_recall_nodes(builder, services)
     builder.add_node("respond", make_respond(services))
     builder.add_node("ingest", make_ingest(services), defer=True)

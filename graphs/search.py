@@ -6,18 +6,17 @@
 from __future__ import annotations
 
 from langgraph.graph import END, StateGraph
-from langgraph.graph.state import CompiledStateGraph
 
-from graphs.chat import Checkpointer, add_recall_nodes, resolve_checkpointer
+from graphs.chat import ChatGraph, ChatGraphBuilder, Checkpointer, add_recall_nodes, resolve_checkpointer
 from graphs.services import Services
 from graphs.state import ChatContext, ChatInput, ChatState
 
 
 def build_search_graph(
     services: Services | None = None, *, checkpointer: Checkpointer = None, name: str = "search"
-) -> CompiledStateGraph:
+) -> ChatGraph:
     services = services or Services.from_settings()
-    builder = StateGraph(ChatState, context_schema=ChatContext, input_schema=ChatInput)
+    builder: ChatGraphBuilder = StateGraph(ChatState, context_schema=ChatContext, input_schema=ChatInput)
     add_recall_nodes(builder, services)
     builder.add_edge("threshold", END)
 

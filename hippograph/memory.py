@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import functools
 import itertools
 from collections.abc import Callable, Sequence
@@ -181,7 +182,7 @@ class Memory:
                           memories=state.get("memories", []), written_ids=state.get("written_ids", []),
                           timings=state.get("timings", {}), thread_id=thread)
 
-    def history(self, memory_id: str, *, user_id: str) -> list[MemoryItem]:
+    def history(self, memory_id: str, *, user_id: str) -> builtins.list[MemoryItem]:
         """All versions of a memory, newest first (follows SUPERSEDES edges)."""
         item = self._get_for(memory_id, user_id, write=False)
         readable = self.services.registry.readable(user_id)
@@ -194,14 +195,14 @@ class Memory:
         return versions
 
     def list(self, *, user_id: str, cube_ids: Sequence[str] | None = None, limit: int = 100, offset: int = 0,
-             include_inactive: bool = False) -> list[MemoryItem]:
+             include_inactive: bool = False) -> builtins.list[MemoryItem]:
         statuses = tuple(MemoryStatus) if include_inactive else (MemoryStatus.ACTIVE,)
         cubes = self.services.registry.readable(check_id(user_id, "user id"), _cubes(cube_ids))
         return self.services.tree.list(cube_ids=cubes, limit=limit, offset=offset, statuses=statuses)
 
     # -- users and cubes -----------------------------------------------------------------------------------
 
-    def cubes(self, *, user_id: str) -> list[CubeAccess]:
+    def cubes(self, *, user_id: str) -> builtins.list[CubeAccess]:
         self.services.registry.ensure_user(check_id(user_id, "user id"))
         return self.services.registry.cubes_for(user_id)
 
