@@ -1,0 +1,228 @@
+"""The MCP server (`hippograph mcp`): hippograph memory as MCP tools, over stdio or streamable HTTP.
+
+Built on the official MCP Python SDK (`mcp.server.mcpserver.MCPServer`, the SDK's FastMCP). Tools:
+search_memories, add_memory, get_memory, update_memory, delete_memory, chat, list_cubes, share_cube,
+ingest_document, job_status. The access rules are the HTTP server's: every call is scoped to the caller's
+readable/writable cubes, and chat threads are namespaced per user.
+
+Who the caller is:
+- stdio: the user of `HIPPOGRAPH_API_KEY` (settings.api_key) when set, else `HIPPOGRAPH_DEFAULT_USER`.
+- streamable HTTP: the API key of each request (`Authorization: Bearer <key>` or `X-API-Key`); no key, no access.
+
+    python -m hippograph.mcp_server                                   # stdio
+    python -m hippograph.mcp_server --transport http --port 8765      # http://127.0.0.1:8765/mcp
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+from graphs.services import Services
+from hippograph.memory import Memory
+from hippograph.settings import Settings, get_settings
+from stores.errors import AccessDeniedError, HippographError, NotFoundError
+from stores.models import MemoryItem, check_id
+from stores.registry import Access
+
+log = logging.getLogger(__name__)
+
+Transport = Literal["stdio", "http"]
+
+
+def _item(item: MemoryItem) -> dict[str, Any]:
+    return item.model_dump(mode="json", include={"id", "text", "key", "cube_id", "user_id", "tags", "memory_type",
+                                                 "source", "session_id", "status", "created_at", "updated_at",
+                                                 "metadata"})
+
+
+class HippoMCP:
+    """The tools, bound to one `Memory` and one way of telling who the caller is."""
+
+    def __init__(self, memory: Memory, transport: Transport) -> None:
+        self.memory = memory
+        self.services = memory.services
+        self.transport = transport
+        self._stdio_user: str | None = None
+        self._ingest_graph: Any = None
+        self._lock = threading.Lock()
+
+    # -- identity ------------------------------------------------------------------------------------------
+
+    def caller(self, ctx: Context | None) -> str:
+        registry = self.services.registry
+        if self.transport == "http":
+            headers = ctx.headers if ctx is not None else None
+            key = None
+            if headers is not None:
+                auth = headers.get("authorization", "")
+                key = auth[7:].strip() if auth[:7].lower() == "bearer " else headers.get("x-api-key", "").strip()
+            if not key:
+                raise ToolError("unauthorized: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
+            try:
+                return registry.user_for_key(key).id
+            except (AccessDeniedError, NotFoundError):
+                raise ToolError("unauthorized: invalid or revoked API key") from None
+        if self._stdio_user is None:
+            settings = self.services.settings
+            if settings.api_key:
+                try:
+                    self._stdio_user = registry.user_for_key(settings.api_key).id
+                except (AccessDeniedError, NotFoundError):
+                    raise ToolError("unauthorized: HIPPOGRAPH_API_KEY is invalid or revoked") from None
+            else:
+                self._stdio_user = registry.ensure_user(check_id(settings.default_user, "user id")).id
+        return self._stdio_user
+
+    # -- tools ---------------------------------------------------------------------------------------------
+
+    def search_memories(self, query: str, cube_ids: list[str] | None = None, top_k: int = 10,
+                        ctx: Context | None = None) -> dict[str, Any]:
+        hits = self.memory.search(query, user_id=self.caller(ctx), cube_ids=cube_ids, top_k=top_k)
+        return {"memories": [{**_item(h.item), "score": h.score} for h in hits]}
+
+    def add_memory(self, text: str, cube_id: str | None = None, session_id: str | None = None,
+                   metadata: dict[str, Any] | None = None, ctx: Context | None = None) -> dict[str, Any]:
+        ids = self.memory.add(text, user_id=self.caller(ctx), cube_id=cube_id, session_id=session_id,
+                              metadata=metadata)
+        return {"ids": ids}
+
+    def get_memory(self, memory_id: str, ctx: Context | None = None) -> dict[str, Any]:
+        return _item(self.memory.get(memory_id, user_id=self.caller(ctx)))
+
+    def update_memory(self, memory_id: str, text: str | None = None, tags: list[str] | None = None,
+                      metadata: dict[str, Any] | None = None, ctx: Context | None = None) -> dict[str, Any]:
+        return _item(self.memory.update(memory_id, text, user_id=self.caller(ctx), tags=tags, metadata=metadata))
+
+    def delete_memory(self, memory_id: str, hard: bool = False, ctx: Context | None = None) -> dict[str, Any]:
+        self.memory.delete(memory_id, user_id=self.caller(ctx), hard=hard)
+        return {"deleted": memory_id, "hard": hard}
+
+    def chat(self, message: str, thread_id: str | None = None, cube_ids: list[str] | None = None,
+             top_k: int | None = None, ctx: Context | None = None) -> dict[str, Any]:
+        result = self.memory.chat(message, user_id=self.caller(ctx), thread_id=thread_id, cube_ids=cube_ids,
+                                  top_k=top_k)
+        return {"answer": result.answer, "references": result.references,
+                "memories": [{**_item(h.item), "score": h.score} for h in result.memories],
+                "written_ids": result.written_ids, "thread_id": result.thread_id}
+
+    def list_cubes(self, ctx: Context | None = None) -> dict[str, Any]:
+        cubes = self.services.registry.cubes_for(self.caller(ctx))
+        return {"cubes": [{"id": c.cube.id, "name": c.cube.name, "owner_id": c.cube.owner_id,
+                           "access": c.access.value} for c in cubes]}
+
+    def share_cube(self, cube_id: str, user_id: str, access: Literal["read", "write"] = "read",
+                   ctx: Context | None = None) -> dict[str, Any]:
+        caller = self.caller(ctx)
+        registry = self.services.registry
+        if check_id(cube_id, "cube id") not in registry.readable(caller):
+            raise NotFoundError(f"cube {cube_id!r} not found")
+        registry.share(caller, cube_id, check_id(user_id, "user id"), Access(access))
+        return {"cube_id": cube_id, "user_id": user_id, "access": access}
+
+    def ingest_document(self, text: str, name: str | None = None, title: str | None = None,
+                        cube_id: str | None = None, ctx: Context | None = None) -> dict[str, Any]:
+        caller = self.caller(ctx)
+        self.services.registry.writable(caller, [check_id(cube_id, "cube id")] if cube_id else None)
+        from nodes.ingest_state import IngestContext
+
+        with self._lock:
+            if self._ingest_graph is None:
+                from graphs.ingest import build_ingest_graph
+
+                self._ingest_graph = build_ingest_graph(self.services)
+        doc = {"text": text, **({"name": name} if name else {}), **({"title": title} if title else {})}
+        out = self._ingest_graph.invoke({"texts": [doc]}, context=IngestContext(user_id=caller, cube_id=cube_id))
+        return {"results": out.get("results", []), "summary": out.get("summary", {})}
+
+    def job_status(self, job_id: str, ctx: Context | None = None) -> dict[str, Any]:
+        caller = self.caller(ctx)
+        job = self.services.outbox.get(job_id) if len(job_id) <= 128 else None
+        payload = job.payload if job is not None else {}
+        if job is None or (payload.get("user_id") != caller
+                           and payload.get("cube_id") not in self.services.registry.readable(caller)):
+            raise NotFoundError(f"job {job_id} not found")
+        return {"id": job.id, "kind": job.kind, "status": job.status.value, "attempts": job.attempts,
+                "last_error": job.last_error, "cube_id": payload.get("cube_id"),
+                "memory_ids": list(payload.get("memory_ids") or [])}
+
+
+TOOLS = ("search_memories", "add_memory", "get_memory", "update_memory", "delete_memory", "chat", "list_cubes",
+         "share_cube", "ingest_document", "job_status")
+
+
+def _wrap(method: Any) -> Any:
+    """A tool function with the method's signature whose hippograph errors become MCP tool errors (with reason)."""
+    import functools
+
+    @functools.wraps(method)
+    def tool(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except HippographError as exc:
+            raise ToolError(f"{type(exc).__name__} ({exc.status_code}): {exc}") from None
+
+    return tool
+
+
+def create_mcp_server(services: Services | None = None, *, transport: Transport = "stdio",
+                      settings: Settings | None = None) -> MCPServer:
+    services = services or Services.from_settings(settings or get_settings())
+    if transport == "http":
+        services.registry.auto_create_users = False
+    hippo = HippoMCP(Memory(services=services), transport)
+    server: MCPServer = MCPServer(
+        "hippograph",
+        instructions="Long-term memory: search, add, get, update and delete memories; chat with memory; "
+        "list and share cubes; ingest documents; check enrichment jobs.",
+    )
+    for name in TOOLS:
+        method = getattr(hippo, name)
+        server.add_tool(_wrap(method), name=name, description=(method.__doc__ or "").strip() or _DOCS[name])
+    server.hippo = hippo  # type: ignore[attr-defined]
+    return server
+
+
+_DOCS = {
+    "search_memories": "Search your memories (and cubes shared with you). Returns memories, best first.",
+    "add_memory": "Remember a piece of text in your default cube or a cube you may write.",
+    "get_memory": "Get one memory by id.",
+    "update_memory": "Change a memory's text, tags or metadata (same id; the old text is kept as a version).",
+    "delete_memory": "Delete a memory (soft by default; hard=true removes it).",
+    "chat": "One chat turn with memory: recall, answer with citations, remember the turn.",
+    "list_cubes": "The cubes you may read, with your access (read or write).",
+    "share_cube": "Share a cube you own with another user, read or read-write.",
+    "ingest_document": "Ingest a text document (Markdown welcome): converted, chunked and stored as memories.",
+    "job_status": "Status of a background enrichment job.",
+}
+
+
+def run(transport: Transport = "stdio", *, host: str = "127.0.0.1", port: int = 8765) -> None:
+    if transport == "stdio":
+        create_mcp_server(transport="stdio").run("stdio")
+        return
+    import uvicorn
+
+    server = create_mcp_server(transport="http")
+    app = server.streamable_http_app(host=host)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="hippograph MCP server")
+    parser.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)  # stderr: stdout belongs to the stdio transport
+    run(args.transport, host=args.host, port=args.port)
+
+
+if __name__ == "__main__":
+    main()
