@@ -1,7 +1,7 @@
 """Neo4j-only behaviour, on a real Neo4j 5.26 server (`tests/neo4j_fixture.py`): schema, injection safety,
 filtered vector search, failure handling, tree operations, export/import.
 
-Run alone with: `.venv/bin/python -m pytest -p tests.neo4j_fixture tests/test_neo4j_specific.py`
+Run alone with: `.venv/bin/python -m pytest tests/test_neo4j_specific.py` (tests/conftest.py loads the plugin)
 """
 
 from __future__ import annotations
@@ -189,12 +189,12 @@ def test_hostile_text_and_ids_are_stored_verbatim(neo4j_tree_store: Neo4jTreeSto
 def test_filtered_vector_search_returns_k_beside_a_big_cube(neo4j_server: Any) -> None:
     from tests.neo4j_fixture import make_neo4j_tree_store
 
-    # A low exact threshold forces the ANN path even for this test-sized cube.
-    s = make_neo4j_tree_store(neo4j_server, DIM, exact_threshold=20)
+    # A low exact threshold and oversampling force the ANN path even for this test-sized cube.
+    s = make_neo4j_tree_store(neo4j_server, DIM, exact_threshold=20, oversample=1.0, min_candidates=20)
     try:
         rng = np.random.default_rng(7)
         big = [item(cube="big", text=f"big {i}", rng=rng) for i in range(4000)]
-        small = [item(cube="small", text=f"small {i}", rng=rng) for i in range(200)]
+        small = [item(cube="small", text=f"small {i}", rng=rng) for i in range(400)]
         s.add(big)
         s.add(small)
         vectors = {m.id: m.embedding or [] for m in small}
@@ -204,7 +204,7 @@ def test_filtered_vector_search_returns_k_beside_a_big_cube(neo4j_server: Any) -
             hits = s.vector_search(q, cube_ids=["small"], k=10)
             assert len(hits) == 10
             assert all(h.item.cube_id == "small" for h in hits)
-            assert s.last_plan["path"] in ("ann", "exact-fallback")
+            assert s.last_plan["path"] == "ann"
             truth = exact_top(vectors, q, 10)
             recalls.append(len({h.id for h in hits} & set(truth)) / 10)
             # scores are plain cosines, best first
@@ -216,6 +216,7 @@ def test_filtered_vector_search_returns_k_beside_a_big_cube(neo4j_server: Any) -
         s.delete([m.id for m in small[12:]])
         q = vec(rng)
         assert len(s.vector_search(q, cube_ids=["small"], k=10)) == 10
+        assert s.last_plan["path"] == "exact-fallback"
         assert len(s.vector_search(q, cube_ids=["small"], k=20)) == 12
         assert len(s.vector_search(q, cube_ids=["small"], k=20, statuses=list(MemoryStatus))) == 20
         # The exact path (small cube, default threshold) gives the true top-k.

@@ -99,9 +99,10 @@ WITH c.n - size($rows) AS base
 UNWIND range(0, size($rows) - 1) AS i
 WITH base + i AS ord, $rows[i] AS row
 MERGE (m:{LABEL} {{id: row.props.id}})
-WITH m, ord, row, m._ord AS prev_ord, m.embedding AS prev_embedding
-SET m = row.props
-SET m._ord = coalesce(prev_ord, ord), m.embedding = coalesce(row.embedding, prev_embedding)
+ON CREATE SET m._ord = ord
+SET m += row.props
+WITH m, row WHERE row.embedding IS NOT NULL
+CALL db.create.setNodeVectorProperty(m, 'embedding', row.embedding)
 RETURN count(m) AS n
 """
 
@@ -151,8 +152,9 @@ class Neo4jTreeStore:
         dimension: int,
         retry_time: float = 15.0,
         connection_timeout: float = 5.0,
-        exact_threshold: int = 4000,
+        exact_threshold: int = 1000,
         oversample: float = 2.0,
+        min_candidates: int = 150,
         quantization: bool = True,
         driver: neo4j.Driver | None = None,
     ) -> None:
@@ -163,6 +165,7 @@ class Neo4jTreeStore:
         self.dimension = dimension
         self.exact_threshold = exact_threshold
         self.oversample = oversample
+        self.min_candidates = min_candidates
         self.quantization = quantization
         self.last_plan: dict[str, Any] = {}
         """How the last vector search ran (exact / ann + fetch size): for benchmarks and tests."""
@@ -265,8 +268,6 @@ class Neo4jTreeStore:
         data = item.model_dump(mode="json", exclude={"embedding"})
         props: dict[str, Any] = {}
         for key, value in data.items():
-            if value is None:
-                continue
             if key in _JSON_FIELDS:
                 props[key] = json.dumps(value, ensure_ascii=False)
             else:
@@ -429,11 +430,8 @@ class Neo4jTreeStore:
         "WITH m, vector.similarity.cosine(m.embedding, $vec) AS score "
         f"ORDER BY score DESC, m.id LIMIT $k RETURN {_NODE_FIELDS}, score"
     )
-    _SIZES = (
-        f"CALL () {{ MATCH (m:{LABEL}) RETURN count(m) AS total }} "
-        f"CALL () {{ MATCH (m:{LABEL}) WHERE m.cube_id IN $cubes WITH m LIMIT $cap RETURN count(m) AS n }} "
-        "RETURN total, n"
-    )
+    _TOTAL = f"MATCH (m:{LABEL}) RETURN count(m) AS total"
+    _CUBE_SIZE = f"MATCH (m:{LABEL}) WHERE m.cube_id IN $cubes WITH m LIMIT $cap RETURN count(m) AS n"
 
     @_guard
     def vector_search(
@@ -452,15 +450,20 @@ class Neo4jTreeStore:
         self.last_plan = {}
 
         def work(tx: neo4j.ManagedTransaction) -> list[dict[str, Any]]:
-            sizes = tx.run(self._SIZES, cubes=cubes, cap=self.exact_threshold + 1).single()
-            total, size = (int(sizes["total"]), int(sizes["n"])) if sizes else (0, 0)
+            rec = tx.run(self._TOTAL).single()
+            total = int(rec["total"]) if rec else 0
+            # ANN over an index of `total` for a cube of `size` needs ~k*oversample*total/size candidates;
+            # when that is more than the cube holds, exact cosine over the cube alone is cheaper. So the cube
+            # size only matters up to max(exact_threshold, sqrt(k*oversample*total)): count no further.
+            cap = max(self.exact_threshold, math.isqrt(int(k * self.oversample * total)) + 1) + 1
+            rec = tx.run(self._CUBE_SIZE, cubes=cubes, cap=cap).single()
+            size = int(rec["n"]) if rec else 0
             if size == 0:
                 return []
-            if size <= self.exact_threshold:
+            fetch = max(math.ceil(k * self.oversample * total / size), self.min_candidates, 2 * k)
+            if size <= self.exact_threshold or fetch >= size:
                 self.last_plan = {"path": "exact", "cube_size": size}
                 return [r.data() for r in tx.run(self._EXACT, params)]
-            # A big cube: ANN with oversampling by the cube's share of the index, growing until k survive.
-            fetch = max((math.ceil(k * self.oversample * total / max(size, 1))), 2 * k, 100)
             rounds = 0
             while True:
                 rounds += 1
@@ -468,8 +471,9 @@ class Neo4jTreeStore:
                 if len(rows) >= k or fetch >= total:
                     self.last_plan = {"path": "ann", "fetch": fetch, "rounds": rounds, "total": total}
                     return rows
+                # Fewer than k survived the filter (e.g. most of the cube is deleted): widen, or go exact.
                 fetch *= 4
-                if fetch > max(20 * self.exact_threshold, total // 2):
+                if fetch >= size * 4 or fetch > 50_000:
                     self.last_plan = {"path": "exact-fallback", "rounds": rounds, "total": total}
                     return [r.data() for r in tx.run(self._EXACT, params)]
 

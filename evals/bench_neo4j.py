@@ -1,0 +1,366 @@
+"""Benchmark: Neo4j tree store vs the embedded store — ingest throughput, search latency, filtered-ANN recall.
+
+Scenarios (each on a fresh store of each backend):
+- `1x{N}`: N memories in one cube, queries on that cube (`--sizes`, default 10000; add 100000 for the full run);
+- `{C}x{M}`: C cubes of M memories, queries on one cube (tenant filtering cost; default 10 x 10000).
+
+Per scenario and backend: ingest memories/s (batches of `--batch` in one transaction each), vector search
+p50/p95 (k=10, one cube), full-text search p50/p95, and for Neo4j the Recall@10 of its vector path against exact
+cosine on the same data, plus which path ran (exact / ann + candidate count). Random unit vectors (384-d) are
+used for latency; `--minilm N` adds a quality check with real MiniLM embeddings of N generated memories.
+
+    .venv/bin/python -m evals.bench_neo4j                       # 1x10k and 10x10k (a few minutes)
+    .venv/bin/python -m evals.bench_neo4j --sizes 10000 100000  # the full table
+Writes `evals/out/bench_neo4j.json` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from stores.models import MemoryItem
+from stores.tree.embedded import EmbeddedTreeStore
+from stores.tree.neo4j import Neo4jTreeStore
+
+console = Console()
+OUT = Path(__file__).resolve().parent / "out" / "bench_neo4j.json"
+DIM = 384
+K = 10
+
+_NAMES = [
+    "Alice",
+    "Bob",
+    "Carol",
+    "Dave",
+    "Erin",
+    "Frank",
+    "Grace",
+    "Heidi",
+    "Ivan",
+    "Judy",
+    "Mallory",
+    "Niaj",
+    "Olivia",
+    "Peggy",
+    "Rupert",
+    "Sybil",
+    "Trent",
+]
+_VERBS = [
+    "likes",
+    "hates",
+    "visited",
+    "bought",
+    "cooked",
+    "painted",
+    "studied",
+    "repaired",
+    "sold",
+    "borrowed",
+    "recommended",
+    "described",
+]
+_THINGS = [
+    "apples",
+    "bicycles",
+    "pianos",
+    "novels",
+    "gardens",
+    "sushi",
+    "mountains",
+    "trains",
+    "cameras",
+    "violins",
+    "tomatoes",
+    "sailboats",
+    "chess",
+    "puzzles",
+    "coffee",
+    "jazz",
+    "records",
+    "telescopes",
+    "orchids",
+    "kayaks",
+    "lanterns",
+    "maps",
+    "quilts",
+]
+_PLACES = [
+    "Paris",
+    "Lisbon",
+    "Oslo",
+    "Kyoto",
+    "Lima",
+    "Cairo",
+    "Austin",
+    "Dublin",
+    "Hanoi",
+    "Quito",
+    "Perth",
+    "Riga",
+    "Bern",
+    "Accra",
+]
+
+
+def gen_text(rng: random.Random, i: int) -> str:
+    return (
+        f"{rng.choice(_NAMES)} {rng.choice(_VERBS)} {rng.choice(_THINGS)} and {rng.choice(_THINGS)} "
+        f"in {rng.choice(_PLACES)} during week {rng.randint(1, 52)} (note {i})"
+    )
+
+
+def unit_rows(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
+    m = rng.normal(size=(n, dim)).astype(np.float32)
+    return m / np.linalg.norm(m, axis=1, keepdims=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def make_items(cube: str, vectors: np.ndarray, texts: list[str], start: int) -> list[MemoryItem]:
+    return [
+        MemoryItem(
+            user_id="bench",
+            cube_id=cube,
+            text=t,
+            embedding=v.tolist(),
+            session_id=f"s{(start + j) // 50}",
+            turn_index=(start + j) % 50,
+        )
+        for j, (t, v) in enumerate(zip(texts, vectors, strict=True))
+    ]
+
+
+def ingest(store: Any, cubes: dict[str, tuple[np.ndarray, list[str]]], batch: int) -> float:
+    """Seconds to write every cube's memories in batches (one transaction per batch)."""
+    t = time.perf_counter()
+    for cube, (vectors, texts) in cubes.items():
+        for s in range(0, len(texts), batch):
+            store.add(make_items(cube, vectors[s : s + batch], texts[s : s + batch], s))
+    return time.perf_counter() - t
+
+
+def run_scenario(
+    name: str,
+    store: Any,
+    cubes: dict[str, tuple[np.ndarray, list[str]]],
+    target: str,
+    queries: np.ndarray,
+    text_queries: list[str],
+    batch: int,
+) -> dict[str, Any]:
+    n = sum(len(t) for _, t in cubes.values())
+    secs = ingest(store, cubes, batch)
+    vectors, _ = cubes[target]
+    # the exact answer, by id position: ids are not known to the bench, so compare by text
+    texts = cubes[target][1]
+    lat: list[float] = []
+    recalls: list[float] = []
+    paths: dict[str, int] = {}
+    for _ in range(3):  # warm-up
+        store.vector_search(queries[0].tolist(), cube_ids=[target], k=K)
+    for q in queries:
+        t = time.perf_counter()
+        hits = store.vector_search(q.tolist(), cube_ids=[target], k=K)
+        lat.append((time.perf_counter() - t) * 1000)
+        truth = {texts[i] for i in np.argsort(-(vectors @ q))[:K]}
+        recalls.append(len({h.text for h in hits} & truth) / K)
+        plan = getattr(store, "last_plan", {}) or {"path": "exact"}
+        key = plan.get("path", "?") + (f"(fetch {plan['fetch']})" if "fetch" in plan else "")
+        paths[key] = paths.get(key, 0) + 1
+    tlat = []
+    for tq in text_queries:
+        t = time.perf_counter()
+        store.text_search(tq, cube_ids=[target], k=K)
+        tlat.append((time.perf_counter() - t) * 1000)
+    return {
+        "scenario": name,
+        "memories": n,
+        "cube_size": len(texts),
+        "ingest_per_s": n / secs,
+        "ingest_s": secs,
+        "vector_p50_ms": pct(lat, 50),
+        "vector_p95_ms": pct(lat, 95),
+        "text_p50_ms": pct(tlat, 50),
+        "text_p95_ms": pct(tlat, 95),
+        "recall_at_10": float(np.mean(recalls)),
+        "min_recall_at_10": float(np.min(recalls)),
+        "paths": paths,
+    }
+
+
+def open_neo4j(args: argparse.Namespace, server: Any, **kw: Any) -> Neo4jTreeStore:
+    from tests.neo4j_fixture import wipe_database
+
+    wipe_database(server.uri, server.auth)
+    return Neo4jTreeStore(server.uri, auth=server.auth, dimension=kw.pop("dimension", DIM), **kw)
+
+
+def minilm_check(args: argparse.Namespace, server: Any) -> dict[str, Any]:
+    """Recall@10 of the Neo4j vector path on real MiniLM embeddings of generated memories (ANN path forced)."""
+    from stores.embedders import MiniLMEmbeddings
+
+    rng = random.Random(11)
+    texts = [gen_text(rng, i) for i in range(args.minilm)]
+    emb = MiniLMEmbeddings()
+    t = time.perf_counter()
+    vectors = emb.embed_array(texts).astype(np.float32)
+    embed_s = time.perf_counter() - t
+    qtexts = [gen_text(rng, 10**6 + i) for i in range(args.queries)]
+    queries = emb.embed_array(qtexts).astype(np.float32)
+    # a second, bigger tenant around it, so the filter matters
+    other = unit_rows(np.random.default_rng(5), args.minilm, DIM)
+    store = open_neo4j(args, server, exact_threshold=0)
+    try:
+        ingest(
+            store, {"minilm": (vectors, texts), "other": (other, [f"other {i}" for i in range(len(other))])}, args.batch
+        )
+        recalls, lat = [], []
+        for q in queries:
+            t = time.perf_counter()
+            hits = store.vector_search(q.tolist(), cube_ids=["minilm"], k=K)
+            lat.append((time.perf_counter() - t) * 1000)
+            truth = {texts[i] for i in np.argsort(-(vectors @ q))[:K]}
+            recalls.append(len({h.text for h in hits} & truth) / K)
+    finally:
+        store.close()
+    return {
+        "scenario": f"minilm 1x{args.minilm} + other cube",
+        "memories": 2 * args.minilm,
+        "recall_at_10": float(np.mean(recalls)),
+        "min_recall_at_10": float(np.min(recalls)),
+        "vector_p50_ms": pct(lat, 50),
+        "vector_p95_ms": pct(lat, 95),
+        "embed_per_s": args.minilm / embed_s,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="*", default=[10_000], help="one-cube sizes (e.g. 10000 100000)")
+    ap.add_argument("--cubes", type=int, default=10, help="cubes in the multi-tenant scenario (0 = skip)")
+    ap.add_argument("--cube-size", type=int, default=10_000, help="memories per cube in the multi-tenant scenario")
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--minilm", type=int, default=5000, help="MiniLM recall check size (0 = skip)")
+    ap.add_argument("--backends", nargs="*", default=["neo4j", "embedded"])
+    ap.add_argument("--uri", default="", help="use this Neo4j instead of starting a local one (it is wiped!)")
+    ap.add_argument("--pagecache", type=int, default=512, help="page cache MiB of the local Neo4j")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args(argv)
+
+    from stores.tree.neo4j_server import LOCAL_AUTH, LocalNeo4j
+
+    rng = np.random.default_rng(42)
+    trng = random.Random(42)
+    queries = unit_rows(rng, args.queries)
+    text_queries = [f"{trng.choice(_NAMES)} {trng.choice(_THINGS)} {trng.choice(_PLACES)}" for _ in range(100)]
+    scenarios: list[tuple[str, dict[str, tuple[np.ndarray, list[str]]], str]] = []
+    for size in args.sizes:
+        scenarios.append((f"1x{size}", {"c0": (unit_rows(rng, size), [gen_text(trng, i) for i in range(size)])}, "c0"))
+    if args.cubes:
+        cubes = {
+            f"c{c}": (unit_rows(rng, args.cube_size), [gen_text(trng, i) for i in range(args.cube_size)])
+            for c in range(args.cubes)
+        }
+        scenarios.append((f"{args.cubes}x{args.cube_size}", cubes, f"c{args.cubes // 2}"))
+
+    server: Any = None
+    results: list[dict[str, Any]] = []
+    minilm: dict[str, Any] | None = None
+    try:
+        if "neo4j" in args.backends:
+            if args.uri:
+                server = type("Ext", (), {"uri": args.uri, "auth": LOCAL_AUTH})()
+            else:
+                with console.status("starting the local Neo4j..."):
+                    server = LocalNeo4j(pagecache_mb=args.pagecache).start()
+        for name, cubes, target in scenarios:
+            for backend in args.backends:
+                with console.status(f"{name} on {backend}..."):
+                    if backend == "neo4j":
+                        store: Any = open_neo4j(args, server)
+                    else:
+                        tmp = tempfile.mkdtemp(prefix="bench-embedded-")
+                        store = EmbeddedTreeStore(Path(tmp) / "tree.sqlite", dimension=DIM)
+                    try:
+                        row = run_scenario(name, store, cubes, target, queries, text_queries, args.batch)
+                    finally:
+                        store.close()
+                row["backend"] = backend
+                results.append(row)
+                console.print(
+                    f"{name:>10} {backend:>8}: ingest {row['ingest_per_s']:,.0f}/s  vector p50 "
+                    f"{row['vector_p50_ms']:.1f} ms p95 {row['vector_p95_ms']:.1f} ms  recall {row['recall_at_10']:.3f}"
+                )
+        if args.minilm and server is not None:
+            with console.status(f"MiniLM recall check ({args.minilm} memories)..."):
+                minilm = minilm_check(args, server)
+    finally:
+        if server is not None and hasattr(server, "close"):
+            server.close()
+
+    table = Table(title=f"Neo4j vs embedded tree store (k={K}, {DIM}-d, {args.queries} queries)")
+    for col in (
+        "scenario",
+        "backend",
+        "memories",
+        "ingest/s",
+        "vector p50 ms",
+        "vector p95 ms",
+        "text p50 ms",
+        "text p95 ms",
+        "recall@10",
+        "vector path",
+    ):
+        table.add_column(col, justify="right")
+    for r in results:
+        table.add_row(
+            r["scenario"],
+            r["backend"],
+            f"{r['memories']:,}",
+            f"{r['ingest_per_s']:,.0f}",
+            f"{r['vector_p50_ms']:.1f}",
+            f"{r['vector_p95_ms']:.1f}",
+            f"{r['text_p50_ms']:.1f}",
+            f"{r['text_p95_ms']:.1f}",
+            f"{r['recall_at_10']:.3f}",
+            ", ".join(f"{k}: {v}" for k, v in r["paths"].items()),
+        )
+    console.print(table)
+    if minilm:
+        console.print(
+            f"MiniLM ({minilm['scenario']}): Neo4j ANN-path Recall@10 = {minilm['recall_at_10']:.3f} "
+            f"(min {minilm['min_recall_at_10']:.1f}), p50 {minilm['vector_p50_ms']:.1f} ms"
+        )
+    report = {
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": __import__("os").cpu_count(),
+            "platform": platform.platform(),
+        },
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "results": results,
+        "minilm": minilm,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    console.print(f"[dim]wrote {args.out}[/dim]")
+    return report
+
+
+if __name__ == "__main__":
+    main()
