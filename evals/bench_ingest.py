@@ -204,10 +204,10 @@ def main() -> None:
         total = sum(r["stage_ms"].values()) or 1.0
         share = " ".join(f"{k} {100 * v / total:.0f}%" for k, v in r["stage_ms"].items() if v >= 0.005 * total)
         rows.append([fmt, r["files"], r["pages"], f"{r['bytes'] / 1024:.0f}", r["chunks"], r["wall_s"],
-                     r["mb_per_s"], r["chunks_per_s"], r["pages_per_s"], r["reingest_added"], share])
+                     r["mb_per_s"] * 1000, r["chunks_per_s"], r["pages_per_s"], r["reingest_added"], share])
     print_table(f"Ingest throughput, fast mode ({report['embedder']}, {report['chunker']}, "
                 f"{report['chunk_tokens']} {report['tokenizer']} tokens)",
-                ["format", "files", "pages", "KiB", "chunks", "wall s", "MB/s", "chunks/s", "pages/s",
+                ["format", "files", "pages", "KiB", "chunks", "wall s", "KB/s", "chunks/s", "pages/s",
                  "re-ingest added", "where the time goes"], rows)
     console.print(f"wrote {write_json(args.out, report)}")
 

@@ -128,9 +128,9 @@ def conversation_items(state: DocState) -> tuple[list[MemoryItem], list[MemoryIt
             id=stable_id(cube, "turn", conversation, session, turn["dia_id"]), user_id=user, cube_id=cube,
             text=text, key=key, tags=["conversation", speaker], memory_type=MemoryType.LONG_TERM,
             source="conversation", session_id=session, turn_index=turn["index"], parent_id=doc_id,
-            # A turn is an event: the same words said at another time are another memory, so the dedup hash
-            # covers speaker, time and session as well as the words.
-            content_hash=content_hash(f"{key}\n{text}"),
+            # A turn is an event: the same words said again are another memory, so the dedup hash covers
+            # speaker, time, session and the turn id as well as the words.
+            content_hash=content_hash(f"{key}\n{turn['dia_id']}\n{text}"),
             source_refs=[SourceRef(kind="turn", ref=turn["dia_id"], extra={**facts, **turn.get("extra", {})})],
             metadata={**facts, **turn.get("extra", {}), "ingest_role": "turn", "doc_id": doc_id},
         ))
