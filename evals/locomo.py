@@ -1,15 +1,14 @@
 """LoCoMo: load conversations, ingest them as turn memories, score turn-level evidence recall@k.
 
-A LoCoMo sample has `conversation` (`speaker_a`, `speaker_b`, `session_N` turn lists, `session_N_date_time`) and
-`qa` (`question`, `answer`, `evidence` dia_ids, `category`). Evidence strings are parsed leniently
-(`"D8:6; D9:17"` -> two ids, `"D30:05"` -> `D30:5`); ids that point at no turn are dropped and counted.
+Parsing is `evals.loaders.load_locomo` (sessions from the `session_N` keys, lenient evidence parsing with dropped
+ids counted). Each turn becomes one memory whose key carries the speaker, the session date and the turn it replies
+to (`conversation_memories`): the index-time half of hippograph's retrieval quality.
 
 Recall@k of a question = share of its evidence dia_ids found among the dia_ids the top-k memories came from.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import time
@@ -20,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from evals.loaders import LocomoConversation, parse_evidence
+from evals.loaders import load_locomo as load_conversations
 from stores.models import MemoryItem, SourceRef, content_hash
 from stores.write import stable_id
 
@@ -29,8 +30,7 @@ CATEGORY_NAMES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-ho
 DEFAULT_KS = (5, 10, 20)
 SEED = 7
 
-_SESSION_KEY = re.compile(r"^session_(\d+)$")
-_DIA = re.compile(r"D\s*(\d+)\s*:\s*(\d+)", re.IGNORECASE)
+__all__ = ["load_locomo", "parse_evidence", "recall_at", "run_locomo"]
 
 
 @dataclass
@@ -69,71 +69,31 @@ class Conversation:
         return {t.dia_id for t in self.turns}
 
 
-def parse_evidence(raw: Any) -> tuple[list[str], int]:
-    """Evidence (list or string) -> normalised dia_ids (`D<session>:<turn>`, no leading zeros) and the number of
-    entries that held no id at all (`"D"`, empty). Ids pointing to no turn are counted by the loader."""
-    items = raw if isinstance(raw, list) else [raw] if raw is not None else []
-    ids: list[str] = []
-    dropped = 0
-    for entry in items:
-        found = _DIA.findall(str(entry))
-        if not found:
-            dropped += 1
-        ids.extend(f"D{int(s)}:{int(t)}" for s, t in found)
-    return list(dict.fromkeys(ids)), dropped
-
-
-def _conversation(sample: dict[str, Any], position: int) -> Conversation:
-    conv = sample.get("conversation") or {}
-    speakers = (str(conv.get("speaker_a", "A")), str(conv.get("speaker_b", "B")))
-    sessions = sorted(
-        (int(m.group(1)), key) for key in conv if (m := _SESSION_KEY.match(key)) and isinstance(conv[key], list)
+def _conversation(conv: LocomoConversation) -> Conversation:
+    """View of a parsed conversation (evals.loaders) as a flat list of turns with session number and date."""
+    turns = [
+        Turn(dia_id=t.dia_id, speaker=t.speaker, text=(t.text or "").strip(), session=s.index, index=i,
+             date=s.date_time or "", caption=(t.blip_caption or "").strip())
+        for s in conv.sessions for i, t in enumerate(s.turns) if (t.text or "").strip() or t.blip_caption
+    ]
+    questions = []
+    for qa in conv.qa:
+        answer = qa.answer if qa.answer is not None else qa.adversarial_answer or ""
+        questions.append(Question(question=qa.question, answer=str(answer), category=qa.category,
+                                  evidence=list(qa.evidence)))
+    missing = sum(1 for q in questions if q.category in SCORED_CATEGORIES and not q.evidence)
+    return Conversation(
+        sample_id=conv.sample_id, speakers=(conv.speaker_a, conv.speaker_b), turns=turns, questions=questions,
+        session_dates={s.index: s.date_time or "" for s in conv.sessions},
+        stats={"dropped_evidence": conv.dropped_evidence, "questions_without_evidence": missing},
     )
-    turns: list[Turn] = []
-    dates: dict[int, str] = {}
-    for number, key in sessions:
-        date = str(conv.get(f"{key}_date_time") or "")
-        dates[number] = date
-        for index, raw in enumerate(conv[key]):
-            text = str(raw.get("text") or "").strip()
-            caption = str(raw.get("blip_caption") or "").strip()
-            if not text and not caption:
-                continue
-            dia = _DIA.findall(str(raw.get("dia_id", "")))
-            dia_id = f"D{int(dia[0][0])}:{int(dia[0][1])}" if dia else f"D{number}:{index + 1}"
-            turns.append(Turn(dia_id=dia_id, speaker=str(raw.get("speaker") or ""), text=text, session=number,
-                              index=index, date=date, caption=caption))
-    known = {t.dia_id for t in turns}
-    questions: list[Question] = []
-    stats = {"malformed_evidence": 0, "unknown_evidence": 0, "questions_without_evidence": 0}
-    for qa in sample.get("qa") or []:
-        ids, malformed = parse_evidence(qa.get("evidence"))
-        valid = [i for i in ids if i in known]
-        unknown = len(ids) - len(valid)
-        stats["malformed_evidence"] += malformed
-        stats["unknown_evidence"] += unknown
-        try:
-            category = int(qa.get("category", 0))
-        except (TypeError, ValueError):
-            category = 0
-        answer = qa.get("answer", qa.get("adversarial_answer", ""))
-        question = Question(question=str(qa.get("question") or ""), answer=str(answer), category=category,
-                            evidence=valid, dropped_evidence=malformed + unknown)
-        if not question.evidence and category in SCORED_CATEGORIES:
-            stats["questions_without_evidence"] += 1
-        questions.append(question)
-    sample_id = str(sample.get("sample_id") or f"conv-{position}")
-    return Conversation(sample_id=sample_id, speakers=speakers, turns=turns, questions=questions,
-                        session_dates=dates, stats=stats)
 
 
 def load_locomo(path: str | Path, *, limit: int | None = None, samples: Sequence[str] | None = None
                 ) -> list[Conversation]:
-    """Every conversation of a LoCoMo-format JSON file (a list of samples, or one sample)."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    if isinstance(data, dict):
-        data = [data]
-    convs = [_conversation(sample, i) for i, sample in enumerate(data)]
+    """Every conversation of a LoCoMo-format JSON file, parsed by `evals.loaders.load_locomo` (lenient evidence
+    parsing, dropped ids counted in `stats["dropped_evidence"]`)."""
+    convs = [_conversation(c) for c in load_conversations(path)]
     if samples:
         wanted = set(samples)
         convs = [c for c in convs if c.sample_id in wanted]
@@ -221,6 +181,8 @@ class SystemResult:
     rows: list[tuple[int, list[str], list[str]]] = field(default_factory=list)
     """(category, evidence, retrieved dia_ids in rank order)."""
     latencies_ms: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)
+    """CPU time of the process per search (all threads): the latency without other processes' contention."""
     ingest_seconds: float = 0.0
     ingest_turns: int = 0
 
@@ -241,6 +203,9 @@ class SystemResult:
         lat = np.array(self.latencies_ms or [0.0])
         out["search_p50_ms"] = round(float(np.percentile(lat, 50)), 2)
         out["search_p95_ms"] = round(float(np.percentile(lat, 95)), 2)
+        cpu = np.array(self.cpu_ms or [0.0])
+        out["search_cpu_p50_ms"] = round(float(np.percentile(cpu, 50)), 2)
+        out["search_cpu_p95_ms"] = round(float(np.percentile(cpu, 95)), 2)
         out["ingest_turns_per_s"] = round(self.ingest_turns / self.ingest_seconds, 1) if self.ingest_seconds else None
         out["questions"] = len(self.rows)
         return out
@@ -264,9 +229,10 @@ def run_questions(name: str, questions: Sequence[Question], retrieve: Retriever,
                   result: SystemResult | None = None) -> SystemResult:
     result = result or SystemResult(name)
     for q in questions:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         got = retrieve(q.question, k)
         result.latencies_ms.append((time.perf_counter() - start) * 1000.0)
+        result.cpu_ms.append((time.process_time() - cpu) * 1000.0)
         result.rows.append((q.category, q.evidence, got))
     return result
 
@@ -369,7 +335,7 @@ def run_locomo(
     graph = build_search_graph(services) if services is not None else None
     total_questions = sum(len(scored_questions(c)) for c in convs)
     bar = tqdm(total=total_questions * len(systems), desc="locomo", unit="q", disable=not progress)
-    stats = {"malformed_evidence": 0, "unknown_evidence": 0, "questions_without_evidence": 0}
+    stats = {"dropped_evidence": 0, "questions_without_evidence": 0}
     try:
         for conv in convs:
             for key in stats:
@@ -415,3 +381,106 @@ def run_locomo(
 
         write_report(report, Path(out_dir), name="locomo", title="LoCoMo evidence recall")
     return report
+
+
+# -- ablations ----------------------------------------------------------------------------------------------
+
+#: Cumulative steps from plain hybrid recall over raw turns to hippograph's defaults. Each row changes one idea:
+#: (label, ingest context, node settings). Node settings patch the module constants of nodes.retrieve_tree and
+#: nodes.rerank for the row, then restore them.
+ABLATION_STEPS: list[tuple[str, str, dict[str, Any]]] = [
+    ("dense + BM25, RRF k=60, raw turns", "none",
+     {"RRF_K": 60, "vector": 1.0, "graph": 0.0, "EXPAND_SEEDS": 0, "PROPAGATE": 0.0, "REWRITE": False}),
+    ("+ key: speaker and session date", "speaker_date",
+     {"RRF_K": 60, "vector": 1.0, "graph": 0.0, "EXPAND_SEEDS": 0, "PROPAGATE": 0.0, "REWRITE": False}),
+    ("+ key: the turn it replies to", "full",
+     {"RRF_K": 60, "vector": 1.0, "graph": 0.0, "EXPAND_SEEDS": 0, "PROPAGATE": 0.0, "REWRITE": False}),
+    ("+ sharper fusion (RRF k=5, dense weight 0.8)", "full",
+     {"RRF_K": 5, "vector": 0.8, "graph": 0.0, "EXPAND_SEEDS": 0, "PROPAGATE": 0.0, "REWRITE": False}),
+    ("+ graph neighbours of the top 5 seeds (weight 0.1)", "full",
+     {"RRF_K": 5, "vector": 0.8, "graph": 0.1, "EXPAND_SEEDS": 5, "PROPAGATE": 0.0, "REWRITE": False}),
+    ("+ adjacent-turn score propagation 0.6 (= default)", "full",
+     {"RRF_K": 5, "vector": 0.8, "graph": 0.1, "EXPAND_SEEDS": 5, "PROPAGATE": 0.6, "REWRITE": False}),
+    ("+ rule query rewriting (not kept)", "full",
+     {"RRF_K": 5, "vector": 0.8, "graph": 0.1, "EXPAND_SEEDS": 5, "PROPAGATE": 0.6, "REWRITE": True}),
+    ("+ MMR lambda 0.8 (not kept)", "full",
+     {"RRF_K": 5, "vector": 0.8, "graph": 0.1, "EXPAND_SEEDS": 5, "PROPAGATE": 0.6, "REWRITE": False,
+      "MMR_LAMBDA": 0.8}),
+]
+
+
+def run_ablations(data: str | Path, *, ks: Sequence[int] = DEFAULT_KS, limit: int | None = None,
+                  samples: Sequence[str] | None = None, work_dir: str | Path | None = None,
+                  progress: bool = True, embeddings: Any = None) -> list[dict[str, Any]]:
+    """Recall@k of each ablation step: the retrieve_tree `recall` and rerank `fuse`/`mmr` functions the search
+    graph runs, called directly with the step's settings."""
+    import tempfile
+
+    from tqdm import tqdm
+
+    import nodes.rerank as rr
+    import nodes.retrieve_tree as rt
+    from evals.baselines import CachedEmbeddings
+    from stores.embedders import MiniLMEmbeddings, embed_array
+
+    seed_everything()
+    ks = sorted(set(int(k) for k in ks))
+    convs = load_locomo(data, limit=limit, samples=samples)
+    embeddings = embeddings or CachedEmbeddings(MiniLMEmbeddings())
+    tmp = tempfile.TemporaryDirectory(prefix="hippograph-ablate-") if work_dir is None else None
+    root = Path(work_dir or tmp.name)  # type: ignore[union-attr]
+    questions = [(conv, q) for conv in convs for q in scored_questions(conv)]
+    vectors = embed_array(embeddings, [q.question for _, q in questions])
+    services: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
+    saved_rr = {n: getattr(rr, n) for n in ("RRF_K", "SIGNAL_WEIGHTS", "PROPAGATE", "MMR_LAMBDA")}
+    saved_rt = {n: getattr(rt, n) for n in ("EXPAND_SEEDS", "REWRITE")}
+    try:
+        for label, context, cfg in tqdm(ABLATION_STEPS, desc="ablations", disable=not progress):
+            if context not in services:
+                services[context] = open_services(root / f"ablate-{context}", embeddings=embeddings)
+                for conv in convs:
+                    ingest_conversation(services[context], conv, context=context)
+            svc = services[context]
+            rr.RRF_K = cfg["RRF_K"]
+            rr.SIGNAL_WEIGHTS = {**saved_rr["SIGNAL_WEIGHTS"], "vector": cfg["vector"], "graph": cfg["graph"]}
+            rr.PROPAGATE = cfg["PROPAGATE"]
+            rr.MMR_LAMBDA = cfg.get("MMR_LAMBDA", 1.0)
+            rt.EXPAND_SEEDS, rt.REWRITE = cfg["EXPAND_SEEDS"], cfg["REWRITE"]
+            result = SystemResult(label)
+            for (conv, q), vec in zip(questions, vectors, strict=True):
+                hits = rt.recall(svc, q.question, vec.tolist(), cube_ids=[cube_for(conv)],
+                                 pool=max(rt.MIN_POOL, max(ks) * rt.POOL_FACTOR))
+                fused = rr.fuse(hits)
+                if rr.MMR_LAMBDA < 1.0:
+                    fused = rr.mmr(fused, svc.tree.embeddings([h.id for h in fused[: rr.MMR_DEPTH]]))
+                got = [ref.ref for h in fused[: max(ks)] for ref in h.source_refs if ref.kind == "turn"]
+                result.rows.append((q.category, q.evidence, got))
+            summary = result.summary(ks)
+            rows.append({"step": label, **{f"recall@{k}": summary[f"recall@{k}"] for k in ks}})
+    finally:
+        for name, value in saved_rr.items():
+            setattr(rr, name, value)
+        for name, value in saved_rt.items():
+            setattr(rt, name, value)
+        for svc in services.values():
+            svc.close()
+        if tmp is not None:
+            tmp.cleanup()
+    return rows
+
+
+def ablation_markdown(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    ks = [k for k in rows[0] if k.startswith("recall@")]
+    lines = ["| step | " + " | ".join(f"R@{k.split('@')[1]}" for k in ks) + " | ΔR@10 |",
+             "|---|" + "---|" * (len(ks) + 1)]
+    previous = None
+    for row in rows:
+        r10 = row.get("recall@10", 0.0)
+        delta = "" if previous is None else f"{r10 - previous:+.3f}"
+        lines.append(f"| {row['step']} | " + " | ".join(f"{row[k]:.3f}" for k in ks) + f" | {delta} |")
+        if "not kept" not in row["step"]:
+            previous = r10
+    return "\n".join(lines) + "\n"

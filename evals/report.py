@@ -23,11 +23,13 @@ def markdown_table(report: dict[str, Any], *, title: str = "") -> str:
     lines = [f"## {title}", ""] if title else []
     lines.append(f"{report.get('questions', 0)} questions (categories 1-4 with evidence).")
     lines.append("")
-    head = ["system", *[f"R@{k}" for k in ks], "search p50 ms", "search p95 ms", "ingest turns/s"]
+    head = ["system", *[f"R@{k}" for k in ks], "search p50 ms", "search p95 ms", "CPU p50 ms", "CPU p95 ms",
+            "ingest turns/s"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in systems.items():
         cells = [name, *[_fmt(row.get(f"recall@{k}")) for k in ks], _fmt(row.get("search_p50_ms")),
-                 _fmt(row.get("search_p95_ms")), _fmt(row.get("ingest_turns_per_s"))]
+                 _fmt(row.get("search_p95_ms")), _fmt(row.get("search_cpu_p50_ms")),
+                 _fmt(row.get("search_cpu_p95_ms")), _fmt(row.get("ingest_turns_per_s"))]
         lines.append("| " + " | ".join(cells) + " |")
     categories: list[str] = []
     for row in systems.values():

@@ -5,6 +5,7 @@ Every candidate keeps the score and rank each signal gave it; fusion is the rera
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,14 +15,35 @@ from graphs.services import Services
 from graphs.state import ChatContext, ChatState
 from nodes._timing import timed
 from stores.embedders import embed_array
-from stores.models import MemoryType, SearchHit
+from stores.models import MemoryItem, MemoryType, SearchHit
 
 #: Candidates each signal contributes, as a multiple of top_k (recall needs a deeper pool than the answer).
-POOL_FACTOR = 4
+POOL_FACTOR = 2
 MIN_POOL = 40
 #: How many of the best seeds get their graph neighbours (adjacent turns, parents, children) pulled in.
 EXPAND_SEEDS = 5
+EXPAND_WINDOW = 1
 WORKING_MEMORY_LIMIT = 20
+#: Rewrite the query by rules before full-text search (see `lexical_query`).
+REWRITE = False
+
+_POSSESSIVE = re.compile(r"(\w)['’]s\b")
+#: Question scaffolding that carries no content: it only adds noise to BM25 ("what ... would ... likely").
+_SCAFFOLD = re.compile(
+    r"\b(?:what|which|who|whom|whose|when|where|why|how|would|could|should|might|likely|kind|kinds|type|types|"
+    r"some|any|many|much|does|did|do|has|have|had|is|are|was|were|been|being|ever|still|both|also)\b",
+    re.IGNORECASE,
+)
+
+
+def lexical_query(query: str) -> str:
+    """Rules, no model: drop possessive `'s` (so "Caroline's" matches "Caroline") and question scaffolding
+    words that every turn could match; keep everything else. Falls back to the query when nothing is left."""
+    if not REWRITE:
+        return query
+    text = _POSSESSIVE.sub(r"\1", query)
+    stripped = " ".join(_SCAFFOLD.sub(" ", text).split())
+    return stripped if re.search(r"\w", stripped) else query
 
 
 def merge_hits(*lists: Iterable[SearchHit]) -> dict[str, SearchHit]:
@@ -42,7 +64,7 @@ def recall(services: Services, query: str, vector: list[float], *, cube_ids: lis
            session_id: str | None = None, write_cube_id: str | None = None) -> list[SearchHit]:
     tree = services.tree
     dense = tree.vector_search(vector, cube_ids=cube_ids, k=pool)
-    lexical = tree.text_search(query, cube_ids=cube_ids, k=pool)
+    lexical = tree.text_search(lexical_query(query), cube_ids=cube_ids, k=pool)
     merged = merge_hits(dense, lexical)
     if session_id and write_cube_id:
         working = tree.list(cube_ids=[write_cube_id], session_id=session_id,
@@ -51,14 +73,29 @@ def recall(services: Services, query: str, vector: list[float], *, cube_ids: lis
             merged.values(),
             [SearchHit(item=m, scores={"working": 1.0}, ranks={"working": r}) for r, m in enumerate(working)],
         )
-    seeds = [h.id for h in sorted(merged.values(), key=_seed_order)[:EXPAND_SEEDS]]
-    if seeds:
-        near = tree.neighbours(seeds, cube_ids=cube_ids, window=1)
-        merged = merge_hits(
-            merged.values(),
-            [SearchHit(item=m, scores={"graph": 1.0}, ranks={"graph": r}) for r, m in enumerate(near)],
-        )
+    ordered = sorted(merged.values(), key=_seed_order)[:EXPAND_SEEDS]
+    if ordered:
+        near = tree.neighbours([h.id for h in ordered], cube_ids=cube_ids, window=EXPAND_WINDOW)
+        merged = merge_hits(merged.values(), _graph_hits(ordered, near))
     return list(merged.values())
+
+
+def _graph_hits(seeds: list[SearchHit], near: list[MemoryItem]) -> list[SearchHit]:
+    """Neighbours as a `graph` signal: a neighbour ranks where its best seed ranked (adjacent turns of a seed
+    share its session and sit within the window; parents/children of a seed take that seed's rank too)."""
+    rank_of_turn: dict[tuple[str, str | None], list[tuple[int, int]]] = {}
+    for rank, seed in enumerate(seeds):
+        if seed.item.turn_index is not None:
+            rank_of_turn.setdefault((seed.item.cube_id, seed.item.session_id), []).append(
+                (seed.item.turn_index, rank))
+    hits = []
+    for fallback, item in enumerate(near):
+        ranks = [r for t, r in rank_of_turn.get((item.cube_id, item.session_id), [])
+                 if item.turn_index is not None and abs(t - item.turn_index) <= EXPAND_WINDOW]
+        rank = min(ranks) if ranks else len(seeds) + fallback
+        hits.append(SearchHit(item=item, scores={"graph": 1.0 / (1 + rank)}, ranks={"graph": rank}))
+    hits.sort(key=lambda h: h.ranks["graph"])
+    return hits
 
 
 def _seed_order(hit: SearchHit) -> float:
@@ -71,7 +108,7 @@ def make_retrieve_tree(services: Services):  # type: ignore[no-untyped-def]
     def retrieve_tree(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
         ctx = runtime.context or ChatContext()
         query = state["query"]
-        vector = embed_array(services.embeddings, [query])[0].tolist()
+        vector = state.get("query_vector") or embed_array(services.embeddings, [query])[0].tolist()
         candidates = recall(
             services, query, vector, cube_ids=state["read_cube_ids"], pool=max(MIN_POOL, ctx.top_k * POOL_FACTOR),
             session_id=state.get("session_id"), write_cube_id=state.get("write_cube_id"),

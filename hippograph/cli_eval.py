@@ -1,0 +1,85 @@
+"""`hippograph eval ...`: offline benchmarks. `eval_app` is a Typer group other modules register commands onto
+(`eval_app.command("prefeval")(fn)`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+eval_app = typer.Typer(help="Offline evals and benchmarks (LoCoMo, LongMemEval, ...).", no_args_is_help=True)
+console = Console()
+
+
+def _ks(value: str) -> list[int]:
+    try:
+        ks = sorted({int(v) for v in value.split(",") if v.strip()})
+    except ValueError:
+        raise typer.BadParameter(f"--k must be comma-separated integers, not {value!r}") from None
+    if not ks or ks[0] < 1:
+        raise typer.BadParameter("--k needs at least one positive integer")
+    return ks
+
+
+def _default_data(*parts: str) -> Path:
+    from evals.loaders import shared_data_dir
+
+    return shared_data_dir().joinpath(*parts)
+
+
+@eval_app.command("locomo")
+def locomo(
+    data: Annotated[Path | None, typer.Option(help="A LoCoMo-format JSON file (default: the shared dev set).")] = None,
+    out: Annotated[Path, typer.Option(help="Output dir for locomo.json, locomo.md, locomo.png.")] = Path(
+        "evals/results"),
+    backend: Annotated[str, typer.Option(help="Tree backend: embedded or neo4j.")] = "embedded",
+    k: Annotated[str, typer.Option("--k", help="Cut-offs, comma-separated.")] = "5,10,20",
+    limit: Annotated[int | None, typer.Option(help="Only the first N conversations.")] = None,
+    sample: Annotated[list[str] | None, typer.Option(help="Only these sample ids (repeatable).")] = None,
+    systems: Annotated[str, typer.Option(help="Comma-separated systems to run.")] = (
+        "hippograph,bm25,dense,langgraph_inmemory"),
+    ablations: Annotated[bool, typer.Option(help="Also run the ablation steps (adds locomo_ablations.*).")] = False,
+) -> None:
+    """LoCoMo turn-level evidence recall@k: hippograph (through the search graph) vs BM25, dense, InMemoryStore."""
+    from evals.locomo import ablation_markdown, run_ablations, run_locomo
+    from evals.report import markdown_table
+
+    if backend not in ("embedded", "neo4j"):
+        raise typer.BadParameter("--backend must be embedded or neo4j")
+    path = data or _default_data("locomo", "locomo10_dev.json")
+    if not path.is_file():
+        raise typer.BadParameter(f"no such file: {path}")
+    ks = _ks(k)
+    report = run_locomo(path, out, backend=backend, ks=ks, limit=limit, samples=sample,
+                        systems=[s.strip() for s in systems.split(",") if s.strip()])
+    console.print(markdown_table(report, title="LoCoMo evidence recall"))
+    if ablations:
+        rows = run_ablations(path, ks=ks, limit=limit, samples=sample)
+        (out / "locomo_ablations.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+        table = ablation_markdown(rows)
+        (out / "locomo_ablations.md").write_text(table, encoding="utf-8")
+        console.print(table)
+    console.print(f"[dim]wrote {out / 'locomo.json'}, {out / 'locomo.md'}, {out / 'locomo.png'}[/dim]")
+
+
+@eval_app.command("longmemeval")
+def longmemeval(
+    data: Annotated[Path | None, typer.Option(help="A LongMemEval JSON file (original schema).")] = None,
+    out: Annotated[Path, typer.Option(help="Output dir for longmemeval.json/.md.")] = Path("evals/results"),
+    k: Annotated[str, typer.Option("--k", help="Cut-offs, comma-separated.")] = "5,10,20",
+    limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
+) -> None:
+    """LongMemEval `answer_session_ids` recall@k through the search graph."""
+    from evals.longmemeval import run_longmemeval
+    from evals.report import markdown_table
+
+    path = data or _default_data("longmemeval", "longmemeval_sample2.json")
+    report = run_longmemeval(path, ks=_ks(k), limit=limit)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "longmemeval.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    table = markdown_table(report, title="LongMemEval answer-session recall")
+    (out / "longmemeval.md").write_text(table, encoding="utf-8")
+    console.print(table)
