@@ -7,10 +7,12 @@ it searches. Exact cosine over the cube's matrix is a single BLAS call: 100k x 3
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,7 +46,7 @@ CREATE INDEX IF NOT EXISTS memories_session ON memories(cube_id, session_id, tur
 CREATE INDEX IF NOT EXISTS memories_hash ON memories(cube_id, content_hash);
 CREATE INDEX IF NOT EXISTS memories_parent ON memories(parent_id);
 CREATE INDEX IF NOT EXISTS memories_seq ON memories(seq);
-CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5(body, tokenize = 'porter unicode61');
+CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5(body, scope, tokenize = 'porter unicode61');
 CREATE TABLE IF NOT EXISTS edges (
     src TEXT NOT NULL, rel TEXT NOT NULL, dst TEXT NOT NULL, props TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (src, rel, dst)
@@ -67,13 +69,39 @@ _STOPWORDS = frozenset(
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
+def query_terms(text: str) -> list[str]:
+    """Plain text -> distinct lower-case words (stopwords dropped unless nothing else is left)."""
+    words = [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
+    return list(dict.fromkeys(words or _WORD.findall(text.lower())))[:64]
+
+
+def quoted(term: str) -> str:
+    """An FTS5 string literal: whatever the term holds, it is matched as text, never parsed as syntax."""
+    return '"' + term.replace('"', '""') + '"'
+
+
 def fts_query(text: str) -> str:
     """Plain text -> a safe FTS5 query: each word quoted (no operators survive), OR-ed together."""
-    words = [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
-    if not words:
-        words = _WORD.findall(text.lower())
-    unique = list(dict.fromkeys(words))[:64]
-    return " OR ".join('"' + w.replace('"', '""') + '"' for w in unique)
+    return " OR ".join(quoted(w) for w in query_terms(text))
+
+
+def cube_token(cube_id: str) -> str:
+    """An opaque single-token name for a cube: a hash, so ids like `a.b` and `a-b` never collide."""
+    return "cube" + hashlib.blake2b(cube_id.encode(), digest_size=10).hexdigest()
+
+
+def status_token(status: MemoryStatus | str) -> str:
+    return "status" + MemoryStatus(status).value
+
+
+def scope_tokens(cube_id: str, status: MemoryStatus | str) -> str:
+    """The FTS `scope` column. Filtering inside the full-text index (rather than joining afterwards) keeps
+    text search cost proportional to the cube, not to the whole table."""
+    return f"{cube_token(cube_id)} {status_token(status)}"
+
+
+def _any_of(tokens: list[str]) -> str:
+    return "(" + " OR ".join(f"scope:{quoted(t)}" for t in tokens) + ")"
 
 
 @dataclass
@@ -115,6 +143,9 @@ class _CubeVectors:
 
 
 _STATUS_CODE = {MemoryStatus.ACTIVE: 0, MemoryStatus.SUPERSEDED: 1, MemoryStatus.DELETED: 2}
+#: Most rows a text search scores (see `_within_budget`); document frequencies are cached this long.
+TEXT_ROW_BUDGET = 6_000
+DF_CACHE_SECONDS = 60.0
 
 
 class EmbeddedTreeStore:
@@ -133,6 +164,7 @@ class EmbeddedTreeStore:
         self._conn.executescript(_SCHEMA)
         self._cubes: dict[str, _CubeVectors] = {}
         self._cache_seq = 0
+        self._df_cache: dict[tuple[str, str], tuple[int, float]] = {}
 
     # -- transactions -------------------------------------------------------------------------------------
 
@@ -205,7 +237,10 @@ class EmbeddedTreeStore:
                 (*values, rowid),
             )
             conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rowid,))
-        conn.execute("INSERT INTO memories_fts (rowid, body) VALUES (?, ?)", (rowid, item.index_text))
+        conn.execute(
+            "INSERT INTO memories_fts (rowid, body, scope) VALUES (?, ?, ?)",
+            (rowid, item.index_text, scope_tokens(item.cube_id, item.status)),
+        )
 
     def add(self, items: Sequence[MemoryItem]) -> list[str]:
         blobs = [self._vector_blob(item) for item in items]  # validate all before writing any
@@ -242,10 +277,8 @@ class EmbeddedTreeStore:
                         continue
                     item.status, item.updated_at = MemoryStatus.DELETED, now()
                     item.valid_to = item.valid_to or item.updated_at
-                    conn.execute(
-                        "UPDATE memories SET status = ?, seq = ?, data = ? WHERE rowid = ?",
-                        (item.status.value, seq, item.model_dump_json(), rowid),
-                    )
+                    blob = conn.execute("SELECT embedding FROM memories WHERE rowid = ?", (rowid,)).fetchone()[0]
+                    self._upsert(conn, seq, item, blob)
                 changed += 1
         return changed
 
@@ -313,7 +346,9 @@ class EmbeddedTreeStore:
         norm = float(np.linalg.norm(query))
         if norm:
             query = query / norm
-        wanted = np.array([_STATUS_CODE[MemoryStatus(s)] for s in statuses], dtype=np.int8)
+        # Lookup table indexed by status code + 1 (code -1 marks a hard-deleted row).
+        allowed = np.zeros(len(_STATUS_CODE) + 1, dtype=bool)
+        allowed[[_STATUS_CODE[MemoryStatus(s)] + 1 for s in statuses]] = True
         scored: list[tuple[float, str]] = []
         with self._lock:
             for cube_id in dict.fromkeys(cube_ids):
@@ -321,7 +356,7 @@ class EmbeddedTreeStore:
                 if cube is None or cube.size == 0:
                     continue
                 sims = cube.matrix[: cube.size] @ query
-                sims[~np.isin(cube.status[: cube.size], wanted)] = -np.inf
+                sims[~allowed[cube.status[: cube.size] + 1]] = -np.inf
                 top = min(k, cube.size)
                 idx = np.argpartition(-sims, top - 1)[:top]
                 scored.extend((float(sims[i]), cube.ids[i]) for i in idx if np.isfinite(sims[i]))
@@ -342,22 +377,55 @@ class EmbeddedTreeStore:
         k: int = 10,
         statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,),
     ) -> list[SearchHit]:
-        match = fts_query(query)
-        if not match or not cube_ids:
+        terms = query_terms(query)
+        if not terms or not cube_ids or not statuses:
             return []
-        cubes, states = list(dict.fromkeys(cube_ids)), [MemoryStatus(s).value for s in statuses]
+        scope = _any_of([cube_token(c) for c in dict.fromkeys(cube_ids)])
+        scope += " AND " + _any_of([status_token(s) for s in statuses])
+        terms = self._within_budget(scope, terms)
+        match = f"{scope} AND ({' OR '.join(quoted(t) for t in terms)})"
+        # Weight 0 on the scope column: the filter tokens never change a score.
         rows = self._query(
-            "SELECT m.data, -bm25(memories_fts) AS score FROM memories_fts "
-            "JOIN memories m ON m.rowid = memories_fts.rowid "
-            f"WHERE memories_fts MATCH ? AND m.cube_id IN ({self._marks(cubes)}) "
-            f"AND m.status IN ({self._marks(states)}) ORDER BY bm25(memories_fts) LIMIT ?",
-            [match, *cubes, *states, k],
+            "SELECT rowid, -bm25(memories_fts, 1.0, 0.0) FROM memories_fts WHERE memories_fts MATCH ? "
+            "ORDER BY bm25(memories_fts, 1.0, 0.0) LIMIT ?",
+            [match, k],
         )
+        if not rows:
+            return []
+        data = dict(self._query(f"SELECT rowid, data FROM memories WHERE rowid IN ({self._marks(rows)})",
+                                [r for r, _ in rows]))
         return [
-            SearchHit(item=MemoryItem.model_validate_json(data), score=score, scores={"bm25": score},
+            SearchHit(item=MemoryItem.model_validate_json(data[rowid]), score=score, scores={"bm25": score},
                       ranks={"bm25": rank})
-            for rank, (data, score) in enumerate(rows)
+            for rank, (rowid, score) in enumerate(rows)
         ]
+
+    def _within_budget(self, scope: str, terms: list[str]) -> list[str]:
+        """Rarest terms first, as many as fit in `TEXT_ROW_BUDGET` matching rows (always at least one).
+
+        BM25 costs one score per matching row; a very common word in a big cube matches tens of thousands
+        of rows and adds almost nothing to the ranking (its IDF is near zero). Small cubes keep every term.
+        """
+        counted = sorted((self._term_rows(scope, t), t) for t in terms)
+        kept, rows = [], 0
+        for n, term in counted:
+            if kept and rows + n > TEXT_ROW_BUDGET:
+                continue
+            kept.append(term)
+            rows += n
+        return kept
+
+    def _term_rows(self, scope: str, term: str) -> int:
+        key, now_s = (scope, term), time.monotonic()
+        cached = self._df_cache.get(key)
+        if cached is not None and now_s - cached[1] < DF_CACHE_SECONDS:
+            return cached[0]
+        (n,) = self._query("SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?",
+                           [f"{scope} AND {quoted(term)}"])[0]
+        if len(self._df_cache) > 50_000:
+            self._df_cache.clear()
+        self._df_cache[key] = (int(n), now_s)
+        return int(n)
 
     def neighbours(self, ids: Sequence[str], *, cube_ids: Sequence[str], window: int = 1) -> list[MemoryItem]:
         seeds = self.get(ids, cube_ids=cube_ids)
