@@ -407,7 +407,8 @@ class EmbeddedTreeStore:
         of rows and adds almost nothing to the ranking (its IDF is near zero). Small cubes keep every term.
         """
         counted = sorted((self._term_rows(scope, t), t) for t in terms)
-        kept, rows = [], 0
+        kept: list[str] = []
+        rows = 0
         for n, term in counted:
             if kept and rows + n > TEXT_ROW_BUDGET:
                 continue
