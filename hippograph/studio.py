@@ -5,15 +5,16 @@ WITHOUT a checkpointer: the LangGraph server injects its own. Runs take the per-
 `{"assistant_id": "chat", "input": {"messages": [...]}, "context": {"user_id": "ana"}}`.
 
 The factories are coroutines that build in a worker thread: opening stores is blocking I/O, which the dev
-server refuses on its event loop. Studio is a development tool: the user id comes from the run context, unauthenticated. Use `hippograph serve`
-(API keys) to expose memory to other people.
+server refuses on its event loop. Studio is a development tool: the user id comes from the run context,
+unauthenticated. Use `hippograph serve` (API keys) to expose memory to other people.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from functools import lru_cache
+from functools import cache, lru_cache
+from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
@@ -28,8 +29,8 @@ def services() -> Services:
     return Services.from_settings(get_settings())
 
 
-@lru_cache(maxsize=None)
-def _graph(name: str) -> CompiledStateGraph:
+@cache
+def _graph(name: str) -> CompiledStateGraph[Any, Any, Any, Any]:
     with _lock:
         shared = services()
         if name == "chat":
@@ -51,21 +52,21 @@ def _graph(name: str) -> CompiledStateGraph:
         raise ValueError(f"unknown graph {name!r}")
 
 
-async def chat() -> CompiledStateGraph:
+async def chat() -> CompiledStateGraph[Any, Any, Any, Any]:
     """START -> scope -> retrieve_tree || retrieve_prefs -> rerank -> threshold -> respond -> (ingest, enrich)."""
     return await asyncio.to_thread(_graph, "chat")
 
 
-async def search() -> CompiledStateGraph:
+async def search() -> CompiledStateGraph[Any, Any, Any, Any]:
     """The recall half of chat: memories for a query, no answer."""
     return await asyncio.to_thread(_graph, "search")
 
 
-async def ingest() -> CompiledStateGraph:
+async def ingest() -> CompiledStateGraph[Any, Any, Any, Any]:
     """Documents and conversations into tree memory (one Send per document)."""
     return await asyncio.to_thread(_graph, "ingest")
 
 
-async def enrich() -> CompiledStateGraph:
+async def enrich() -> CompiledStateGraph[Any, Any, Any, Any]:
     """The background enrichment of a turn: extract, dedup, supersede, topics, preferences, working memory."""
     return await asyncio.to_thread(_graph, "enrich")
