@@ -15,7 +15,8 @@ the URI.
 
 Filtered vector search: Neo4j 5.26's vector index cannot pre-filter by tenant, so a naive "ANN top-k, then
 `WHERE cube_id IN ...`" returns fewer than k hits when the cube is a small part of the index. We (1) count the
-cube's memories (capped, index-backed); (2) when it is small (<= `exact_threshold`) compute exact cosine over
+cube's memories (capped, index-backed); (2) when it is small (<= `exact_threshold`, or when the ANN would need more
+candidates than the cube holds) compute exact cosine over
 that cube's nodes only (an index seek, never every tenant); (3) otherwise ask the ANN index for
 `k * total / cube_size * oversample` candidates, filter, re-score them with exact cosine, and grow the
 candidate count until k survive or the exact path is cheaper. See `evals/bench_neo4j.py` for recall/latency.
@@ -430,8 +431,45 @@ class Neo4jTreeStore:
         "WITH m, vector.similarity.cosine(m.embedding, $vec) AS score "
         f"ORDER BY score DESC, m.id LIMIT $k RETURN {_NODE_FIELDS}, score"
     )
+    # The full-text index streams hits best-first; the filter pulls only as many as it needs for k in the cubes.
+    _TEXT = (
+        "CALL db.index.fulltext.queryNodes($index, $q) YIELD node AS m, score "
+        "WHERE m.cube_id IN $cubes AND m.status IN $states "
+        f"RETURN {_NODE_FIELDS}, score LIMIT $k"
+    )
     _TOTAL = f"MATCH (m:{LABEL}) RETURN count(m) AS total"
     _CUBE_SIZE = f"MATCH (m:{LABEL}) WHERE m.cube_id IN $cubes WITH m LIMIT $cap RETURN count(m) AS n"
+
+    def _vector_rows(self, tx: neo4j.ManagedTransaction, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Top-k rows of the filtered vector search inside `tx` (exact or oversampled ANN, see module doc)."""
+        cubes, k = params["cubes"], params["k"]
+        self.last_plan = {}
+        rec = tx.run(self._TOTAL).single()
+        total = int(rec["total"]) if rec else 0
+        # ANN over an index of `total` for a cube of `size` needs ~k*oversample*total/size candidates;
+        # when that is more than the cube holds, exact cosine over the cube alone is cheaper. So the cube
+        # size only matters up to max(exact_threshold, sqrt(k*oversample*total)): count no further.
+        cap = max(self.exact_threshold, math.isqrt(int(k * self.oversample * total)) + 1) + 1
+        rec = tx.run(self._CUBE_SIZE, cubes=cubes, cap=cap).single()
+        size = int(rec["n"]) if rec else 0
+        if size == 0:
+            return []
+        fetch = max(math.ceil(k * self.oversample * total / size), self.min_candidates, 2 * k)
+        if size <= self.exact_threshold or fetch >= size:
+            self.last_plan = {"path": "exact", "cube_size": size}
+            return [r.data() for r in tx.run(self._EXACT, params)]
+        rounds = 0
+        while True:
+            rounds += 1
+            rows = [r.data() for r in tx.run(self._ANN, params, index=VECTOR_INDEX, fetch=min(fetch, total))]
+            if len(rows) >= k or fetch >= total:
+                self.last_plan = {"path": "ann", "fetch": fetch, "rounds": rounds, "total": total}
+                return rows
+            # Fewer than k survived the filter (e.g. most of the cube is deleted): widen, or go exact.
+            fetch *= 4
+            if fetch >= size * 4 or fetch > 50_000:
+                self.last_plan = {"path": "exact-fallback", "rounds": rounds, "total": total}
+                return [r.data() for r in tx.run(self._EXACT, params)]
 
     @_guard
     def vector_search(
@@ -447,37 +485,7 @@ class Neo4jTreeStore:
         if not cubes or k <= 0:
             return []
         params = {"cubes": cubes, "states": self._states(statuses), "vec": vec, "k": int(k)}
-        self.last_plan = {}
-
-        def work(tx: neo4j.ManagedTransaction) -> list[dict[str, Any]]:
-            rec = tx.run(self._TOTAL).single()
-            total = int(rec["total"]) if rec else 0
-            # ANN over an index of `total` for a cube of `size` needs ~k*oversample*total/size candidates;
-            # when that is more than the cube holds, exact cosine over the cube alone is cheaper. So the cube
-            # size only matters up to max(exact_threshold, sqrt(k*oversample*total)): count no further.
-            cap = max(self.exact_threshold, math.isqrt(int(k * self.oversample * total)) + 1) + 1
-            rec = tx.run(self._CUBE_SIZE, cubes=cubes, cap=cap).single()
-            size = int(rec["n"]) if rec else 0
-            if size == 0:
-                return []
-            fetch = max(math.ceil(k * self.oversample * total / size), self.min_candidates, 2 * k)
-            if size <= self.exact_threshold or fetch >= size:
-                self.last_plan = {"path": "exact", "cube_size": size}
-                return [r.data() for r in tx.run(self._EXACT, params)]
-            rounds = 0
-            while True:
-                rounds += 1
-                rows = [r.data() for r in tx.run(self._ANN, params, index=VECTOR_INDEX, fetch=min(fetch, total))]
-                if len(rows) >= k or fetch >= total:
-                    self.last_plan = {"path": "ann", "fetch": fetch, "rounds": rounds, "total": total}
-                    return rows
-                # Fewer than k survived the filter (e.g. most of the cube is deleted): widen, or go exact.
-                fetch *= 4
-                if fetch >= size * 4 or fetch > 50_000:
-                    self.last_plan = {"path": "exact-fallback", "rounds": rounds, "total": total}
-                    return [r.data() for r in tx.run(self._EXACT, params)]
-
-        rows = self._read(work)
+        rows = self._read(lambda tx: self._vector_rows(tx, params))
         return self._hits(rows, "vector", _to_cos)
 
     @_guard
@@ -495,18 +503,43 @@ class Neo4jTreeStore:
         cubes = list(dict.fromkeys(cube_ids))
         if not lucene or not cubes or k <= 0:
             return []
-        # The index streams hits best-first; the filter pulls only as many as it needs for k in the cubes.
         rows = self._rows(
-            "CALL db.index.fulltext.queryNodes($index, $q) YIELD node AS m, score "
-            "WHERE m.cube_id IN $cubes AND m.status IN $states "
-            f"RETURN {_NODE_FIELDS}, score LIMIT $k",
-            index=FULLTEXT_INDEX,
-            q=lucene,
-            cubes=cubes,
-            states=self._states(statuses),
-            k=int(k),
+            self._TEXT, index=FULLTEXT_INDEX, q=lucene, cubes=cubes, states=self._states(statuses), k=int(k)
         )
         return self._hits(rows, "bm25", float)
+
+    @_guard
+    def hybrid_search(
+        self,
+        vector: Sequence[float],
+        query: str,
+        *,
+        cube_ids: Sequence[str],
+        k: int = 10,
+        statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,),
+    ) -> tuple[list[SearchHit], list[SearchHit]]:
+        """`(vector_search(...), text_search(...))` in one read transaction on one connection (fewer round
+        trips for hybrid recall); same results as the two calls."""
+        vec = self._vector(vector, "query vector")
+        cubes = list(dict.fromkeys(cube_ids))
+        if not cubes or k <= 0:
+            return [], []
+        states = self._states(statuses)
+        params = {"cubes": cubes, "states": states, "vec": vec, "k": int(k)}
+        lucene = lucene_query(query) if isinstance(query, str) else ""
+
+        def work(tx: neo4j.ManagedTransaction) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            dense = self._vector_rows(tx, params)
+            lexical = []
+            if lucene:
+                lexical = [
+                    r.data()
+                    for r in tx.run(self._TEXT, index=FULLTEXT_INDEX, q=lucene, cubes=cubes, states=states, k=int(k))
+                ]
+            return dense, lexical
+
+        dense, lexical = self._read(work)
+        return self._hits(dense, "vector", _to_cos), self._hits(lexical, "bm25", float)
 
     @_guard
     def neighbours(self, ids: Sequence[str], *, cube_ids: Sequence[str], window: int = 1) -> list[MemoryItem]:
