@@ -61,6 +61,8 @@ def locomo(
         (out / "locomo_ablations.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
         table = ablation_markdown(rows)
         (out / "locomo_ablations.md").write_text(table, encoding="utf-8")
+        with (out / "locomo.md").open("a", encoding="utf-8") as md:
+            md.write("\n## Ablations (cumulative; each row adds one idea)\n\n" + table)
         console.print(table)
     console.print(f"[dim]wrote {out / 'locomo.json'}, {out / 'locomo.md'}, {out / 'locomo.png'}[/dim]")
 
