@@ -38,7 +38,8 @@ def topic_label(texts: list[str], n: int = 4) -> str:
     for text in texts:
         counts.update({t for t in tokens(text) if t not in _STOP and t not in _MORE_STOP and len(t) > 2
                        and not t.isdigit()})
-    words = [w for w, _ in counts.most_common(n)]
+    # Ties broken alphabetically: set order differs between processes (hash seed), labels must not.
+    words = [w for w, _ in sorted(counts.items(), key=lambda wc: (-wc[1], wc[0]))[:n]]
     return "Topic: " + (", ".join(words) if words else "misc")
 
 
