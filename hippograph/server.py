@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
@@ -363,29 +365,24 @@ class BodyLimit:
                 if too_big:
                     await self._reject(send)
                     return
-        seen = 0
-        started = False
-
-        async def limited() -> Message:
-            nonlocal seen
+        if any(name == b"content-length" for name, _ in scope.get("headers", [])):
+            await self.app(scope, receive, send)  # framing by Content-Length: checked above
+            return
+        # No Content-Length (chunked): buffer up to the limit, then replay it to the app.
+        body = bytearray()
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited, tracking_send)
-        except _TooLarge:
-            if not started:
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message]), send)
+                return
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
                 await self._reject(send)
+                return
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay([{"type": "http.request", "body": bytes(body), "more_body": False}],
+                                      receive), send)
 
     async def _reject(self, send: Send) -> None:
         response = JSONResponse(
@@ -395,8 +392,17 @@ class BodyLimit:
         await response({"type": "http"}, _no_receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
+    queue = list(messages)
+
+    async def receive() -> Message:
+        if queue:
+            return queue.pop(0)
+        if then is not None:
+            return await then()
+        return {"type": "http.disconnect"}
+
+    return receive
 
 
 async def _no_receive() -> Message:
@@ -668,7 +674,13 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     services.registry.auto_create_users = False
     memory = Memory(services=services)
 
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        memory.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="hippograph",
         version="0.1.0",
         description="Long-term memory for AI agents: LangServe routes for the chat and search graphs, and REST. "
@@ -691,10 +703,6 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
-
-    @app.on_event("shutdown")  # type: ignore[untyped-decorator,unused-ignore]
-    def _close() -> None:
-        memory.close()
 
     app.add_middleware(BodyLimit, max_bytes=services.settings.max_request_bytes)  # type: ignore[arg-type]
     return app
