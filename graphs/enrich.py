@@ -10,6 +10,7 @@ The fast path's memory ids (`memory_ids`) are only ever linked to, never rewritt
 from __future__ import annotations
 
 import sqlite3
+from itertools import pairwise
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
@@ -55,7 +56,7 @@ def build_enrich_graph(services: Services | None = None, *, checkpointer: BaseCh
     builder.add_node("preferences", make_enrich_preferences(services))
     builder.add_node("working_memory", make_enrich_working(services))
     builder.add_edge(START, "extract")
-    for a, b in zip(NODES, NODES[1:], strict=False):
+    for a, b in pairwise(NODES):
         builder.add_edge(a, b)
     builder.add_edge(NODES[-1], END)
     return builder.compile(checkpointer=checkpointer, name="enrich")

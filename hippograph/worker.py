@@ -19,6 +19,7 @@ import traceback
 import uuid
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from graphs.enrich import ENRICH_KIND, build_enrich_graph, open_enrich_checkpointer
@@ -54,7 +55,7 @@ class Worker:
 
     def run_job(self, job: Job) -> dict[str, Any]:
         """Run (or resume) one job's graph. Raises on failure."""
-        config = {"configurable": {"thread_id": job.id}}
+        config: RunnableConfig = {"configurable": {"thread_id": job.id}}
         snapshot = self.graph.get_state(config)
         if snapshot.values and not snapshot.next:
             return dict(snapshot.values)  # finished before a crash prevented `complete`

@@ -29,10 +29,10 @@ def make_enrich_extract(services: Services):  # type: ignore[no-untyped-def]
             extractor = LLMExtractor(services.chat_model)
             result = extractor.extract_turn(messages)
             known = {m.id for m in messages}
-            for fact in result.facts:
-                if fact.text.strip():
-                    facts.append({"text": fact.text.strip(),
-                                  "message_ids": [i for i in fact.message_ids if i in known]})
+            for extracted in result.facts:
+                if extracted.text.strip():
+                    facts.append({"text": extracted.text.strip(),
+                                  "message_ids": [i for i in extracted.message_ids if i in known]})
             prefs = preferences_from(result, messages, user_id=state["user_id"], cube_id=cube)
             pref_candidates = [p.model_dump(mode="json") for p in prefs]
         else:

@@ -29,8 +29,8 @@ from stores.models import MemoryItem, MemoryStatus, MemoryType, SourceRef
 from stores.tree.base import Edge, Rel
 from stores.write import stable_id
 
-_MORE_STOP = frozenset("like love prefer really think know want get got go going lot much many thing things "
-                       "one would could should said say".split())
+_MORE_STOP = frozenset(str.split("like love prefer really think know want get got go going lot much many thing things "
+                       "one would could should said say"))
 
 
 def topic_label(texts: list[str], n: int = 4) -> str:

@@ -11,7 +11,8 @@ Order of checks, cheapest first:
    - `duplicate`: cosine >= `paraphrase_cosine` or Jaccard >= `dup_jaccard` (same information, other words).
    - `new` otherwise.
 
-Measured with all-MiniLM-L6-v2: paraphrases of one fact sit at cosine 0.77-0.98 (threshold 0.75) to their nearest sibling;
+Measured with all-MiniLM-L6-v2: paraphrases of one fact sit at cosine 0.77-0.98 to their nearest
+sibling (threshold 0.75);
 "I live in Paris" vs "I live in Berlin now" 0.52, "two cats" vs "three cats" 0.94 (caught as `update` by the
 value check, not as a duplicate), unrelated facts < 0.3.
 """
@@ -31,14 +32,14 @@ from stores.models import content_hash, normalise_text
 Action = Literal["duplicate", "update", "new"]
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
-_STOP = frozenset(
+_STOP = frozenset(str.split(
     "a an the and or but so of to in on at for with by from as is are was were be been am i me my we our you "
     "your he she it its they them their this that these those do does did have has had will would can could "
     "now just also very really too then than there here not no where which who what when being any all some "
-    "because since".split()
-)
-_NEGATORS = frozenset("not no never dont don't doesnt doesn't cannot cant can't without longer hate dislike "
-                      "avoid refuse despise detest loathe".split())
+    "because since"
+))
+_NEGATORS = frozenset(str.split("not no never dont don't doesnt doesn't cannot cant can't without longer hate dislike "
+                      "avoid refuse despise detest loathe"))
 _CONTRACTIONS = [(re.compile(r"\b(\w+)n[’']t\b"), r"\1 not"), (re.compile(r"[’']m\b"), " am"),
                  (re.compile(r"[’']re\b"), " are"), (re.compile(r"[’']ve\b"), " have"),
                  (re.compile(r"[’']ll\b"), " will"), (re.compile(r"[’']d\b"), " would"),

@@ -8,8 +8,9 @@ Layout (all keys under `prefix`):
 - `{p}:kinds`          the set of kinds seen (so `claim` without `kinds` reads every stream).
 
 Claiming first takes over a delivered entry whose job lease ran out (`XPENDING` + `XCLAIM` guarded by the
-observed idle time, so two workers never both win), else reads a new entry with `XREADGROUP`: a crashed worker's job is delivered again (at-least-once; handlers are
-idempotent). `complete` acknowledges the entry; `fail` with retry acknowledges it and appends a fresh entry.
+observed idle time, so two workers never both win), else reads a new entry with `XREADGROUP`: a crashed
+worker's job is delivered again (at-least-once; handlers are idempotent). `complete` acknowledges the entry;
+`fail` with retry acknowledges it and appends a fresh entry.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class RedisOutbox:
         import redis
 
         self.prefix = prefix
-        self._redis = client or redis.Redis.from_url(url, decode_responses=True)
+        self._redis: Any = client or redis.Redis.from_url(url, decode_responses=True)
         try:
             self._redis.ping()
         except redis.exceptions.ConnectionError as exc:
@@ -102,7 +103,6 @@ class RedisOutbox:
         return sorted(self._redis.smembers(f"{self.prefix}:kinds"))
 
     def claim(self, *, worker: str, lease_seconds: float = 60.0, kinds: Sequence[str] | None = None) -> Job | None:
-        lease_ms = max(1, int(lease_seconds * 1000))
         for kind in self._kinds(kinds):
             self._ensure_group(kind)
             stream = self._stream(kind)

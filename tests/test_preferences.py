@@ -41,7 +41,7 @@ def test_protocol_roundtrip_and_hybrid_search(store: MilvusPreferenceStore) -> N
         _pref("alice", "I prefer window seats on flights."),
     ])
     got = store.get(ids)
-    assert [p.text for p in got][0].startswith("I am vegan") and got[0].evidence[0].message_id == "m1"
+    assert next(p.text for p in got).startswith("I am vegan") and got[0].evidence[0].message_id == "m1"
     hits = store.search("Which concerts should I go to this weekend?", user_id="alice", k=3)
     assert hits[0].text.startswith("I love jazz")
     assert "rrf" in hits[0].scores and "vector" in hits[0].scores

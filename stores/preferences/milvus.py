@@ -10,6 +10,8 @@ filter templating, and a raw `user_id == "{x}"` with `x = 'u1" or user_id != "x'
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import json
 import re
 import threading
@@ -278,7 +280,7 @@ class MilvusPreferenceStore:
 
     def similar(
         self, vector: Sequence[float], *, user_id: str, k: int = 5, include_inactive: bool = False
-    ) -> list[PreferenceHit]:
+    ) -> builtins.list[PreferenceHit]:
         """Dense-only neighbours with their cosine: what near-duplicate and conflict checks need."""
         expr = self._filter(user_id, None, include_inactive)
         with self._lock:
@@ -301,7 +303,7 @@ class MilvusPreferenceStore:
         k: int = 5,
         include_inactive: bool = False,
         vector: Sequence[float] | None = None,
-    ) -> list[PreferenceHit]:
+    ) -> builtins.list[PreferenceHit]:
         """Hybrid search: dense (cosine) and BM25 (Milvus BM25 function) lists fused by RRF (k=60)."""
         from pymilvus import AnnSearchRequest, RRFRanker
 
@@ -349,8 +351,6 @@ class MilvusPreferenceStore:
                 self._client.drop_collection(self.collection)
 
     def close(self) -> None:
-        with self._lock:
-            try:
-                self._client.close()
-            except Exception:  # closing twice or after the server went away is harmless
-                pass
+        # Closing twice, or after the server went away, is harmless.
+        with self._lock, contextlib.suppress(Exception):
+            self._client.close()

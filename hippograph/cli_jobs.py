@@ -1,0 +1,124 @@
+"""CLI commands for the enrichment worker and the job outbox, plus `eval prefeval`.
+
+The lead mounts them: `app.command("worker")(worker)`, `app.command("jobs")(jobs)`,
+`eval_app.command("prefeval")(prefeval)` (or `mount(app, eval_app)`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def worker(
+    once: Annotated[bool, typer.Option(help="Exit when the outbox has no job left.")] = False,
+    max_jobs: Annotated[int | None, typer.Option(help="Stop after this many jobs.")] = None,
+    lease: Annotated[float, typer.Option(help="Seconds a claimed job stays leased (renewed while running).")] = 120.0,
+    poll: Annotated[float, typer.Option(help="Seconds between polls of an empty outbox.")] = 0.5,
+) -> None:
+    """Run the enrichment worker: claim jobs, run the enrich graph (checkpointed per job), mark done/failed."""
+    from hippograph.worker import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    started = time.time()
+    n = run_worker(once=once, max_jobs=max_jobs, lease_seconds=lease, poll_interval=poll)
+    console.print(f"processed {n} jobs in {time.time() - started:.1f}s")
+
+
+def jobs(
+    status: Annotated[str | None, typer.Option(help="Only jobs in this status: pending, running, done, failed.")
+                      ] = None,
+    limit: Annotated[int, typer.Option(help="How many jobs to list (newest first).")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List enrichment jobs with status, attempts and last error."""
+    from graphs.services import open_outbox
+    from hippograph.settings import get_settings
+    from stores.outbox import JobStatus
+
+    if status is not None and status not in {s.value for s in JobStatus}:
+        raise typer.BadParameter(f"status must be one of {', '.join(s.value for s in JobStatus)}")
+    outbox = open_outbox(get_settings())
+    try:
+        listed = outbox.list(status=JobStatus(status) if status else None, limit=limit)
+        counts = outbox.counts()
+    finally:
+        close = getattr(outbox, "close", None)
+        if close is not None:
+            close()
+    if as_json:
+        console.print_json(json.dumps({"counts": counts, "jobs": [j.model_dump(mode="json") for j in listed]}))
+        return
+    table = Table(title="jobs " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    for col in ("id", "kind", "status", "attempts", "updated", "last error"):
+        table.add_column(col, justify="right" if col == "attempts" else "left")
+    colours = {"done": "green", "failed": "red", "running": "yellow", "pending": "cyan"}
+    for job in listed:
+        table.add_row(job.id[:8], job.kind, f"[{colours.get(job.status.value, 'white')}]{job.status.value}[/]",
+                      str(job.attempts), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.updated_at)),
+                      (job.last_error.splitlines() or [""])[0][:80])
+    console.print(table)
+
+
+def prefeval(
+    data: Annotated[Path | None, typer.Option(help="A PrefEval-layout dir (default: ../shared/data/prefeval).")
+                    ] = None,
+    out: Annotated[Path, typer.Option(help="Output dir for prefeval.json, .md and .png.")] = Path(
+        "evals/results/prefeval"),
+    k: Annotated[str, typer.Option("--k", help="Distractor turns, comma-separated.")] = "10,300",
+    limit: Annotated[int | None, typer.Option(help="Only the first N items per topic.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for distractor sampling.")] = 0,
+    kinds: Annotated[str, typer.Option(help="explicit,implicit_choice,implicit_persona")] = (
+        "explicit,implicit_choice,implicit_persona"),
+    model: Annotated[str | None, typer.Option(help="Extract with this chat model (init_chat_model string).")
+                     ] = None,
+) -> None:
+    """PrefEval retrieval: is the stated preference in the top 1/3/5 recalled, with k distractor turns?"""
+    from evals.prefeval import KINDS, run_prefeval
+
+    if data is None:
+        import os
+
+        root = Path(os.environ.get("HIPPOGRAPH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+        data = root / "prefeval"
+    if not (data / "explicit_preference").is_dir():
+        raise typer.BadParameter(f"{data} does not look like PrefEval data (no explicit_preference/)")
+    chosen = [x.strip() for x in kinds.split(",") if x.strip()]
+    if bad := [x for x in chosen if x not in KINDS]:
+        raise typer.BadParameter(f"unknown kinds {bad}; choose from {', '.join(KINDS)}")
+    try:
+        ks = sorted({int(v) for v in k.split(",") if v.strip()})
+    except ValueError:
+        raise typer.BadParameter(f"--k must be comma-separated integers, not {k!r}") from None
+    chat_model = None
+    if model:
+        from graphs.services import load_chat_model
+
+        chat_model = load_chat_model(model)
+    results = run_prefeval(data, out, ks=ks, kinds=chosen, limit_per_topic=limit, seed=seed,
+                           chat_model=chat_model)
+    table = Table(title="PrefEval preference retrieval")
+    for col in ("kind", "k", "top1", "top3", "top5"):
+        table.add_column(col)
+    for kind, per_k in results.items():
+        for kk, res in per_k.items():
+            o = res["overall"]
+            table.add_row(kind, kk, f"{o['top1']:.3f}", f"{o['top3']:.3f}", f"{o['top5']:.3f}")
+    console.print(table)
+    console.print(f"wrote {out / 'prefeval.json'}, {out / 'prefeval.md'}, {out / 'prefeval.png'}")
+
+
+def mount(app: typer.Typer, eval_app: typer.Typer | None = None) -> None:
+    app.command("worker")(worker)
+    app.command("jobs")(jobs)
+    if eval_app is not None:
+        eval_app.command("prefeval")(prefeval)
