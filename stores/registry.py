@@ -90,6 +90,10 @@ class Registry:
 
     def __init__(self, url: str, *, auto_create_users: bool = True) -> None:
         self.auto_create_users = auto_create_users
+        # Plain Postgres URLs (as the checkpointer takes them) use psycopg 3, the driver we install.
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                url = "postgresql+psycopg://" + url.removeprefix(prefix)
         if url.startswith("sqlite:///"):
             from pathlib import Path
 
