@@ -99,6 +99,7 @@ def run_longmemeval(data: str | Path | None = None, *, ks: Sequence[int] = DEFAU
     lat = np.array(latencies or [0.0])
     return {
         "questions": len(items),
+        "questions_note": "answer_session_ids recall",
         "systems": {"hippograph": {
             **{f"recall@{k}": round(float(np.mean(v)), 4) if v else 0.0 for k, v in per_k.items()},
             "search_p50_ms": round(float(np.percentile(lat, 50)), 2),

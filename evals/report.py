@@ -21,7 +21,8 @@ def markdown_table(report: dict[str, Any], *, title: str = "") -> str:
         int(k.split("@")[1]) for k in next(iter(systems.values()), {}) if k.startswith("recall@")
     )
     lines = [f"## {title}", ""] if title else []
-    lines.append(f"{report.get('questions', 0)} questions (categories 1-4 with evidence).")
+    note = report.get("questions_note", "categories 1-4 with evidence")
+    lines.append(f"{report.get('questions', 0)} questions ({note}).")
     lines.append("")
     head = ["system", *[f"R@{k}" for k in ks], "search p50 ms", "search p95 ms", "CPU p50 ms", "CPU p95 ms",
             "ingest turns/s"]
