@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -216,12 +217,15 @@ def run_prefeval(
             meta["counts"][f"{kind}/{k}"] = len(every)
             meta["stored_preferences_mean"][f"{kind}/{k}"] = round(float(np.mean(stored)) if stored else 0, 2)
             meta["seconds"][f"{kind}/{k}"] = round(time.time() - started, 1)
+            (out_dir / "prefeval.partial.json").write_text(json.dumps(results, indent=2))  # progress so far
     meta["extraction"] = measure_extraction(data_dir)
     meta["extractor"] = "llm" if llm is not None else "rules"
     store.drop()
     store.close()
-    for leftover in out_dir.glob("prefeval_milvus.db*"):
-        if leftover.is_file():
+    for leftover in [*out_dir.glob("prefeval_milvus.db*"), out_dir / "prefeval.partial.json"]:
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        elif leftover.exists():
             leftover.unlink()
     write_reports(results, meta, out_dir)
     return results
