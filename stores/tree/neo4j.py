@@ -28,6 +28,7 @@ import functools
 import json
 import math
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
@@ -155,7 +156,8 @@ class Neo4jTreeStore:
         connection_timeout: float = 5.0,
         exact_threshold: int = 1000,
         oversample: float = 2.0,
-        min_candidates: int = 150,
+        min_candidates: int = 200,
+        size_cache_s: float = 30.0,
         quantization: bool = True,
         driver: neo4j.Driver | None = None,
     ) -> None:
@@ -167,6 +169,8 @@ class Neo4jTreeStore:
         self.exact_threshold = exact_threshold
         self.oversample = oversample
         self.min_candidates = min_candidates
+        self.size_cache_s = size_cache_s
+        self._sizes: dict[tuple[str, ...], tuple[int, float]] = {}
         self.quantization = quantization
         self.last_plan: dict[str, Any] = {}
         """How the last vector search ran (exact / ann + fetch size): for benchmarks and tests."""
@@ -440,18 +444,33 @@ class Neo4jTreeStore:
     _TOTAL = f"MATCH (m:{LABEL}) RETURN count(m) AS total"
     _CUBE_SIZE = f"MATCH (m:{LABEL}) WHERE m.cube_id IN $cubes WITH m LIMIT $cap RETURN count(m) AS n"
 
+    def _cube_size(self, tx: neo4j.ManagedTransaction, cubes: list[str]) -> int:
+        """How many memories the cubes hold: exact when small, else an estimate cached for `size_cache_s`.
+
+        Only the search plan depends on it (exact vs ANN, ANN candidate count); results never do, since the
+        ANN path widens until k hits survive the filter. Counting a big cube on every query would cost more
+        than the search itself, so a count above `exact_threshold` is reused for a while."""
+        key = tuple(sorted(cubes))
+        cached = self._sizes.get(key)
+        if cached is not None and time.monotonic() - cached[1] < self.size_cache_s:
+            return cached[0]
+        rec = tx.run(self._CUBE_SIZE, cubes=cubes, cap=self.exact_threshold + 1).single()
+        size = int(rec["n"]) if rec else 0
+        if size > self.exact_threshold:
+            rec = tx.run(self._CUBE_SIZE, cubes=cubes, cap=2**62).single()
+            size = int(rec["n"]) if rec else size
+            if len(self._sizes) > 10_000:
+                self._sizes.clear()
+            self._sizes[key] = (size, time.monotonic())
+        return size
+
     def _vector_rows(self, tx: neo4j.ManagedTransaction, params: dict[str, Any]) -> list[dict[str, Any]]:
         """Top-k rows of the filtered vector search inside `tx` (exact or oversampled ANN, see module doc)."""
         cubes, k = params["cubes"], params["k"]
         self.last_plan = {}
         rec = tx.run(self._TOTAL).single()
         total = int(rec["total"]) if rec else 0
-        # ANN over an index of `total` for a cube of `size` needs ~k*oversample*total/size candidates;
-        # when that is more than the cube holds, exact cosine over the cube alone is cheaper. So the cube
-        # size only matters up to max(exact_threshold, sqrt(k*oversample*total)): count no further.
-        cap = max(self.exact_threshold, math.isqrt(int(k * self.oversample * total)) + 1) + 1
-        rec = tx.run(self._CUBE_SIZE, cubes=cubes, cap=cap).single()
-        size = int(rec["n"]) if rec else 0
+        size = self._cube_size(tx, cubes)
         if size == 0:
             return []
         fetch = max(math.ceil(k * self.oversample * total / size), self.min_candidates, 2 * k)
