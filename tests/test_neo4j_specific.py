@@ -190,7 +190,7 @@ def test_filtered_vector_search_returns_k_beside_a_big_cube(neo4j_server: Any) -
     from tests.neo4j_fixture import make_neo4j_tree_store
 
     # A low exact threshold and oversampling force the ANN path even for this test-sized cube.
-    s = make_neo4j_tree_store(neo4j_server, DIM, exact_threshold=20, oversample=1.0, min_candidates=20)
+    s = make_neo4j_tree_store(neo4j_server, DIM, exact_threshold=20, oversample=1.0, min_candidates=20, min_fetch=20)
     try:
         rng = np.random.default_rng(7)
         big = [item(cube="big", text=f"big {i}", rng=rng) for i in range(4000)]
@@ -447,3 +447,31 @@ def test_hybrid_search_equals_the_two_searches(neo4j_tree_store: Neo4jTreeStore)
     assert [h.id for h in lexical] == [h.id for h in s.text_search("apples AND (pears", cube_ids=["c1"], k=7)]
     assert len(dense) == 7 and len(lexical) == 7
     assert s.hybrid_search(q, "!!!", cube_ids=["c1"], k=3)[1] == []
+
+
+def test_cli_start_status_stop(tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from hippograph.cli_neo4j import neo4j_app
+    from stores.tree.neo4j_server import status
+
+    runner = CliRunner()
+    data, port = tmp_path / "neo4j", free_port()
+    assert runner.invoke(neo4j_app, ["status", "-d", str(data)]).exit_code == 1
+    try:
+        started = runner.invoke(neo4j_app, ["start", "-d", str(data), "-p", str(port), "--heap", "512m"])
+        assert started.exit_code == 0, started.output
+        assert f"bolt://127.0.0.1:{port}" in started.output
+        state = status(data)
+        assert state["running"] and state["reachable"]
+        s = Neo4jTreeStore(state["uri"], dimension=DIM)
+        s.add([item(text="from the cli server")])
+        assert s.count() == 1
+        s.close()
+        assert runner.invoke(neo4j_app, ["status", "-d", str(data)]).exit_code == 0
+        again = runner.invoke(neo4j_app, ["start", "-d", str(data), "-p", str(port)])
+        assert "already running" in again.output
+    finally:
+        stopped = runner.invoke(neo4j_app, ["stop", "-d", str(data)])
+    assert "stopped" in stopped.output
+    assert not status(data)["running"]

@@ -15,11 +15,12 @@ the URI.
 
 Filtered vector search: Neo4j 5.26's vector index cannot pre-filter by tenant, so a naive "ANN top-k, then
 `WHERE cube_id IN ...`" returns fewer than k hits when the cube is a small part of the index. We (1) count the
-cube's memories (capped, index-backed); (2) when it is small (<= `exact_threshold`, or when the ANN would need more
-candidates than the cube holds) compute exact cosine over
-that cube's nodes only (an index seek, never every tenant); (3) otherwise ask the ANN index for
-`k * total / cube_size * oversample` candidates, filter, re-score them with exact cosine, and grow the
-candidate count until k survive or the exact path is cheaper. See `evals/bench_neo4j.py` for recall/latency.
+cube's memories (index-backed; big counts cached for `size_cache_s`); (2) when the cube is small (<=
+`exact_threshold`, or the ANN would need more candidates than the cube holds) compute exact cosine over that
+cube's nodes only (an index seek, never every tenant); (3) otherwise ask the ANN index for
+`max(k * oversample, min_candidates) * total / cube_size` candidates (at least `min_fetch`), filter, re-score
+them with exact cosine, and widen until k survive or the exact path is cheaper. `evals/bench_neo4j.py`
+measures recall and latency.
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ class Neo4jTreeStore:
         connection_timeout: float = 5.0,
         exact_threshold: int = 1000,
         oversample: float = 2.0,
-        min_candidates: int = 200,
+        min_candidates: int = 100,
+        min_fetch: int = 400,
         size_cache_s: float = 30.0,
         quantization: bool = True,
         driver: neo4j.Driver | None = None,
@@ -169,6 +171,7 @@ class Neo4jTreeStore:
         self.exact_threshold = exact_threshold
         self.oversample = oversample
         self.min_candidates = min_candidates
+        self.min_fetch = min_fetch
         self.size_cache_s = size_cache_s
         self._sizes: dict[tuple[str, ...], tuple[int, float]] = {}
         self.quantization = quantization
@@ -473,7 +476,10 @@ class Neo4jTreeStore:
         size = self._cube_size(tx, cubes)
         if size == 0:
             return []
-        fetch = max(math.ceil(k * self.oversample * total / size), self.min_candidates, 2 * k)
+        # Enough index candidates that ~max(k*oversample, min_candidates) of them fall in the cubes, and at
+        # least `min_fetch` (the HNSW search breadth: recall on a big index needs it).
+        in_cube = max(k * self.oversample, self.min_candidates)
+        fetch = max(math.ceil(in_cube * total / size), self.min_fetch, 2 * k)
         if size <= self.exact_threshold or fetch >= size:
             self.last_plan = {"path": "exact", "cube_size": size}
             return [r.data() for r in tx.run(self._EXACT, params)]
