@@ -248,6 +248,31 @@ def minilm_check(args: argparse.Namespace, server: Any) -> dict[str, Any]:
     }
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The results as a Markdown table (for evals/results/neo4j.md and the README)."""
+    lines = [
+        "| scenario | backend | memories | ingest /s | vector p50 ms | vector p95 ms | text p50 ms | text p95 ms "
+        "| Recall@10 (min) | vector path |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    for r in report["results"]:
+        paths = ", ".join(f"{k} x{v}" for k, v in r["paths"].items())
+        lines.append(
+            f"| {r['scenario']} | {r['backend']} | {r['memories']:,} | {r['ingest_per_s']:,.0f} | "
+            f"{r['vector_p50_ms']:.1f} | {r['vector_p95_ms']:.1f} | {r['text_p50_ms']:.1f} | {r['text_p95_ms']:.1f} | "
+            f"{r['recall_at_10']:.3f} ({r['min_recall_at_10']:.1f}) | {paths} |"
+        )
+    m = report.get("minilm")
+    if m:
+        lines += [
+            "",
+            f"MiniLM quality check ({m['scenario']}, ANN path forced): Neo4j Recall@10 vs exact cosine = "
+            f"**{m['recall_at_10']:.3f}** (worst query {m['min_recall_at_10']:.1f}); vector p50 "
+            f"{m['vector_p50_ms']:.1f} ms, p95 {m['vector_p95_ms']:.1f} ms.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="*", default=[10_000], help="one-cube sizes (e.g. 10000 100000)")
@@ -260,6 +285,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--uri", default="", help="use this Neo4j instead of starting a local one (it is wiped!)")
     ap.add_argument("--pagecache", type=int, default=512, help="page cache MiB of the local Neo4j")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--markdown", type=Path, default=None, help="also write the table as Markdown here")
     args = ap.parse_args(argv)
 
     from stores.tree.neo4j_server import LOCAL_AUTH, LocalNeo4j
@@ -358,6 +384,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(markdown(report))
     console.print(f"[dim]wrote {args.out}[/dim]")
     return report
 
