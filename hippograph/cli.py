@@ -143,7 +143,7 @@ def _mount() -> None:
     """Sub-commands that live in their own modules (each owns one interface)."""
     from hippograph import cli_jobs
     from hippograph.cli_eval import eval_app
-    from hippograph.cli_ingest import ingest
+    from hippograph.cli_ingest import documents_app, ingest
     from hippograph.cli_neo4j import neo4j_app
     from hippograph.cli_serve import mcp, serve
 
@@ -152,6 +152,7 @@ def _mount() -> None:
     app.command(help="Run the MCP server (stdio or streamable HTTP).")(mcp)
     cli_jobs.mount(app, eval_app)  # worker, jobs, eval prefeval
     app.add_typer(eval_app, name="eval")
+    app.add_typer(documents_app, name="documents")
     app.add_typer(neo4j_app, name="neo4j", help="Run a local Neo4j 5.26 (needs Java 17+).")
 
 

@@ -5,7 +5,8 @@ A progress bar advances per document as the graph's `Send` branches finish; a su
 encrypted, empty, binary, corrupt) is reported on its own row and never stops the batch. Exit code 0 when every
 document was ingested (or unchanged), 1 when some failed, 2 for bad arguments (unknown cube, no access).
 
-The lead mounts it with `app.command("ingest")(ingest)`.
+`hippograph documents list|delete` shows a cube's documents and archives one (its memories are soft-deleted,
+history kept).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 console = Console()
+documents_app = typer.Typer(help="List a cube's ingested documents, or archive one.", no_args_is_help=True)
+UserOpt = Annotated[str | None, typer.Option("--user", "-u", help="User id (default: HIPPOGRAPH_DEFAULT_USER).")]
+CubeOpt = Annotated[str | None, typer.Option("--cube", "-c", help="Cube id (default: the user's default cube).")]
 
 _STYLE = {"new": "green", "changed": "yellow", "unchanged": "dim", "error": "red"}
 
@@ -96,4 +100,60 @@ def ingest(
     rows.sort(key=lambda r: r.get("order", 0))
     console.print(_table(rows, summary, time.perf_counter() - started))
     if any(r["status"] == "error" for r in rows):
+        raise typer.Exit(1)
+
+
+def _open_memory():  # type: ignore[no-untyped-def]
+    from hippograph.memory import Memory
+    from hippograph.settings import Settings
+
+    with console.status("Opening memory (loading the embedding model)..."):
+        return Memory(Settings(worker_in_process=False))
+
+
+@documents_app.command("list")
+def list_documents(user: UserOpt = None, cube: CubeOpt = None) -> None:
+    """The active documents of a cube."""
+    from stores.errors import HippographError
+
+    memory = _open_memory()
+    try:
+        docs = memory.documents(user_id=user or memory.settings.default_user, cube_id=cube)
+    except HippographError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    finally:
+        memory.close()
+    table = Table(title=f"{len(docs)} document(s)")
+    for name in ("document", "kind", "chunks", "updated"):
+        table.add_column(name, justify="right" if name == "chunks" else "left")
+    for doc in docs:
+        table.add_row(doc["doc_key"], doc["kind"], str(doc["chunks"]),
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(doc["updated_at"])))
+    console.print(table)
+
+
+@documents_app.command("delete")
+def delete_documents(
+    documents: Annotated[list[str], typer.Argument(help="Document keys as `documents list` shows them, or file "
+                                                        "paths (resolved).")],
+    user: UserOpt = None,
+    cube: CubeOpt = None,
+) -> None:
+    """Archive documents: their memories are soft-deleted (kept with status `deleted`)."""
+    from stores.errors import HippographError
+
+    memory = _open_memory()
+    failed = False
+    try:
+        for doc in documents:
+            try:
+                n = memory.delete_document(doc, user_id=user or memory.settings.default_user, cube_id=cube)
+                console.print(f"archived {doc}: {n} memories")
+            except HippographError as exc:
+                console.print(f"[red]error:[/] {exc}")
+                failed = True
+    finally:
+        memory.close()
+    if failed:
         raise typer.Exit(1)

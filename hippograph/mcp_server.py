@@ -16,7 +16,6 @@ Who the caller is:
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -48,8 +47,6 @@ class HippoMCP:
         self.services = memory.services
         self.transport = transport
         self._stdio_user: str | None = None
-        self._ingest_graph: Any = None
-        self._lock = threading.Lock()
 
     # -- identity ------------------------------------------------------------------------------------------
 
@@ -126,18 +123,8 @@ class HippoMCP:
 
     def ingest_document(self, text: str, name: str | None = None, title: str | None = None,
                         cube_id: str | None = None, ctx: Context | None = None) -> dict[str, Any]:
-        caller = self.caller(ctx)
-        self.services.registry.writable(caller, [check_id(cube_id, "cube id")] if cube_id else None)
-        from nodes.ingest_state import IngestContext
-
-        with self._lock:
-            if self._ingest_graph is None:
-                from graphs.ingest import build_ingest_graph
-
-                self._ingest_graph = build_ingest_graph(self.services)
         doc = {"text": text, **({"name": name} if name else {}), **({"title": title} if title else {})}
-        out = self._ingest_graph.invoke({"texts": [doc]}, context=IngestContext(user_id=caller, cube_id=cube_id))
-        return {"results": out.get("results", []), "summary": out.get("summary", {})}
+        return self.memory.ingest(user_id=self.caller(ctx), texts=[doc], cube_id=cube_id)
 
     def job_status(self, job_id: str, ctx: Context | None = None) -> dict[str, Any]:
         caller = self.caller(ctx)

@@ -13,8 +13,10 @@ import asyncio
 import builtins
 import functools
 import itertools
+import threading
 from collections.abc import Callable, Sequence
-from typing import Any, ParamSpec, TypeVar
+from pathlib import Path
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, convert_to_messages
 from pydantic import BaseModel, Field
@@ -59,6 +61,8 @@ class Memory:
         self.settings = self.services.settings
         self._chat = build_chat_graph(self.services)
         self._search = build_search_graph(self.services)
+        self._ingest: Any = None
+        self._ingest_lock = threading.Lock()
         self._worker = None
         if self.settings.worker_in_process:
             self._worker = _start_worker(self.services)
@@ -147,6 +151,62 @@ class Memory:
         self._get_for(memory_id, user_id, write=True)
         self.services.tree.delete([memory_id], hard=hard)
 
+    # -- documents -----------------------------------------------------------------------------------------
+
+    def ingest(
+        self, paths: Sequence[str | Path] = (), *, user_id: str, texts: Sequence[str | dict[str, Any]] = (),
+        conversations: Sequence[dict[str, Any]] = (), cube_id: str | None = None, recursive: bool = False,
+        mode: Literal["fast", "fine"] = "fast",
+    ) -> dict[str, Any]:
+        """Ingest files/directories, raw texts and conversations (idempotent; see `graphs/ingest.py`).
+
+        Returns `{"results": [one row per document], "summary": {totals}}`; a bad file is a row with status
+        `error`, never an exception that stops the batch.
+        """
+        from nodes.ingest_state import IngestContext
+
+        cube = self._writable_cube(user_id, cube_id)
+        out = self._ingest_graph().invoke(
+            {"paths": [str(p) for p in paths], "texts": list(texts), "conversations": list(conversations)},
+            context=IngestContext(user_id=user_id, cube_id=cube, recursive=recursive, mode=mode),
+        )
+        return {"results": out.get("results", []), "summary": out.get("summary", {})}
+
+    def documents(self, *, user_id: str, cube_id: str | None = None) -> builtins.list[dict[str, Any]]:
+        """The active documents of a cube the user can read (key, title, kind, chunk count, last change)."""
+        cube = self._readable_cube(user_id, cube_id)
+        return [
+            {"doc_key": r.doc_key, "doc_id": r.doc_id, "title": r.title, "kind": r.kind, "path": r.path,
+             "chunks": len(r.chunks), "updated_at": r.updated_at}
+            for r in self._ingest_graph().documents.list(cube)
+        ]
+
+    def delete_document(self, doc_key: str | Path, *, user_id: str, cube_id: str | None = None) -> int:
+        """Archive every memory of a document (soft delete: kept with status `deleted`, history intact).
+
+        `doc_key` is the key `documents()` lists: a file's absolute path (a relative path is resolved), a text's
+        name, or `conversation:<id>:<session>`. Returns how many memories were archived.
+        """
+        from stores.documents import archive_document
+
+        cube = self._writable_cube(user_id, cube_id)
+        registry = self._ingest_graph().documents
+        key = str(doc_key)
+        if registry.get(cube, key) is None and not key.startswith(("text:", "conversation:")):
+            key = str(Path(key).expanduser().resolve())  # also for a file already gone from disk
+        record = registry.get(cube, key)
+        if record is None or record.status != "active":
+            raise NotFoundError(f"document {str(doc_key)[:200]!r} not found in cube {cube!r}")
+        return archive_document(self.services.tree, registry, cube, key)
+
+    def _ingest_graph(self) -> Any:
+        with self._ingest_lock:
+            if self._ingest is None:
+                from graphs.ingest import build_ingest_graph
+
+                self._ingest = build_ingest_graph(self.services)
+            return self._ingest
+
     # -- reading -------------------------------------------------------------------------------------------
 
     def get(self, memory_id: str, *, user_id: str) -> MemoryItem:
@@ -226,6 +286,8 @@ class Memory:
     def close(self) -> None:
         if self._worker is not None:
             self._worker.stop()
+        if self._ingest is not None:
+            self._ingest.documents.close()
         self.services.close()
 
     def __enter__(self) -> Memory:
@@ -240,6 +302,11 @@ class Memory:
         registry = self.services.registry
         registry.ensure_user(check_id(user_id, "user id"))
         return registry.writable(user_id, [cube_id or default_cube_id(user_id)])[0]
+
+    def _readable_cube(self, user_id: str, cube_id: str | None) -> str:
+        registry = self.services.registry
+        registry.ensure_user(check_id(user_id, "user id"))
+        return registry.readable(user_id, [check_id(cube_id, "cube id") if cube_id else default_cube_id(user_id)])[0]
 
     def _get_for(self, memory_id: str, user_id: str, *, write: bool) -> MemoryItem:
         if not isinstance(memory_id, str) or not memory_id:

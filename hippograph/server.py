@@ -20,6 +20,7 @@ Routes (all JSON; errors are `{"error": ..., "reason": ..., "status": ...}` with
     POST/GET /v1/memories, GET/PATCH/DELETE /v1/memories/{id}, GET /v1/memories/{id}/history
     POST /v1/search, POST /v1/chat                           plain-JSON equivalents of the LangServe routes
     POST /v1/documents                                       ingest texts / conversations (ingest graph)
+    GET  /v1/documents, DELETE /v1/documents?doc_key=...     list documents of a cube, archive one
     GET  /v1/jobs, GET /v1/jobs/{id}                         enrichment jobs of the caller's cubes
 """
 
@@ -189,6 +190,16 @@ class DocumentsIn(BaseModel):
 class IngestOut(BaseModel):
     results: list[dict[str, Any]] = Field(default_factory=list)
     summary: dict[str, Any] = Field(default_factory=dict)
+
+
+class DocumentOut(BaseModel):
+    doc_key: str
+    doc_id: str
+    title: str
+    kind: str
+    path: str | None = None
+    chunks: int
+    updated_at: float
 
 
 class JobOut(BaseModel):
@@ -608,11 +619,22 @@ def build_rest(memory: Memory) -> APIRouter:
     # documents and jobs
 
     @api.post("/documents", response_model=IngestOut, tags=["documents"])
-    def ingest_documents(body: DocumentsIn, request: Request, caller: Caller) -> IngestOut:
+    def ingest_documents(body: DocumentsIn, caller: Caller) -> IngestOut:
         if not body.texts and not body.conversations:
             raise InvalidInputError("nothing to ingest: give texts or conversations")
-        return IngestOut(**ingest(request.app, caller.id, texts=[t.model_dump(exclude_none=True) for t in body.texts],
-                                  conversations=body.conversations, cube_id=body.cube_id, mode=body.mode))
+        return IngestOut(**memory.ingest(user_id=caller.id, texts=[t.model_dump(exclude_none=True) for t in body.texts],
+                                         conversations=body.conversations, cube_id=body.cube_id, mode=body.mode))
+
+    @api.get("/documents", response_model=list[DocumentOut], tags=["documents"])
+    def list_documents(caller: Caller, cube_id: str | None = None) -> list[DocumentOut]:
+        return [DocumentOut(**d) for d in memory.documents(user_id=caller.id, cube_id=cube_id)]
+
+    @api.delete("/documents", tags=["documents"])
+    def delete_document(
+        caller: Caller, doc_key: Annotated[str, Query(min_length=1, max_length=4096)], cube_id: str | None = None
+    ) -> dict[str, Any]:
+        return {"doc_key": doc_key,
+                "archived": memory.delete_document(doc_key, user_id=caller.id, cube_id=cube_id)}
 
     @api.get("/jobs", response_model=list[JobOut], tags=["jobs"])
     def list_jobs(
@@ -642,25 +664,6 @@ def _memory_types() -> Any:
     from stores.models import MemoryType
 
     return MemoryType
-
-
-def ingest(app: FastAPI, user_id: str, *, texts: list[Any], conversations: list[dict[str, Any]],
-           cube_id: str | None, mode: str) -> dict[str, Any]:
-    """Run the ingest graph for one caller (cube access is checked by the graph's `plan` node)."""
-    graph = getattr(app.state, "ingest_graph", None)
-    if graph is None:
-        from graphs.ingest import build_ingest_graph
-
-        graph = app.state.ingest_graph = build_ingest_graph(app.state.services)
-    from nodes.ingest_state import IngestContext
-
-    if cube_id is not None:
-        check_id(cube_id, "cube id")
-    services: Services = app.state.services
-    services.registry.writable(user_id, [cube_id] if cube_id else None)
-    out = graph.invoke({"texts": texts, "conversations": conversations},
-                       context=IngestContext(user_id=user_id, cube_id=cube_id, mode=mode))  # type: ignore[arg-type]
-    return {"results": out.get("results", []), "summary": out.get("summary", {})}
 
 
 # -- the app -------------------------------------------------------------------------------------------------

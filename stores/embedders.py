@@ -45,7 +45,7 @@ class MiniLMEmbeddings(Embeddings):
 
     dimension: int = MINILM_DIMENSION
 
-    def __init__(self, *, batch_size: int = 64, max_length: int = 256, threads: int | None = None) -> None:
+    def __init__(self, *, batch_size: int = 8, max_length: int = 256, threads: int | None = None) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 

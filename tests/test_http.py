@@ -273,8 +273,7 @@ def test_langserve_chat_flows_and_jobs(server: Server) -> None:
         assert all(j["cube_id"] != "carol.default" for j in bob.get("/v1/jobs").json())
 
 
-def test_documents_ingest(server: Server) -> None:
-    pytest.importorskip("graphs.ingest")
+def test_documents_ingest_list_and_archive(server: Server) -> None:
     with server.client("alice") as alice, server.client("bob") as bob:
         doc = "# Handbook\n\nThe office coffee machine is descaled every Tuesday by Rosa.\n"
         r = alice.post("/v1/documents", json={"texts": [{"text": doc, "name": "handbook"}]})
@@ -287,6 +286,18 @@ def test_documents_ingest(server: Server) -> None:
         assert bob.post("/v1/documents", json={"texts": [{"text": doc}], "cube_id": "alice.default"}).status_code \
             == 403
         assert alice.post("/v1/documents", json={"paths": ["/etc/passwd"]}).status_code == 422
+        assert [d["doc_key"] for d in alice.get("/v1/documents").json()] == ["handbook"]
+        assert bob.get("/v1/documents", params={"cube_id": "alice.default"}).status_code == 403
+        assert bob.delete("/v1/documents", params={"doc_key": "handbook", "cube_id": "alice.default"}).status_code \
+            == 403
+        assert bob.delete("/v1/documents", params={"doc_key": "handbook"}).status_code == 404  # not in bob's cube
+        r = alice.delete("/v1/documents", params={"doc_key": "handbook"})
+        assert r.status_code == 200 and r.json()["archived"] >= 1, r.text
+        assert alice.get("/v1/documents").json() == []
+        assert not any("descaled" in h["item"]["text"]
+                       for h in alice.post("/v1/search", json={"query": "coffee machine descaled"}).json())
+        assert alice.delete("/v1/documents", params={"doc_key": "handbook"}).status_code == 404
+        assert alice.delete("/v1/documents").status_code == 422
 
 
 def test_errors_are_json_with_reasons(server: Server) -> None:

@@ -373,3 +373,62 @@ def test_cli_ingest_progress_summary_and_errors(tmp_path: Path, monkeypatch: pyt
     assert result.exit_code == 0 and "unchanged" in result.output
     result = runner.invoke(app, ["ingest", str(docs / "manual.md"), "--user", "cli", "--cube", "someone.else"])
     assert result.exit_code == 2 and "error" in result.output
+
+
+def test_memory_facade_lists_and_archives_documents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hippograph.memory import Memory
+    from stores.errors import AccessDeniedError, NotFoundError
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "manual.md").write_text(MANUAL, encoding="utf-8")
+    memory = Memory(services=make_services(tmp_path, worker_in_process=False))
+    try:
+        out = memory.ingest([docs], user_id="ana", texts=[{"text": "Standup is at 9:15 daily.", "name": "notes"}])
+        assert (out["summary"]["documents"], out["summary"]["errors"]) == (2, 0)
+        listed = {d["doc_key"]: d for d in memory.documents(user_id="ana")}
+        manual_key = str((docs / "manual.md").resolve())
+        assert set(listed) == {manual_key, "notes"} and listed[manual_key]["chunks"] == out["results"][0]["chunks"]
+        total = memory.services.tree.count(cube_ids=[CUBE])
+        memory.services.registry.ensure_user("bob")
+        with pytest.raises(AccessDeniedError):
+            memory.delete_document("notes", user_id="bob", cube_id=CUBE)
+        with pytest.raises(AccessDeniedError):
+            memory.documents(user_id="bob", cube_id=CUBE)
+        assert memory.documents(user_id="bob") == []
+        # a relative path names the same document as its absolute key; the file may already be gone
+        monkeypatch.chdir(docs)
+        (docs / "manual.md").unlink()
+        archived = memory.delete_document("manual.md", user_id="ana")
+        assert archived > 0 and memory.services.tree.count(cube_ids=[CUBE]) == total - archived
+        assert [d["doc_key"] for d in memory.documents(user_id="ana")] == ["notes"]
+        # archived, not lost: the chunks are still there with status `deleted`
+        gone = memory.list(user_id="ana", include_inactive=True, limit=1000)
+        assert sum(m.status == MemoryStatus.DELETED for m in gone) == archived
+        assert [h.text for h in memory.search("standup", user_id="ana", top_k=1)] == ["Standup is at 9:15 daily."]
+        with pytest.raises(NotFoundError):
+            memory.delete_document("manual.md", user_id="ana")
+        with pytest.raises(NotFoundError):
+            memory.delete_document("no-such-doc' OR 1=1 --", user_id="ana")
+    finally:
+        memory.close()
+
+
+def test_cli_documents_list_and_delete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from hippograph.cli import app
+
+    monkeypatch.setenv("HIPPOGRAPH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("HIPPOGRAPH_EMBEDDER", "hashing:64")
+    monkeypatch.setenv("COLUMNS", "250")
+    doc = tmp_path / "manual.md"
+    doc.write_text(MANUAL, encoding="utf-8")
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", str(doc), "--user", "cli"]).exit_code == 0
+    listed = runner.invoke(app, ["documents", "list", "--user", "cli"])
+    assert listed.exit_code == 0 and "1 document(s)" in listed.output and "manual.md" in listed.output
+    deleted = runner.invoke(app, ["documents", "delete", str(doc), "missing.md", "--user", "cli"])
+    assert deleted.exit_code == 1, deleted.output  # one archived, one unknown: reported, the rest goes on
+    assert f"archived {doc}:" in deleted.output and "missing.md" in deleted.output and "not found" in deleted.output
+    assert "0 document(s)" in runner.invoke(app, ["documents", "list", "--user", "cli"]).output

@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS memories (
 );
 CREATE INDEX IF NOT EXISTS memories_cube ON memories(cube_id, status, created_at);
 CREATE INDEX IF NOT EXISTS memories_session ON memories(cube_id, session_id, turn_index);
+-- working memory of a session (read on every turn): without it SQLite walks the whole cube by created_at
+CREATE INDEX IF NOT EXISTS memories_kind ON memories(cube_id, session_id, memory_type, status, created_at);
 CREATE INDEX IF NOT EXISTS memories_hash ON memories(cube_id, content_hash);
 CREATE INDEX IF NOT EXISTS memories_parent ON memories(parent_id);
 CREATE INDEX IF NOT EXISTS memories_seq ON memories(seq);
