@@ -65,3 +65,37 @@ def test_search_graph_finds_what_chat_wrote_and_keeps_users_apart(services: Serv
         {"query": "where is the spare key"}, context=ChatContext(user_id="cleo")
     )
     assert all("flowerpot" not in m.text for m in other["memories"])
+
+
+def test_document_ingest_on_neo4j_is_idempotent_supersedes_and_archives(services: Services, tmp_path: Any) -> None:
+    from hippograph.memory import Memory
+    from stores.models import MemoryStatus
+    from stores.tree.base import Rel
+    from stores.tree.ops import ancestors
+
+    doc = tmp_path / "runbook.md"
+    doc.write_text("# Runbook\n\n## Backups\n\nBackups run nightly at 02:00 to the cold bucket.\n\n"
+                   "## Paging\n\nThe on-call phone rotates every Monday at noon.\n", encoding="utf-8")
+    memory = Memory(services=services)
+    first = memory.ingest([doc], user_id="dora")
+    cube = "dora.default"
+    count = services.tree.count(cube_ids=[cube])
+    assert first["summary"]["errors"] == 0 and first["summary"]["added"] == count >= 3  # doc, sections, chunks
+    hits = memory.search("when do backups run", user_id="dora", top_k=3)
+    assert "nightly at 02:00" in hits[0].text
+    assert hits[0].item.source_refs[0].extra["heading_path"] == ["Runbook", "Backups"]
+    # PARENT edges up the tree (chunk -> sections -> document) live in Neo4j
+    assert [m.id for m in ancestors(services.tree, hits[0].id)][-1] == first["results"][0]["doc_id"]
+    assert [m.text.splitlines()[0].split(" › ")[-1] for m in ancestors(services.tree, hits[0].id)][:2] == [
+        "Backups", "Runbook"]
+    assert memory.ingest([doc], user_id="dora")["summary"]["added"] == 0
+    assert services.tree.count(cube_ids=[cube]) == count
+    doc.write_text(doc.read_text().replace("Monday at noon", "Tuesday at 09:00"), encoding="utf-8")
+    edited = memory.ingest([doc], user_id="dora")["results"][0]
+    assert (edited["added"], edited["superseded"]) == (1, 1)
+    (new_hit,) = memory.search("on-call phone rotation", user_id="dora", top_k=1)
+    assert "Tuesday at 09:00" in new_hit.text
+    old = services.tree.edges([new_hit.id], rel=Rel.SUPERSEDES)[0].dst
+    assert services.tree.get([old])[0].status == MemoryStatus.SUPERSEDED
+    assert memory.delete_document(str(doc), user_id="dora") == count
+    assert services.tree.count(cube_ids=[cube]) == 0

@@ -95,7 +95,8 @@ class TreeStore(Protocol):
         ...
 
     def add_edges(self, edges: Sequence[Edge]) -> None:
-        """Create edges (idempotent: an existing `(src, rel, dst)` is kept once)."""
+        """Create edges (idempotent: an existing `(src, rel, dst)` is kept once). All or nothing: an endpoint that
+        does not exist raises `NotFoundError` and no edge of the batch is written."""
         ...
 
     def edges(

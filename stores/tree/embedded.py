@@ -302,11 +302,25 @@ class EmbeddedTreeStore:
         return new_item.id
 
     def add_edges(self, edges: Sequence[Edge]) -> None:
+        rows = []
+        for e in edges:
+            try:
+                rows.append((e.src, Rel(e.rel).value, e.dst, json.dumps(e.props)))
+            except ValueError as exc:
+                raise InvalidInputError(f"unknown edge type {e.rel!r}") from exc
+        if not rows:
+            return
+        ids = list(dict.fromkeys(i for row in rows for i in (row[0], row[2])))
         with self._write() as (conn, _seq):
-            conn.executemany(
-                "INSERT OR IGNORE INTO edges (src, rel, dst, props) VALUES (?, ?, ?, ?)",
-                [(e.src, Rel(e.rel).value, e.dst, json.dumps(e.props)) for e in edges],
-            )
+            found: set[str] = set()
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                found.update(r[0] for r in conn.execute(
+                    f"SELECT id FROM memories WHERE id IN ({self._marks(chunk)})", chunk))
+            missing = [i for i in ids if i not in found]
+            if missing:  # no dangling edges (the Neo4j store cannot create them either)
+                raise NotFoundError(f"edge endpoints not found: {', '.join(missing[:10])}")
+            conn.executemany("INSERT OR IGNORE INTO edges (src, rel, dst, props) VALUES (?, ?, ?, ?)", rows)
 
     # -- reads --------------------------------------------------------------------------------------------
 

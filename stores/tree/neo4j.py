@@ -286,6 +286,10 @@ class Neo4jTreeStore:
         emb = None
         if item.embedding is not None or require_vector:
             emb = self._vector(item.embedding, f"memory {item.id}")
+            if not any(emb):
+                # A zero vector (document/section nodes) has no direction: cosine is undefined and Neo4j rejects
+                # it, so the node stays out of dense search (as in the embedded store, where it scores 0).
+                emb = None
         return {"props": self._props(item), "embedding": emb}
 
     @staticmethod

@@ -194,6 +194,15 @@ def test_edges_are_idempotent_and_directional(tree_store: TreeStore) -> None:
     assert tree_store.edges([a.id], rel=Rel.PARENT) == []
 
 
+def test_edge_to_a_missing_memory_is_refused_and_writes_nothing(tree_store: TreeStore) -> None:
+    a, b = mem("a fact"), mem("b fact")
+    tree_store.add([a, b])
+    with pytest.raises(NotFoundError, match="ghost"):
+        tree_store.add_edges([Edge(src=a.id, rel=Rel.RELATE_TO, dst=b.id), Edge(src=a.id, rel=Rel.NEXT, dst="ghost")])
+    assert tree_store.edges([a.id], direction="both") == []  # the batch is one transaction
+    tree_store.add_edges([])  # nothing to do is not an error
+
+
 def test_find_by_hash_only_active_in_cube(tree_store: TreeStore) -> None:
     a, b = mem("Same Text"), mem("same   text", cube="c2")
     tree_store.add([a, b])
