@@ -21,6 +21,7 @@ import numpy as np
 
 from evals.loaders import LocomoConversation, parse_evidence
 from evals.loaders import load_locomo as load_conversations
+from evals.qa import QAScores, answer, judge, token_f1
 from stores.models import MemoryItem, SourceRef, content_hash
 from stores.write import stable_id
 
@@ -283,17 +284,20 @@ def ingest_conversation(services: Any, conv: Conversation, *, context: str = "fu
     return cube_id, written, time.perf_counter() - start
 
 
-def graph_retriever(graph: Any, cube_id: str) -> Retriever:
-    """Ask the compiled `search` graph; map the memories it returns to their dia_ids."""
-    from graphs.state import ChatContext
+class GraphRetriever:
+    """Ask the compiled `search` graph; map the memories it returns to their dia_ids (and keep them for QA)."""
 
-    def retrieve(query: str, k: int) -> list[str]:
-        context = ChatContext(user_id=EVAL_USER, cube_ids=[cube_id], top_k=k, threshold=0.0, min_keep=0,
+    def __init__(self, graph: Any, cube_id: str) -> None:
+        self.graph, self.cube_id = graph, cube_id
+        self.last_hits: list[Any] = []
+
+    def __call__(self, query: str, k: int) -> list[str]:
+        from graphs.state import ChatContext
+
+        context = ChatContext(user_id=EVAL_USER, cube_ids=[self.cube_id], top_k=k, threshold=0.0, min_keep=0,
                               ingest=False)
-        out = graph.invoke({"query": query}, context=context)
-        return [ref.ref for hit in out.get("memories", []) for ref in hit.source_refs if ref.kind == "turn"]
-
-    return retrieve
+        self.last_hits = list(self.graph.invoke({"query": query}, context=context).get("memories", []))
+        return [ref.ref for hit in self.last_hits for ref in hit.source_refs if ref.kind == "turn"]
 
 
 ALL_SYSTEMS = ("hippograph", "bm25", "dense", "langgraph_inmemory")
@@ -312,8 +316,12 @@ def run_locomo(
     work_dir: str | Path | None = None,
     progress: bool = True,
     embeddings: Any = None,
+    chat_model: Any = None,
 ) -> dict[str, Any]:
-    """The whole LoCoMo retrieval eval. Returns (and writes, with `out_dir`) the JSON report."""
+    """The whole LoCoMo retrieval eval. Returns (and writes, with `out_dir`) the JSON report.
+
+    With a chat model (`chat_model`, else `HIPPOGRAPH_CHAT_MODEL` from settings) hippograph's top-10 memories also
+    answer every question, scored by token F1 and the model as judge (`evals/qa.py`)."""
     import tempfile
 
     from tqdm import tqdm
@@ -333,6 +341,8 @@ def run_locomo(
     services = open_services(root / "hippograph", backend=backend, embeddings=embeddings) \
         if "hippograph" in systems else None
     graph = build_search_graph(services) if services is not None else None
+    model = chat_model or (services.chat_model if services is not None else None)
+    qa = QAScores() if model is not None and graph is not None else None
     total_questions = sum(len(scored_questions(c)) for c in convs)
     bar = tqdm(total=total_questions * len(systems), desc="locomo", unit="q", disable=not progress)
     stats = {"dropped_evidence": 0, "questions_without_evidence": 0}
@@ -347,7 +357,7 @@ def run_locomo(
                 start = time.perf_counter()
                 if name == "hippograph":
                     cube_id, _, _ = ingest_conversation(services, conv, context=context)
-                    retrieve = graph_retriever(graph, cube_id)
+                    retrieve = GraphRetriever(graph, cube_id)
                 elif name == "bm25":
                     retrieve = BM25Baseline(conv.turns).retrieve
                 elif name == "dense":
@@ -360,6 +370,10 @@ def run_locomo(
                 result.ingest_turns += len(conv.turns)
                 for q in questions:
                     run_questions(name, [q], retrieve, kmax, result)
+                    if qa is not None and isinstance(retrieve, GraphRetriever):
+                        prediction = answer(model, q.question, retrieve.last_hits)
+                        qa.add(CATEGORY_NAMES[q.category], token_f1(prediction, q.answer),
+                               judge(model, q.question, q.answer, prediction))
                     bar.update(1)
     finally:
         bar.close()
@@ -374,13 +388,18 @@ def run_locomo(
                     "turns": sum(len(c.turns) for c in convs), **stats},
         "config": {"backend": backend, "ks": ks, "context": context, "embedder": "all-MiniLM-L6-v2 (int8 ONNX)",
                    "seed": SEED},
-        "qa": {"skipped": True, "reason": "no chat model configured (HIPPOGRAPH_CHAT_MODEL); retrieval only"},
+        "qa": qa.summary(_model_name(model)) if qa is not None else
+        {"skipped": True, "reason": "no chat model configured (HIPPOGRAPH_CHAT_MODEL); retrieval only"},
     }
     if out_dir is not None:
         from evals.report import write_report
 
         write_report(report, Path(out_dir), name="locomo", title="LoCoMo evidence recall")
     return report
+
+
+def _model_name(model: Any) -> str:
+    return str(getattr(model, "model_name", None) or getattr(model, "model", None) or type(model).__name__)
 
 
 # -- ablations ----------------------------------------------------------------------------------------------

@@ -48,6 +48,11 @@ def markdown_table(report: dict[str, Any], *, title: str = "") -> str:
     qa = report.get("qa") or {}
     if qa.get("skipped"):
         lines += ["", f"QA skipped: {qa.get('reason', '')}"]
+    elif qa:
+        lines += ["", f"QA (hippograph's top 10 memories, answered and judged by {qa['model']}):", "",
+                  "| category | questions | token F1 | judge accuracy |", "|---|---|---|---|"]
+        for name, row in [*qa.get("by_category", {}).items(), ("overall", qa)]:
+            lines.append(f"| {name} | {row['questions']} | {_fmt(row['f1'])} | {_fmt(row['judge_accuracy'])} |")
     return "\n".join(lines) + "\n"
 
 

@@ -41,6 +41,7 @@ def make_dedup(services: Services, documents: DocumentRegistry):  # type: ignore
             + [d for o in diff.archive for d in old[o].derived_ids],
             "kept_derived": {n: old[o].derived_ids for o, n in diff.keep},
             "old_sections": dict(previous.sections) if previous is not None else {},
+            "old_chunk_ids": [c.memory_id for c in old],
         }
         # Candidates to write: structure nodes, added and superseding chunks and their derived facts.
         fresh = [n for n in diff.add] + [n for _, n in diff.supersede]

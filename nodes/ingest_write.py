@@ -107,7 +107,9 @@ def make_write(services: Services, documents: DocumentRegistry):  # type: ignore
                   for n, item in enumerate(chunk_items) if item.parent_id and final[n] != item.parent_id]
         edges += [Edge(src=fid, rel=Rel.PARENT, dst=final[n]) for n, fids in derived_ids.items() for fid in fids]
         edges += [Edge(src=a, rel=Rel.NEXT, dst=b) for a, b in itertools.pairwise(final) if a != b]
-        tree.add_edges([e for e in edges if e.src != e.dst])
+        edges = [e for e in edges if e.src != e.dst]
+        tree.delete_edges(_stale_edges(tree, edges, final, plan, [remap.get(s.id, s.id) for s in structure]))
+        tree.add_edges(edges)
 
         # 6. registry
         documents.put(DocumentRecord(
@@ -126,6 +128,19 @@ def make_write(services: Services, documents: DocumentRegistry):  # type: ignore
         return {"plan": {**plan, "stats": stats}}
 
     return write
+
+
+def _stale_edges(tree: Any, wanted: list[Edge], final: list[str], plan: dict[str, Any],
+                 structure_ids: list[str]) -> list[Edge]:
+    """Edges of this document's earlier version that its new version no longer has: NEXT between chunks that
+    stopped being consecutive, PARENT from a chunk to a section it moved out of. Edges to other documents (a chunk
+    two documents share) are left alone."""
+    keep = {(e.src, e.rel, e.dst) for e in wanted}
+    chunks = set(final) | set(plan.get("old_chunk_ids", []))
+    sections = set(structure_ids) | set(plan.get("old_sections", {}).values())
+    stale = [e for e in tree.edges(sorted(chunks), rel=Rel.NEXT) if e.dst in chunks]
+    stale += [e for e in tree.edges(sorted(set(final)), rel=Rel.PARENT) if e.dst in sections]
+    return [e for e in stale if (e.src, e.rel, e.dst) not in keep]
 
 
 def make_report(services: Services, documents: DocumentRegistry):  # type: ignore[no-untyped-def]

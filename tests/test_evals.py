@@ -198,3 +198,44 @@ def test_lexical_query_rules() -> None:
         assert rt.lexical_query("What is it?") == "What is it?"
     finally:
         rt.REWRITE = saved
+
+
+def test_locomo_qa_with_a_chat_model_scores_f1_and_judge(tiny_path: Path, tmp_path: Path, minilm: Any) -> None:
+    from langchain_core.messages import BaseMessage
+
+    from evals.baselines import CachedEmbeddings
+    from evals.qa import ANSWER_SYSTEM, JUDGE_SYSTEM, token_f1
+    from tests.fakes import ScriptedChatModel
+
+    def check(messages: list[BaseMessage]) -> None:
+        system, human = str(messages[0].content), str(messages[1].content)
+        if system == ANSWER_SYSTEM:  # the question with hippograph's memories, speaker and date in each
+            assert "Question: " in human and "[1] " in human and " on " in human and "said" not in human
+        else:
+            assert system == JUDGE_SYSTEM and "Gold answer: " in human and "Generated answer: " in human
+
+    # four questions, in file order: answer, then verdict for each
+    replies = ["Pixel", "CORRECT", "tuna and chicken", "CORRECT", "in May", "WRONG", "Lisbon, Portugal",
+               "Correct."]
+    model = ScriptedChatModel(replies=replies, check=check)
+    report = run_locomo(tiny_path, tmp_path / "out", progress=False, embeddings=CachedEmbeddings(minilm),
+                        systems=["hippograph"], chat_model=model)
+    qa = report["qa"]
+    assert qa["skipped"] is False and qa["questions"] == 4 and len(model.prompts) == 8
+    assert "Question: What is the name of Ana's cat?" in str(model.prompts[0][1].content)
+    assert "Pixel" in str(model.prompts[0][1].content)  # the evidence turn reached the answer prompt
+    assert "Gold answer: Pixel\nGenerated answer: Pixel" in str(model.prompts[1][1].content)
+    assert qa["judge_accuracy"] == 0.75
+    expected = (1.0 + token_f1("tuna and chicken", "tuna") + 0.0 + token_f1("Lisbon, Portugal", "Lisbon")) / 4
+    assert qa["f1"] == round(expected, 4) and 0.0 < token_f1("tuna and chicken", "tuna") < 1.0
+    assert qa["by_category"]["temporal"] == {"questions": 1, "f1": 0.0, "judge_accuracy": 0.0}
+    assert "| overall | 4 |" in (tmp_path / "out" / "locomo.md").read_text()
+
+
+def test_token_f1_follows_locomo_normalisation() -> None:
+    from evals.qa import token_f1
+
+    assert token_f1("The Lisbon marathon!", "lisbon marathon") == 1.0
+    assert token_f1("Paris", "Lisbon") == 0.0
+    assert round(token_f1("a grey cat named Pixel", "Pixel"), 4) == round(2 * (1 / 4) / (1 / 4 + 1), 4)
+    assert token_f1("", "") == 1.0 and token_f1("x", "") == 0.0

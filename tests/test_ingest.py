@@ -254,8 +254,11 @@ def test_edited_file_supersedes_exactly_the_changed_chunk(tmp_path: Path) -> Non
     assert old.status == MemoryStatus.SUPERSEDED and old.valid_to is not None  # kept, not lost
     assert [(e.src, e.dst) for e in services.tree.edges([after[2].id], rel=Rel.SUPERSEDES)] == [
         (after[2].id, before[2].id)]
-    nexts = {(e.src, e.dst) for e in services.tree.edges([before[1].id, after[2].id], rel=Rel.NEXT)}
-    assert {(before[1].id, after[2].id), (after[2].id, before[3].id)} <= nexts
+    def chain(items: list[Any]) -> set[tuple[str, str]]:
+        return {(e.src, e.dst) for e in services.tree.edges([c.id for c in items], rel=Rel.NEXT, direction="both")}
+
+    # NEXT is exactly the new reading order: the superseded chunk lost its place in the chain
+    assert chain(after) == set(itertools.pairwise(c.id for c in after))
     # a removed section archives its chunk; an inserted paragraph is added; the rest stays
     doc.write_text(MANUAL.replace("apt", "dnf").replace(
         "## Troubleshooting\n\nIf jobs hang, raise the worker heartbeat timeout to 120 seconds in falcon.toml.\n", "")
@@ -264,6 +267,8 @@ def test_edited_file_supersedes_exactly_the_changed_chunk(tmp_path: Path) -> Non
     assert (third["added"], third["superseded"], third["archived"]) == (1, 0, 2)  # chunk + its empty section
     (gone,) = services.tree.get([before[5].id])
     assert gone.status == MemoryStatus.DELETED
+    current = chunks_of(services, row["doc_id"])
+    assert chain(current) == set(itertools.pairwise(c.id for c in current))  # no edge skips the new paragraph
     # deleting the document archives all of its memories
     archived = archive_document(services.tree, graph.documents, CUBE, str(doc.resolve()))  # type: ignore[attr-defined]
     assert archived > 0 and services.tree.count(cube_ids=[CUBE]) == 0

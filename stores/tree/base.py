@@ -99,6 +99,10 @@ class TreeStore(Protocol):
         does not exist raises `NotFoundError` and no edge of the batch is written."""
         ...
 
+    def delete_edges(self, edges: Sequence[Edge]) -> int:
+        """Remove these `(src, rel, dst)` edges (unknown ones are ignored); returns how many were removed."""
+        ...
+
     def edges(
         self, ids: Sequence[str], *, rel: Rel | None = None, direction: str = "out"
     ) -> list[Edge]:

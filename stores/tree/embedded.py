@@ -322,6 +322,15 @@ class EmbeddedTreeStore:
                 raise NotFoundError(f"edge endpoints not found: {', '.join(missing[:10])}")
             conn.executemany("INSERT OR IGNORE INTO edges (src, rel, dst, props) VALUES (?, ?, ?, ?)", rows)
 
+    def delete_edges(self, edges: Sequence[Edge]) -> int:
+        rows = [(e.src, Rel(e.rel).value, e.dst) for e in edges]
+        if not rows:
+            return 0
+        with self._write() as (conn, _seq):
+            before = conn.total_changes
+            conn.executemany("DELETE FROM edges WHERE src = ? AND rel = ? AND dst = ?", rows)
+            return conn.total_changes - before
+
     # -- reads --------------------------------------------------------------------------------------------
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

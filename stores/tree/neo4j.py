@@ -401,6 +401,22 @@ class Neo4jTreeStore:
 
         self._write(work)
 
+    @_guard
+    def delete_edges(self, edges: Sequence[Edge]) -> int:
+        by_rel: dict[Rel, list[dict[str, str]]] = {}
+        for e in edges:
+            by_rel.setdefault(Rel(e.rel), []).append({"src": e.src, "dst": e.dst})
+
+        def work(tx: neo4j.ManagedTransaction) -> int:
+            removed = 0
+            for rel, rows in by_rel.items():  # edge types cannot be parameters: they come from the Rel enum
+                rec = tx.run(f"UNWIND $rows AS row MATCH (:{LABEL} {{id: row.src}})-[r:{rel.value}]->"
+                             f"(:{LABEL} {{id: row.dst}}) DELETE r RETURN count(r) AS n", rows=rows).single()
+                removed += int(rec["n"]) if rec else 0
+            return removed
+
+        return self._write(work) if by_rel else 0
+
     # -- reads --------------------------------------------------------------------------------------------
 
     @_guard

@@ -194,6 +194,19 @@ def test_edges_are_idempotent_and_directional(tree_store: TreeStore) -> None:
     assert tree_store.edges([a.id], rel=Rel.PARENT) == []
 
 
+def test_delete_edges_removes_exactly_those_edges(tree_store: TreeStore) -> None:
+    a, b, c = mem("a fact"), mem("b fact"), mem("c fact")
+    tree_store.add([a, b, c])
+    tree_store.add_edges([Edge(src=a.id, rel=Rel.NEXT, dst=b.id), Edge(src=b.id, rel=Rel.NEXT, dst=c.id),
+                          Edge(src=a.id, rel=Rel.RELATE_TO, dst=b.id)])
+    removed = tree_store.delete_edges([Edge(src=a.id, rel=Rel.NEXT, dst=b.id), Edge(src=c.id, rel=Rel.NEXT, dst=a.id),
+                                       Edge(src=a.id, rel=Rel.NEXT, dst="ghost")])
+    assert removed == 1  # reversed and unknown edges are not there to remove
+    assert sorted((e.src, e.rel, e.dst) for e in tree_store.edges([a.id, b.id])) == sorted(
+        [(a.id, Rel.RELATE_TO, b.id), (b.id, Rel.NEXT, c.id)])
+    assert tree_store.delete_edges([]) == 0 and len(tree_store.get([a.id, b.id, c.id])) == 3
+
+
 def test_edge_to_a_missing_memory_is_refused_and_writes_nothing(tree_store: TreeStore) -> None:
     a, b = mem("a fact"), mem("b fact")
     tree_store.add([a, b])
