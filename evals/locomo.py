@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from langchain_core.language_models import BaseChatModel
 
 from evals.loaders import LocomoConversation, parse_evidence
 from evals.loaders import load_locomo as load_conversations
@@ -316,7 +317,7 @@ def run_locomo(
     work_dir: str | Path | None = None,
     progress: bool = True,
     embeddings: Any = None,
-    chat_model: Any = None,
+    chat_model: BaseChatModel | None = None,
 ) -> dict[str, Any]:
     """The whole LoCoMo retrieval eval. Returns (and writes, with `out_dir`) the JSON report.
 
@@ -341,7 +342,7 @@ def run_locomo(
     services = open_services(root / "hippograph", backend=backend, embeddings=embeddings) \
         if "hippograph" in systems else None
     graph = build_search_graph(services) if services is not None else None
-    model = chat_model or (services.chat_model if services is not None else None)
+    model: BaseChatModel | None = chat_model or (services.chat_model if services is not None else None)
     qa = QAScores() if model is not None and graph is not None else None
     total_questions = sum(len(scored_questions(c)) for c in convs)
     bar = tqdm(total=total_questions * len(systems), desc="locomo", unit="q", disable=not progress)
@@ -355,6 +356,7 @@ def run_locomo(
                 bar.set_postfix_str(f"{conv.sample_id} {name}")
                 result = results[name]
                 start = time.perf_counter()
+                retrieve: Retriever
                 if name == "hippograph":
                     cube_id, _, _ = ingest_conversation(services, conv, context=context)
                     retrieve = GraphRetriever(graph, cube_id)
@@ -370,7 +372,7 @@ def run_locomo(
                 result.ingest_turns += len(conv.turns)
                 for q in questions:
                     run_questions(name, [q], retrieve, kmax, result)
-                    if qa is not None and isinstance(retrieve, GraphRetriever):
+                    if qa is not None and model is not None and isinstance(retrieve, GraphRetriever):
                         prediction = answer(model, q.question, retrieve.last_hits)
                         qa.add(CATEGORY_NAMES[q.category], token_f1(prediction, q.answer),
                                judge(model, q.question, q.answer, prediction))
