@@ -98,3 +98,38 @@ class InMemoryStoreBaseline:
 
     def retrieve(self, query: str, k: int) -> list[str]:
         return [item.key for item in self.store.search(self.namespace, query=query, limit=k)]
+
+
+class Mem0Baseline:
+    """mem0's open-source `Memory` as its users run it without an LLM (`infer=False`): local Qdrant, the same
+    MiniLM model through mem0's LangChain embedder, one `add` per turn, `search` with no score threshold.
+
+    An optional peer (`pip install -e ".[peers]"`); mem0 logs that its BM25 keyword search is disabled, since that
+    needs fastembed and a model fetched from the Hugging Face hub."""
+
+    name = "mem0"
+
+    def __init__(self, turns: Sequence[Turn], embeddings: Embeddings, *, namespace: str, work_dir: str) -> None:
+        import os
+
+        os.environ.setdefault("MEM0_TELEMETRY", "False")  # no phoning home from an offline eval
+        from langchain_core.language_models.fake_chat_models import FakeListChatModel
+        from mem0 import Memory
+
+        self.user = re.sub(r"[^A-Za-z0-9_-]", "-", namespace)
+        self.memory = Memory.from_config({
+            "vector_store": {"provider": "qdrant", "config": {
+                "collection_name": self.user, "path": f"{work_dir}/qdrant-{self.user}", "embedding_model_dims":
+                    len(embeddings.embed_query("dimension probe")), "on_disk": False}},
+            "embedder": {"provider": "langchain", "config": {"model": embeddings}},
+            # infer=False never calls the LLM; mem0 still builds one at start-up, so give it one that cannot call out
+            "llm": {"provider": "langchain", "config": {"model": FakeListChatModel(responses=["{}"])}},
+            "history_db_path": f"{work_dir}/mem0-history-{self.user}.db",
+        })
+        for t in turns:
+            self.memory.add([{"role": "user", "content": turn_text(t)}], user_id=self.user,
+                            metadata={"dia_id": t.dia_id}, infer=False)
+
+    def retrieve(self, query: str, k: int) -> list[str]:
+        found = self.memory.search(query, filters={"user_id": self.user}, top_k=k, threshold=0.0)
+        return [hit["metadata"]["dia_id"] for hit in found["results"]]

@@ -302,6 +302,14 @@ class GraphRetriever:
 
 
 ALL_SYSTEMS = ("hippograph", "bm25", "dense", "langgraph_inmemory")
+#: Peers that run when their optional extra is installed (`pip install -e ".[peers]"`).
+PEER_SYSTEMS = ("mem0",)
+
+
+def default_systems() -> tuple[str, ...]:
+    import importlib.util
+
+    return ALL_SYSTEMS + tuple(p for p in PEER_SYSTEMS if importlib.util.find_spec(p) is not None)
 
 
 def run_locomo(
@@ -312,7 +320,7 @@ def run_locomo(
     ks: Sequence[int] = DEFAULT_KS,
     limit: int | None = None,
     samples: Sequence[str] | None = None,
-    systems: Sequence[str] = ALL_SYSTEMS,
+    systems: Sequence[str] | None = None,
     context: str = "full",
     work_dir: str | Path | None = None,
     progress: bool = True,
@@ -327,11 +335,12 @@ def run_locomo(
 
     from tqdm import tqdm
 
-    from evals.baselines import BM25Baseline, CachedEmbeddings, DenseBaseline, InMemoryStoreBaseline
+    from evals.baselines import BM25Baseline, CachedEmbeddings, DenseBaseline, InMemoryStoreBaseline, Mem0Baseline
     from graphs.search import build_search_graph
     from stores.embedders import MiniLMEmbeddings
 
     seed_everything()
+    systems = tuple(systems or default_systems())
     ks = sorted(set(int(k) for k in ks))
     kmax = max(ks)
     convs = load_locomo(data, limit=limit, samples=samples)
@@ -366,6 +375,9 @@ def run_locomo(
                     retrieve = DenseBaseline(conv.turns, embeddings).retrieve
                 elif name == "langgraph_inmemory":
                     retrieve = InMemoryStoreBaseline(conv.turns, embeddings, namespace=conv.sample_id).retrieve
+                elif name == "mem0":
+                    retrieve = Mem0Baseline(conv.turns, embeddings, namespace=conv.sample_id,
+                                            work_dir=str(root)).retrieve
                 else:
                     raise ValueError(f"unknown system {name!r}")
                 result.ingest_seconds += time.perf_counter() - start

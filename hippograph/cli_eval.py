@@ -39,8 +39,9 @@ def locomo(
     k: Annotated[str, typer.Option("--k", help="Cut-offs, comma-separated.")] = "5,10,20",
     limit: Annotated[int | None, typer.Option(help="Only the first N conversations.")] = None,
     sample: Annotated[list[str] | None, typer.Option(help="Only these sample ids (repeatable).")] = None,
-    systems: Annotated[str, typer.Option(help="Comma-separated systems to run.")] = (
-        "hippograph,bm25,dense,langgraph_inmemory"),
+    systems: Annotated[str | None, typer.Option(
+        help="Comma-separated systems (default: hippograph,bm25,dense,langgraph_inmemory, plus mem0 when the "
+             "`peers` extra is installed).")] = None,
     ablations: Annotated[bool, typer.Option(help="Also run the ablation steps (adds locomo_ablations.*).")] = False,
 ) -> None:
     """LoCoMo turn-level evidence recall@k: hippograph (through the search graph) vs BM25, dense, InMemoryStore."""
@@ -54,7 +55,7 @@ def locomo(
         raise typer.BadParameter(f"no such file: {path}")
     ks = _ks(k)
     report = run_locomo(path, out, backend=backend, ks=ks, limit=limit, samples=sample,
-                        systems=[s.strip() for s in systems.split(",") if s.strip()])
+                        systems=[s.strip() for s in systems.split(",") if s.strip()] if systems else None)
     console.print(markdown_table(report, title="LoCoMo evidence recall"))
     if ablations:
         rows = run_ablations(path, ks=ks, limit=limit, samples=sample)

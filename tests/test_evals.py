@@ -239,3 +239,16 @@ def test_token_f1_follows_locomo_normalisation() -> None:
     assert token_f1("Paris", "Lisbon") == 0.0
     assert round(token_f1("a grey cat named Pixel", "Pixel"), 4) == round(2 * (1 / 4) / (1 / 4 + 1), 4)
     assert token_f1("", "") == 1.0 and token_f1("x", "") == 0.0
+
+
+def test_mem0_peer_runs_in_the_same_run_with_the_same_embedder(tiny_path: Path, tmp_path: Path, minilm: Any) -> None:
+    from evals.baselines import CachedEmbeddings
+    from evals.locomo import default_systems
+
+    assert "mem0" in default_systems()  # the dev extra installs the peer, so CI runs it for real
+    report = run_locomo(tiny_path, tmp_path / "out", progress=False, embeddings=CachedEmbeddings(minilm),
+                        systems=["dense", "mem0"], ks=[1, 3, 10])
+    mem0, dense = report["systems"]["mem0"], report["systems"]["dense"]
+    assert mem0["questions"] == 4 and mem0["recall@10"] == 1.0
+    # mem0 without an LLM is dense search over the same raw turns with the same vectors: the same ranking
+    assert (mem0["recall@1"], mem0["recall@3"]) == (dense["recall@1"], dense["recall@3"])
