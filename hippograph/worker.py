@@ -67,12 +67,9 @@ class Worker:
         return dict(self.graph.invoke(payload, config))
 
     def _heartbeat(self, job: Job, stop: threading.Event) -> None:
-        extend = getattr(self.services.outbox, "extend", None)
-        if extend is None:
-            return
         while not stop.wait(self.lease_seconds / 3):
             try:
-                extend(job.id, worker=self.name, lease_seconds=self.lease_seconds)
+                self.services.outbox.extend(job.id, worker=self.name, lease_seconds=self.lease_seconds)
             except Exception:  # a missed heartbeat only risks a duplicate delivery (idempotent)
                 log.debug("lease extension failed for %s", job.id, exc_info=True)
 

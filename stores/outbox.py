@@ -48,6 +48,10 @@ class Outbox(Protocol):
         """Take the oldest pending job (or one whose lease expired) and mark it running."""
         ...
 
+    def extend(self, job_id: str, *, worker: str, lease_seconds: float = 60.0) -> None:
+        """Keep a long job's lease alive (the worker's heartbeat), so nobody else claims it meanwhile."""
+        ...
+
     def complete(self, job_id: str) -> None:
         ...
 
@@ -132,6 +136,13 @@ class SqliteOutbox:
         job = self._row(row)
         job.status, job.attempts, job.lease_until = JobStatus.RUNNING, job.attempts + 1, ts + lease_seconds
         return job
+
+    def extend(self, job_id: str, *, worker: str, lease_seconds: float = 60.0) -> None:
+        with self._lock:
+            self._conn.execute(
+                "UPDATE jobs SET lease_until = ? WHERE id = ? AND status = 'running' AND worker = ?",
+                (time.time() + lease_seconds, job_id, worker),
+            )
 
     def complete(self, job_id: str) -> None:
         with self._lock:

@@ -68,3 +68,15 @@ def test_outbox_dedups_leases_and_retries(tmp_path: Path) -> None:
     assert outbox.get(b).status == JobStatus.PENDING  # type: ignore[union-attr]
     outbox.complete(outbox.claim(worker="w3").id)  # type: ignore[union-attr]
     assert outbox.counts() == {"pending": 0, "running": 0, "done": 1, "failed": 1}
+
+
+def test_outbox_heartbeat_keeps_a_long_job_from_being_claimed_twice(tmp_path: Path) -> None:
+    outbox = SqliteOutbox(tmp_path / "o.sqlite")
+    job_id = outbox.enqueue("enrich_turn", {"n": 1})
+    assert outbox.claim(worker="w1", lease_seconds=0.2).id == job_id  # type: ignore[union-attr]
+    outbox.extend(job_id, worker="w2", lease_seconds=30)  # not w2's job: no effect
+    assert outbox.get(job_id).lease_until < time.time() + 1  # type: ignore[union-attr]
+    outbox.extend(job_id, worker="w1", lease_seconds=30)
+    time.sleep(0.3)  # the first lease has run out; the extension holds
+    assert outbox.claim(worker="w2") is None
+    assert outbox.get(job_id).status == JobStatus.RUNNING  # type: ignore[union-attr]
