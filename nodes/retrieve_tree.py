@@ -63,8 +63,7 @@ def merge_hits(*lists: Iterable[SearchHit]) -> dict[str, SearchHit]:
 def recall(services: Services, query: str, vector: list[float], *, cube_ids: list[str], pool: int,
            session_id: str | None = None, write_cube_id: str | None = None) -> list[SearchHit]:
     tree = services.tree
-    dense = tree.vector_search(vector, cube_ids=cube_ids, k=pool)
-    lexical = tree.text_search(lexical_query(query), cube_ids=cube_ids, k=pool)
+    dense, lexical = tree.hybrid_search(vector, lexical_query(query), cube_ids=cube_ids, k=pool)
     merged = merge_hits(dense, lexical)
     if session_id and write_cube_id:
         working = tree.list(cube_ids=[write_cube_id], session_id=session_id,

@@ -437,18 +437,6 @@ def test_export_import_round_trip(neo4j_server: Any, tmp_path: Any) -> None:
         src.close()
 
 
-def test_hybrid_search_equals_the_two_searches(neo4j_tree_store: Neo4jTreeStore) -> None:
-    s = neo4j_tree_store
-    rng = np.random.default_rng(9)
-    s.add([item(text=f"note {i} about {'apples' if i % 3 else 'pears'}", rng=rng) for i in range(60)])
-    q = vec(rng)
-    dense, lexical = s.hybrid_search(q, "apples AND (pears", cube_ids=["c1"], k=7)
-    assert [h.id for h in dense] == [h.id for h in s.vector_search(q, cube_ids=["c1"], k=7)]
-    assert [h.id for h in lexical] == [h.id for h in s.text_search("apples AND (pears", cube_ids=["c1"], k=7)]
-    assert len(dense) == 7 and len(lexical) == 7
-    assert s.hybrid_search(q, "!!!", cube_ids=["c1"], k=3)[1] == []
-
-
 def test_cli_start_status_stop(tmp_path: Any) -> None:
     from typer.testing import CliRunner
 

@@ -87,6 +87,19 @@ class TreeStore(Protocol):
         text: backends escape any query syntax."""
         ...
 
+    def hybrid_search(
+        self,
+        vector: Sequence[float],
+        query: str,
+        *,
+        cube_ids: Sequence[str],
+        k: int = 10,
+        statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,),
+    ) -> tuple[list[SearchHit], list[SearchHit]]:
+        """`(vector_search(...), text_search(...))`: the same results as the two calls, in one round trip where
+        the backend is remote (hybrid recall calls this once per query)."""
+        ...
+
     def neighbours(
         self, ids: Sequence[str], *, cube_ids: Sequence[str], window: int = 1
     ) -> list[MemoryItem]:

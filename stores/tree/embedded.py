@@ -453,6 +453,19 @@ class EmbeddedTreeStore:
         self._df_cache[key] = (int(n), now_s)
         return int(n)
 
+    def hybrid_search(
+        self,
+        vector: Sequence[float],
+        query: str,
+        *,
+        cube_ids: Sequence[str],
+        k: int = 10,
+        statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,),
+    ) -> tuple[list[SearchHit], list[SearchHit]]:
+        # In-process: no round trips to save.
+        return (self.vector_search(vector, cube_ids=cube_ids, k=k, statuses=statuses),
+                self.text_search(query, cube_ids=cube_ids, k=k, statuses=statuses))
+
     def neighbours(self, ids: Sequence[str], *, cube_ids: Sequence[str], window: int = 1) -> list[MemoryItem]:
         seeds = self.get(ids, cube_ids=cube_ids)
         if not seeds:

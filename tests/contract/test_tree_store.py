@@ -194,6 +194,17 @@ def test_edges_are_idempotent_and_directional(tree_store: TreeStore) -> None:
     assert tree_store.edges([a.id], rel=Rel.PARENT) == []
 
 
+def test_hybrid_search_equals_the_two_searches(tree_store: TreeStore) -> None:
+    tree_store.add([mem(f"note {i} about {'apples' if i % 3 else 'pears'} and more") for i in range(30)])
+    tree_store.add([mem("apples elsewhere", cube="c2")])
+    q = EMB.embed_query("apples")
+    dense, lexical = tree_store.hybrid_search(q, "apples AND (pears", cube_ids=["c1"], k=7)
+    assert [h.id for h in dense] == [h.id for h in tree_store.vector_search(q, cube_ids=["c1"], k=7)]
+    assert [h.id for h in lexical] == [h.id for h in tree_store.text_search("apples AND (pears", cube_ids=["c1"], k=7)]
+    assert len(dense) == 7 and len(lexical) == 7 and all(h.item.cube_id == "c1" for h in dense + lexical)
+    assert tree_store.hybrid_search(q, "!!!", cube_ids=["c1"], k=3)[1] == []
+
+
 def test_delete_edges_removes_exactly_those_edges(tree_store: TreeStore) -> None:
     a, b, c = mem("a fact"), mem("b fact"), mem("c fact")
     tree_store.add([a, b, c])
