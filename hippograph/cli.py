@@ -42,19 +42,27 @@ def _hits_table(hits, title: str) -> Table:  # type: ignore[no-untyped-def]
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    user: Annotated[str, typer.Option("--user", "-u", help="User the demo creates and talks as.")] = "demo",
+    cube: CubeOpt = None,
+) -> None:
     """Ingest a short built-in conversation, ask three questions, show memories and answers (offline)."""
-    from hippograph.demo import CONVERSATION, DEMO_SESSION, DEMO_USER, QUESTIONS
+    from hippograph.demo import CONVERSATION, DEMO_SESSION, QUESTIONS
 
     started = time.perf_counter()
     memory = _memory()
     try:
-        ids = memory.add(CONVERSATION, user_id=DEMO_USER, session_id=DEMO_SESSION)
-        console.print(f"[bold]Stored[/bold] {len(set(ids))} memories for user [cyan]{DEMO_USER}[/cyan] "
-                      f"(cube {memory.cubes(user_id=DEMO_USER)[0].cube.id}).")
+        if cube:
+            memory.cubes(user_id=user)  # creates the user (and their default cube) on first use
+            if cube not in {c.cube.id for c in memory.cubes(user_id=user)}:
+                memory.create_cube(cube, user_id=user)
+        ids = memory.add(CONVERSATION, user_id=user, cube_id=cube, session_id=DEMO_SESSION)
+        console.print(f"[bold]Stored[/bold] {len(set(ids))} memories for user [cyan]{user}[/cyan] "
+                      f"(cube {cube or memory.cubes(user_id=user)[0].cube.id}).")
         for question in QUESTIONS:
             console.rule(f"[bold]Q:[/bold] {question}")
-            result = memory.chat(question, user_id=DEMO_USER, thread_id="demo", top_k=3)
+            result = memory.chat(question, user_id=user, thread_id="demo", top_k=5,
+                                 cube_ids=[cube] if cube else None)
             console.print(_hits_table(result.memories, "retrieved memories"))
             console.print(f"[bold green]A:[/bold green] {result.answer}")
             timings = ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings.items())
@@ -123,11 +131,11 @@ def chat(
 
 
 @app.command()
-def stats(user: UserOpt = None) -> None:
-    """Memory counts per readable cube, and enrichment job counts."""
+def stats(user: UserOpt = None, cube: CubeOpt = None) -> None:
+    """Memory counts per readable cube (or just `--cube`), and enrichment job counts."""
     memory = _memory()
     try:
-        info = memory.stats(user_id=_user(user))
+        info = memory.stats(user_id=_user(user), cube_ids=[cube] if cube else None)
     finally:
         memory.close()
     table = Table(title=f"user {info['user_id']}")

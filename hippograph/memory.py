@@ -275,8 +275,8 @@ class Memory:
 
         self.services.registry.share(user_id, cube_id, with_user, Access(access))
 
-    def stats(self, *, user_id: str) -> dict[str, Any]:
-        cubes = self.services.registry.readable(user_id)
+    def stats(self, *, user_id: str, cube_ids: Sequence[str] | None = None) -> dict[str, Any]:
+        cubes = self.services.registry.readable(check_id(user_id, "user id"), _cubes(cube_ids))
         return {
             "user_id": user_id,
             "cubes": {c: self.services.tree.count(cube_ids=[c]) for c in cubes},
