@@ -122,7 +122,7 @@ def test_locomo_run_writes_fixed_keys_and_scores_small_conversation(tiny_path: P
     saved = json.loads((out / "locomo.json").read_text())
     assert saved == json.loads(json.dumps(report))
     assert saved["questions"] == 4
-    assert set(saved["systems"]) == {"hippograph", "bm25", "dense", "langgraph_inmemory"}
+    assert set(saved["systems"]) == {"hippograph", "bm25", "dense", "langgraph_inmemory", "mem0"}
     for name, row in saved["systems"].items():
         assert set(row) >= FIXED_SYSTEM_KEYS, name
         assert 0.0 <= row["recall@5"] <= row["recall@10"] <= row["recall@20"] <= 1.0
