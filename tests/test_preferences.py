@@ -158,3 +158,27 @@ def test_hybrid_search_returns_the_stated_preference_for_its_question(store: Mil
     rate = hits / len(items)
     print(f"\nPrefEval explicit, stated preference in top-3 among 13: {rate:.3f} over {len(items)} items")
     assert rate >= 0.8  # measured 0.850 (deterministic); PrefEval proper has one preference per user
+
+
+@needs_prefeval
+def test_cli_eval_prefeval_writes_the_fixed_shape(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hippograph.cli import app
+
+    out = tmp_path / "pe"
+    result = CliRunner().invoke(app, ["eval", "prefeval", "--data", str(PREFEVAL), "--out", str(out),
+                                      "--k", "10,300", "--limit", "1"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "prefeval.json").read_text())
+    assert set(report) == {"explicit", "implicit_choice", "implicit_persona"}
+    for kind in report.values():
+        assert set(kind) == {"10", "300"}
+        for per_k in kind.values():
+            assert set(per_k["overall"]) == {"top1", "top3", "top5"}
+            assert len(per_k["by_topic"]) == 10  # one item from each dev topic
+            assert per_k["overall"]["top1"] <= per_k["overall"]["top3"] <= per_k["overall"]["top5"]
+    assert report["explicit"]["300"]["overall"]["top3"] >= 0.9  # the stated preference survives 300 distractors
+    assert "| explicit | 300 | 10 |" in (out / "prefeval.md").read_text()
+    assert (out / "prefeval.png").stat().st_size > 1000
+    assert not list(out.glob("prefeval_milvus.db*")) and not (out / "prefeval.partial.json").exists()
