@@ -52,17 +52,15 @@ def demo(
     started = time.perf_counter()
     memory = _memory()
     try:
-        if cube:
-            memory.cubes(user_id=user)  # creates the user (and their default cube) on first use
-            if cube not in {c.cube.id for c in memory.cubes(user_id=user)}:
-                memory.create_cube(cube, user_id=user)
+        if cube and cube not in {c.cube.id for c in memory.cubes(user_id=user)}:  # cubes() creates the user
+            memory.create_cube(cube, user_id=user)
         ids = memory.add(CONVERSATION, user_id=user, cube_id=cube, session_id=DEMO_SESSION)
         console.print(f"[bold]Stored[/bold] {len(set(ids))} memories for user [cyan]{user}[/cyan] "
                       f"(cube {cube or memory.cubes(user_id=user)[0].cube.id}).")
         for question in QUESTIONS:
             console.rule(f"[bold]Q:[/bold] {question}")
             result = memory.chat(question, user_id=user, thread_id="demo", top_k=5,
-                                 cube_ids=[cube] if cube else None)
+                                 cube_ids=[cube] if cube else None, cube_id=cube)
             console.print(_hits_table(result.memories, "retrieved memories"))
             console.print(f"[bold green]A:[/bold green] {result.answer}")
             timings = ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings.items())
@@ -122,7 +120,8 @@ def chat(
                 break
             if not message:
                 break
-            result = memory.chat(message, user_id=user_id, thread_id=thread, cube_ids=[cube] if cube else None)
+            result = memory.chat(message, user_id=user_id, thread_id=thread, cube_ids=[cube] if cube else None,
+                                 cube_id=cube)
             console.print(f"[bold green]hippograph>[/bold green] {result.answer}")
             for ref in result.references:
                 console.print(f"  [dim][{ref['n']}] {ref['id']}[/dim]")

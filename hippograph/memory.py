@@ -79,7 +79,7 @@ class Memory:
         metadata: dict[str, Any] | None = None,
     ) -> list[str]:
         """Store a text or a list of messages (one memory per message). Returns the ids, in order."""
-        cube = self._writable_cube(user_id, cube_id)
+        cube = self._cube(user_id, cube_id)
         if isinstance(text_or_messages, str | bytes):
             messages: list[BaseMessage] = [HumanMessage(content=check_text(text_or_messages))]
         elif isinstance(text_or_messages, Sequence):
@@ -165,7 +165,7 @@ class Memory:
         """
         from nodes.ingest_state import IngestContext
 
-        cube = self._writable_cube(user_id, cube_id)
+        cube = self._cube(user_id, cube_id)
         out = self._ingest_graph().invoke(
             {"paths": [str(p) for p in paths], "texts": list(texts), "conversations": list(conversations)},
             context=IngestContext(user_id=user_id, cube_id=cube, recursive=recursive, mode=mode),
@@ -174,7 +174,7 @@ class Memory:
 
     def documents(self, *, user_id: str, cube_id: str | None = None) -> builtins.list[dict[str, Any]]:
         """The active documents of a cube the user can read (key, title, kind, chunk count, last change)."""
-        cube = self._readable_cube(user_id, cube_id)
+        cube = self._cube(user_id, cube_id, write=False)
         return [
             {"doc_key": r.doc_key, "doc_id": r.doc_id, "title": r.title, "kind": r.kind, "path": r.path,
              "chunks": len(r.chunks), "updated_at": r.updated_at}
@@ -189,7 +189,7 @@ class Memory:
         """
         from stores.documents import archive_document
 
-        cube = self._writable_cube(user_id, cube_id)
+        cube = self._cube(user_id, cube_id)
         registry = self._ingest_graph().documents
         key = str(doc_key)
         if registry.get(cube, key) is None and not key.startswith(("text:", "conversation:")):
@@ -226,10 +226,11 @@ class Memory:
 
     def chat(
         self, message: str, *, user_id: str, thread_id: str | None = None, cube_ids: Sequence[str] | None = None,
-        top_k: int | None = None,
+        top_k: int | None = None, cube_id: str | None = None,
     ) -> ChatResult:
-        """One chat turn: recall, answer (cited), then remember the turn."""
-        context = ChatContext(user_id=check_id(user_id, "user id"), cube_ids=_cubes(cube_ids),
+        """One chat turn: recall from `cube_ids` (default: every readable cube), answer (cited), then remember
+        the turn in `cube_id` (default: the user's default cube)."""
+        context = ChatContext(user_id=check_id(user_id, "user id"), cube_ids=_cubes(cube_ids), write_cube_id=cube_id,
                               top_k=top_k or self.settings.top_k, threshold=self.settings.threshold,
                               min_keep=self.settings.min_keep, mode=self.settings.mode)
         thread = thread_key(user_id, thread_id)
@@ -298,15 +299,12 @@ class Memory:
 
     # -- helpers -------------------------------------------------------------------------------------------
 
-    def _writable_cube(self, user_id: str, cube_id: str | None) -> str:
+    def _cube(self, user_id: str, cube_id: str | None, *, write: bool = True) -> str:
+        """The cube a call works on (the user's default cube when none is named), checked for access."""
         registry = self.services.registry
         registry.ensure_user(check_id(user_id, "user id"))
-        return registry.writable(user_id, [cube_id or default_cube_id(user_id)])[0]
-
-    def _readable_cube(self, user_id: str, cube_id: str | None) -> str:
-        registry = self.services.registry
-        registry.ensure_user(check_id(user_id, "user id"))
-        return registry.readable(user_id, [check_id(cube_id, "cube id") if cube_id else default_cube_id(user_id)])[0]
+        allowed = registry.writable if write else registry.readable
+        return allowed(user_id, [cube_id or default_cube_id(user_id)])[0]
 
     def _get_for(self, memory_id: str, user_id: str, *, write: bool) -> MemoryItem:
         if not isinstance(memory_id, str) or not memory_id:

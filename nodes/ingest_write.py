@@ -20,7 +20,7 @@ from nodes.ingest_extract import SEP
 from nodes.ingest_state import DocState, IngestContext
 from stores.documents import ChunkRecord, DocumentRecord, DocumentRegistry
 from stores.models import MemoryItem
-from stores.tree.base import Edge, Rel
+from stores.tree.base import Edge, Rel, TreeStore
 from stores.write import write_memories
 
 
@@ -130,7 +130,7 @@ def make_write(services: Services, documents: DocumentRegistry):  # type: ignore
     return write
 
 
-def _stale_edges(tree: Any, wanted: list[Edge], final: list[str], plan: dict[str, Any],
+def _stale_edges(tree: TreeStore, wanted: list[Edge], final: list[str], plan: dict[str, Any],
                  structure_ids: list[str]) -> list[Edge]:
     """Edges of this document's earlier version that its new version no longer has: NEXT between chunks that
     stopped being consecutive, PARENT from a chunk to a section it moved out of. Edges to other documents (a chunk

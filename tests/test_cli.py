@@ -58,3 +58,13 @@ def test_add_search_stats_and_errors(tmp_path: Path) -> None:
     assert denied.returncode == 2 and "may not read cube 'kim.default'" in denied.stdout
     empty = run(tmp_path, "add", "", "--user", "kim", embedder="hashing:64")
     assert empty.returncode == 2 and "error" in empty.stdout
+
+
+def test_demo_into_a_named_cube(tmp_path: Path) -> None:
+    out = run(tmp_path, "demo", "--user", "zed", "--cube", "zed.notes", embedder="hashing:64")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Stored 9 memories for user zed (cube zed.notes)" in " ".join(out.stdout.split())
+    assert cube_count(run(tmp_path, "stats", "--user", "zed", "--cube", "zed.notes", embedder="hashing:64"),
+                      "zed.notes") >= 9
+    default = run(tmp_path, "stats", "--user", "zed", "--cube", "zed.default", embedder="hashing:64")
+    assert cube_count(default, "zed.default") == 0  # nothing leaked into the default cube

@@ -87,6 +87,13 @@ def test_user_reads_only_own_and_shared_cubes(memory: Memory) -> None:
     (work,) = memory.add("Ana's salary review", user_id="ana", cube_id="ana.work")
     with pytest.raises(NotFoundError):
         memory.get(work, user_id="ben")
+    # a chat turn is remembered in the cube it names, and only in a cube the user may write
+    turn = memory.chat("Remember that the offsite is in Porto", user_id="ana", cube_id="ana.work")
+    assert [m.cube_id for m in memory.services.tree.get(turn.written_ids)] == ["ana.work"]
+    before = memory.services.tree.count(cube_ids=["ana.default"])
+    with pytest.raises(AccessDeniedError):
+        memory.chat("planted via chat", user_id="ben", cube_id="ana.default")
+    assert memory.services.tree.count(cube_ids=["ana.default"]) == before
 
 
 @pytest.mark.parametrize("bad", ["", "   ", "x" * (MAX_TEXT_CHARS + 1), "y" * 1_000_000, 42, None, {"text": "hi"},
