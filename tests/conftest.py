@@ -21,6 +21,15 @@ DIM = 64
 TREE_BACKENDS = ["embedded", "neo4j"]
 
 
+def shared_file(relative: str) -> Path:
+    """A file of the licensed shared data set, or a skip with the reason when it is absent (fresh clones:
+    the data is not redistributable; see the README's "Test data" section)."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"shared data not found: {path} (set HIPPOGRAPH_SHARED_DATA to the data folder)")
+    return path
+
+
 @pytest.fixture(scope="session")
 def hashing() -> HashingEmbeddings:
     return HashingEmbeddings(DIM)

@@ -17,7 +17,7 @@ from evals.locomo import (
     turn_key,
 )
 from stores.models import MemoryItem, SearchHit
-from tests.conftest import SHARED_DATA
+from tests.conftest import shared_file
 
 FIXED_SYSTEM_KEYS = {"recall@5", "recall@10", "recall@20", "by_category", "search_p50_ms", "search_p95_ms",
                      "ingest_turns_per_s"}
@@ -152,7 +152,7 @@ def test_cli_locomo_runs(tiny_path: Path, tmp_path: Path) -> None:
 def test_longmemeval_loader_and_memories() -> None:
     from evals.longmemeval import item_memories, load_longmemeval, session_recall
 
-    items = load_longmemeval(SHARED_DATA / "longmemeval" / "longmemeval_sample2.json")
+    items = load_longmemeval(shared_file("longmemeval/longmemeval_sample2.json"))
     assert len(items) == 2
     item = items[0]
     assert item.question and item.answer_session_ids
