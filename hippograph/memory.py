@@ -29,6 +29,7 @@ from hippograph.settings import Settings, get_settings
 from nodes.scope import message_text
 from stores.errors import AccessDeniedError, InvalidInputError, NotFoundError
 from stores.models import MemoryItem, MemoryStatus, SearchHit, SourceRef, check_id, check_text, content_hash, now
+from stores.outbox import Job, JobStatus
 from stores.registry import CubeAccess, default_cube_id
 from stores.tree.base import Edge, Rel
 from stores.write import write_memories
@@ -319,6 +320,133 @@ class Memory:
             raise NotFoundError(f"memory {memory_id} not found")
         return found[0]
 
+    # -- inspection (the /ui web inspector; same access rules as every other call) -------------------------
+
+    def browse(
+        self, *, user_id: str, cube_ids: Sequence[str] | None = None, memory_type: str | None = None,
+        statuses: Sequence[str] | None = None, source: str | None = None, since: float | None = None,
+        until: float | None = None, limit: int = 50, offset: int = 0,
+    ) -> builtins.list[MemoryItem]:
+        """Memories of readable cubes, newest first, filtered by type, status, source and creation time.
+
+        `statuses` defaults to active only. Source and time are filtered while paging through the store, which
+        lists newest first, so paging stops at `since`.
+        """
+        from stores.models import MemoryType
+
+        if memory_type is not None and memory_type not in {t.value for t in MemoryType}:
+            raise InvalidInputError(f"unknown memory type {memory_type!r}")
+        try:
+            wanted = tuple(MemoryStatus(s) for s in statuses) if statuses else (MemoryStatus.ACTIVE,)
+        except ValueError:
+            raise InvalidInputError(f"unknown status in {builtins.list(statuses or [])!r}") from None
+        if not 1 <= limit <= 500 or offset < 0:
+            raise InvalidInputError("limit must be 1-500 and offset >= 0")
+        cubes = self.services.registry.readable(check_id(user_id, "user id"), _cubes(cube_ids))
+        if not cubes:
+            return []
+        if source is None and since is None and until is None:
+            return self.services.tree.list(cube_ids=cubes, limit=limit, offset=offset, statuses=wanted,
+                                           memory_type=memory_type)
+        matched: builtins.list[MemoryItem] = []
+        page, start = 500, 0
+        while len(matched) < offset + limit:
+            batch = self.services.tree.list(cube_ids=cubes, limit=page, offset=start, statuses=wanted,
+                                            memory_type=memory_type)
+            for item in batch:
+                if (source is None or item.source == source) and (since is None or item.created_at >= since) \
+                        and (until is None or item.created_at < until):
+                    matched.append(item)
+            if len(batch) < page or (since is not None and batch[-1].created_at < since):
+                break
+            start += page
+        return matched[offset:offset + limit]
+
+    def edges(self, memory_id: str, *, user_id: str) -> builtins.list[Edge]:
+        """Every edge touching a memory the user may read, whose other end the user may read too."""
+        self._get_for(memory_id, user_id, write=False)
+        return self._readable_edges([memory_id], user_id)
+
+    def neighbourhood(
+        self, memory_id: str, *, user_id: str, depth: int = 2, max_nodes: int = 150
+    ) -> tuple[builtins.list[MemoryItem], builtins.list[Edge]]:
+        """The memories within `depth` edges of one memory (any edge type, both directions) and the edges
+        between them: topic tree (PARENT), NEXT, SUPERSEDES, merges. Readable cubes only; at most `max_nodes`."""
+        if not 0 <= depth <= 4 or not 1 <= max_nodes <= 1000:
+            raise InvalidInputError("depth must be 0-4 and max_nodes 1-1000")
+        start = self._get_for(memory_id, user_id, write=False)
+        readable = self.services.registry.readable(user_id)
+        nodes: dict[str, MemoryItem] = {start.id: start}
+        frontier = [start.id]
+        for _ in range(depth):
+            around = self.services.tree.edges(frontier, direction="both")
+            new_ids = builtins.list(dict.fromkeys(i for e in around for i in (e.src, e.dst) if i not in nodes))
+            room = max_nodes - len(nodes)
+            found = self.services.tree.get(new_ids, cube_ids=readable)[:room] if room > 0 else []
+            nodes.update((m.id, m) for m in found)
+            frontier = [m.id for m in found]
+            if not frontier:
+                break
+        edges = {(e.src, e.rel, e.dst): e for e in self.services.tree.edges(builtins.list(nodes), direction="out")
+                 if e.dst in nodes}
+        return builtins.list(nodes.values()), builtins.list(edges.values())
+
+    def explain_search(
+        self, query: str, *, user_id: str, cube_ids: Sequence[str] | None = None, top_k: int = 10,
+        threshold: float = 0.0, min_keep: int | None = None,
+    ) -> SearchAudit:
+        """Run the search graph and return its whole audit: every candidate with per-signal scores and ranks,
+        the fused and thresholded memories, what the threshold dropped and why, and node timings."""
+        if not isinstance(top_k, int) or not 1 <= top_k <= 200:
+            raise InvalidInputError("top_k must be an integer between 1 and 200")
+        if not 0.0 <= threshold <= 1.0:
+            raise InvalidInputError("threshold must be between 0 and 1")
+        keep = self.settings.min_keep if min_keep is None else min_keep
+        if not isinstance(keep, int) or keep < 0:
+            raise InvalidInputError("min_keep must be a non-negative integer")
+        context = ChatContext(user_id=check_id(user_id, "user id"), cube_ids=_cubes(cube_ids), top_k=top_k,
+                              threshold=threshold, min_keep=keep, ingest=False)
+        state = self._search.invoke({"query": check_text(query, "query")}, context=context)
+        return SearchAudit(query=query, candidates=state.get("candidates", []), memories=state.get("memories", []),
+                           dropped=state.get("dropped", []), timings=state.get("timings", {}))
+
+    def jobs(self, *, user_id: str, status: str | None = None, limit: int = 50) -> builtins.list[Job]:
+        """Enrichment jobs about the user's own writes or cubes they may read, newest first."""
+        if status is not None and status not in {s.value for s in JobStatus}:
+            raise InvalidInputError(f"unknown job status {status!r}")
+        wanted = JobStatus(status) if status else None
+        readable = self.services.registry.readable(check_id(user_id, "user id"))
+        jobs = self.services.outbox.list(status=wanted, limit=5_000)
+        return [j for j in jobs if _job_visible(j, user_id, readable)][:limit]
+
+    def job(self, job_id: str, *, user_id: str) -> Job:
+        """One job the user may see (`NotFoundError` otherwise, so ids cannot be probed)."""
+        job = self.services.outbox.get(job_id) if isinstance(job_id, str) and 0 < len(job_id) <= 128 else None
+        if job is None or not _job_visible(job, user_id, self.services.registry.readable(check_id(user_id))):
+            raise NotFoundError(f"job {str(job_id)[:128]} not found")
+        return job
+
+    def retry_job(self, job_id: str, *, user_id: str) -> Job:
+        """Put a failed job back in the queue (attempts reset). The user must be able to write its cube."""
+        job = self.job(job_id, user_id=user_id)
+        cube = (job.payload or {}).get("cube_id")
+        if cube is not None and cube not in self.services.registry.writable(user_id):
+            raise AccessDeniedError(f"user {user_id!r} may not retry jobs of cube {cube!r}")
+        if job.status != JobStatus.FAILED:
+            raise InvalidInputError(f"only failed jobs can be retried; job {job.id} is {job.status.value}")
+        retry = getattr(self.services.outbox, "retry", None)
+        if retry is None:
+            raise InvalidInputError("this outbox cannot retry jobs")
+        retry(job.id)
+        return self.job(job.id, user_id=user_id)
+
+    def _readable_edges(self, ids: builtins.list[str], user_id: str) -> builtins.list[Edge]:
+        around = self.services.tree.edges(ids, direction="both")
+        others = {e.dst if e.src in ids else e.src for e in around}
+        visible = {m.id for m in self.services.tree.get(builtins.list(others),
+                                                        cube_ids=self.services.registry.readable(user_id))}
+        return [e for e in around if (e.dst if e.src in ids else e.src) in visible]
+
 
 def _cubes(cube_ids: Sequence[str] | None) -> list[str] | None:
     if cube_ids is None:
@@ -354,3 +482,23 @@ class AsyncMemory:
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.sync, name)
         return _to_thread(attr) if callable(attr) else attr
+
+
+class SearchAudit(BaseModel):
+    """Everything one search run decided (`Memory.explain_search`): the web inspector's search playground."""
+
+    query: str
+    candidates: list[SearchHit] = Field(default_factory=list)
+    """Everything recall found, with per-signal scores and ranks, before fusion."""
+    memories: list[SearchHit] = Field(default_factory=list)
+    """Fused (`score`), ranked and kept by the threshold."""
+    dropped: list[dict[str, Any]] = Field(default_factory=list)
+    """`{"id", "score", "reason"}` for each candidate the threshold dropped."""
+    timings: dict[str, float] = Field(default_factory=dict)
+    """Per-node wall time in milliseconds."""
+
+
+def _job_visible(job: Job, user_id: str, readable: list[str]) -> bool:
+    """A job is visible to the user who caused it and to readers of its cube (the REST rule)."""
+    payload = job.payload or {}
+    return payload.get("user_id") == user_id or payload.get("cube_id") in readable
