@@ -6,7 +6,8 @@ One contract suite (`tests/contract/`) runs against every backend.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,6 +28,21 @@ class Rel(StrEnum):
     """duplicate -> the memory it was merged into."""
     NEXT = "NEXT"
     """a turn -> the next turn of the same session."""
+
+
+#: An entity mentioned by more memories than this is skipped by `entity_search` (it tells memories apart no
+#: better than chance, and following it would make the search cost grow with the cube).
+ENTITY_FANOUT = 200
+
+
+def entity_key(cube_id: str, name: str) -> str:
+    """An Entity node's key: one node per cube and normalised name (cube ids never contain `|`)."""
+    return f"{cube_id}|{name}"
+
+
+def entity_weight(mentions: int) -> float:
+    """How much sharing one entity counts: rare entities (few mentioning memories) count most."""
+    return 1.0 / math.log2(1.0 + max(1, mentions))
 
 
 class Edge(BaseModel):
@@ -120,6 +136,36 @@ class TreeStore(Protocol):
         self, ids: Sequence[str], *, rel: Rel | None = None, direction: str = "out"
     ) -> list[Edge]:
         """Edges leaving (`out`), entering (`in`) or touching (`both`) any of `ids`."""
+        ...
+
+    def add_mentions(self, mentions: Mapping[str, Sequence[str]]) -> int:
+        """Entity graph: link each memory (by id) to the `Entity` nodes of these names in the memory's own cube
+        (`MENTIONS` edges; entities are created on first mention, one per cube and name). Names are stored as
+        given: normalise them first (`stores.entities.normalise_entity`). Idempotent; returns how many new
+        edges were written. An unknown memory id raises `NotFoundError` and nothing is written."""
+        ...
+
+    def mentions(self, ids: Sequence[str]) -> dict[str, list[str]]:
+        """memory id -> the entity names it mentions (sorted); memories without entities are left out."""
+        ...
+
+    def delete_mentions(self, memory_ids: Sequence[str]) -> int:
+        """Remove these memories' `MENTIONS` edges, then every entity of theirs that nothing mentions any more
+        (erasure: a purged memory leaves no entity behind). Returns how many edges were removed. Hard `delete`
+        does this too."""
+        ...
+
+    def entity_search(
+        self,
+        names: Sequence[str],
+        *,
+        cube_ids: Sequence[str],
+        k: int = 10,
+        statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,),
+    ) -> list[SearchHit]:
+        """Memories of `cube_ids` mentioning any of these (normalised) entity names, most shared evidence first:
+        `hits.scores["entity"]` sums `entity_weight(df)` over the matched entities (rare ones count most;
+        entities mentioned by more than `ENTITY_FANOUT` memories are skipped). Ties by id."""
         ...
 
     def find_by_hash(self, cube_id: str, hashes: Sequence[str]) -> dict[str, str]:

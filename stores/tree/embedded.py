@@ -13,7 +13,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ import numpy as np
 
 from stores.errors import InvalidInputError, NotFoundError
 from stores.models import MemoryItem, MemoryStatus, SearchHit, now
-from stores.tree.base import Edge, Rel
+from stores.tree.base import ENTITY_FANOUT, Edge, Rel, entity_key, entity_weight
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS memories (
@@ -56,6 +56,11 @@ CREATE TABLE IF NOT EXISTS edges (
 CREATE INDEX IF NOT EXISTS edges_dst ON edges(dst, rel);
 CREATE TABLE IF NOT EXISTS tombstones (id TEXT NOT NULL, cube_id TEXT NOT NULL, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+-- the entity graph: Entity nodes (one per cube and normalised name) and MENTIONS edges memory -> entity
+CREATE TABLE IF NOT EXISTS entities (key TEXT PRIMARY KEY, cube_id TEXT NOT NULL, name TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS entities_cube ON entities(cube_id, name);
+CREATE TABLE IF NOT EXISTS mentions (memory_id TEXT NOT NULL, entity TEXT NOT NULL, PRIMARY KEY (memory_id, entity));
+CREATE INDEX IF NOT EXISTS mentions_entity ON mentions(entity);
 INSERT OR IGNORE INTO meta VALUES ('seq', 0);
 """
 
@@ -272,6 +277,7 @@ class EmbeddedTreeStore:
                     conn.execute("DELETE FROM memories WHERE rowid = ?", (rowid,))
                     conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rowid,))
                     conn.execute("DELETE FROM edges WHERE src = ? OR dst = ?", (memory_id, memory_id))
+                    self._drop_mentions(conn, [memory_id])
                     conn.execute("INSERT INTO tombstones VALUES (?, ?, ?)", (memory_id, cube_id, seq))
                 else:
                     item = MemoryItem.model_validate_json(data)
@@ -330,6 +336,90 @@ class EmbeddedTreeStore:
             before = conn.total_changes
             conn.executemany("DELETE FROM edges WHERE src = ? AND rel = ? AND dst = ?", rows)
             return conn.total_changes - before
+
+    # -- entity graph -------------------------------------------------------------------------------------
+
+    def add_mentions(self, mentions: Mapping[str, Sequence[str]]) -> int:
+        pairs = [(m, n) for m, names in mentions.items() for n in dict.fromkeys(names) if n]
+        if not pairs:
+            return 0
+        with self._write() as (conn, _seq):
+            cube_of = self._cubes_of(conn, list(mentions))
+            missing = [m for m in mentions if m not in cube_of]
+            if missing:
+                raise NotFoundError(f"memories not found: {', '.join(missing[:10])}")
+            conn.executemany("INSERT OR IGNORE INTO entities (key, cube_id, name) VALUES (?, ?, ?)",
+                             [(entity_key(cube_of[m], n), cube_of[m], n) for m, n in pairs])
+            linked = conn.total_changes
+            conn.executemany("INSERT OR IGNORE INTO mentions (memory_id, entity) VALUES (?, ?)",
+                             [(m, entity_key(cube_of[m], n)) for m, n in pairs])
+            return conn.total_changes - linked
+
+    def _cubes_of(self, conn: sqlite3.Connection, ids: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            found.update(conn.execute(f"SELECT id, cube_id FROM memories WHERE id IN ({self._marks(chunk)})", chunk))
+        return found
+
+    @classmethod
+    def _drop_mentions(cls, conn: sqlite3.Connection, ids: Sequence[str]) -> int:
+        removed, keys = 0, set[str]()
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = cls._marks(chunk)
+            keys.update(r[0] for r in conn.execute(f"SELECT entity FROM mentions WHERE memory_id IN ({marks})", chunk))
+            removed += conn.execute(f"DELETE FROM mentions WHERE memory_id IN ({marks})", chunk).rowcount
+        # Orphans go too: an entity nobody mentions any more must not outlive the memories that named it.
+        conn.executemany("DELETE FROM entities WHERE key = ? AND NOT EXISTS (SELECT 1 FROM mentions WHERE entity = ?)",
+                         [(k, k) for k in keys])
+        return removed
+
+    def delete_mentions(self, memory_ids: Sequence[str]) -> int:
+        if not memory_ids:
+            return 0
+        with self._write() as (conn, _seq):
+            return self._drop_mentions(conn, list(dict.fromkeys(memory_ids)))
+
+    def mentions(self, ids: Sequence[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            for memory_id, name in self._query(
+                f"SELECT m.memory_id, e.name FROM mentions m JOIN entities e ON e.key = m.entity "
+                f"WHERE m.memory_id IN ({self._marks(chunk)}) ORDER BY e.name", chunk):
+                out.setdefault(memory_id, []).append(name)
+        return out
+
+    def entity_search(
+        self,
+        names: Sequence[str],
+        *,
+        cube_ids: Sequence[str],
+        k: int = 10,
+        statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,),
+    ) -> list[SearchHit]:
+        if not names or not cube_ids or k <= 0:
+            return []
+        states = [MemoryStatus(s).value for s in statuses]
+        scores: dict[str, float] = {}
+        for cube_id in dict.fromkeys(cube_ids):
+            for name in dict.fromkeys(names):
+                key = entity_key(cube_id, name)
+                rows = self._query(
+                    f"SELECT m.memory_id FROM mentions m JOIN memories r ON r.id = m.memory_id "
+                    f"WHERE m.entity = ? AND r.status IN ({self._marks(states)}) LIMIT ?",
+                    [key, *states, ENTITY_FANOUT + 1],
+                )
+                if not rows or len(rows) > ENTITY_FANOUT:
+                    continue  # unknown, or so common that it tells memories apart no better than chance
+                weight = entity_weight(len(rows))
+                for (memory_id,) in rows:
+                    scores[memory_id] = scores.get(memory_id, 0.0) + weight
+        best = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        items = {item.id: item for item in self.get([m for m, _ in best])}
+        return [SearchHit(item=items[m], score=s, scores={"entity": s}, ranks={"entity": r})
+                for r, (m, s) in enumerate(best) if m in items]
 
     # -- reads --------------------------------------------------------------------------------------------
 

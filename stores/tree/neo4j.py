@@ -30,7 +30,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
@@ -40,7 +40,7 @@ from neo4j import exceptions as nx
 
 from stores.errors import BackendUnavailableError, InvalidInputError, NotFoundError
 from stores.models import MemoryItem, MemoryStatus, SearchHit, now
-from stores.tree.base import Edge, Rel
+from stores.tree.base import ENTITY_FANOUT, Edge, Rel, entity_key
 
 LABEL = "Memory"
 VECTOR_INDEX = "memory_embedding"
@@ -55,6 +55,9 @@ RANGE_INDEXES = {
     "memory_parent_id": "parent_id",
 }
 COUNTER_LABEL = "HippographCounter"
+#: The entity graph: `(:Memory)-[:MENTIONS]->(:Entity {key, cube_id, name})`, one Entity per cube and name.
+ENTITY_LABEL = "Entity"
+ENTITY_CONSTRAINT = "entity_key_unique"
 #: Properties stored as JSON strings (Neo4j properties cannot hold maps or lists of maps).
 _JSON_FIELDS = ("source_refs", "metadata")
 _INTERNAL = ("embedding", "_ord")
@@ -122,6 +125,37 @@ RETURN count(r) AS n
 }
 
 _NODE_FIELDS = "m {.*, embedding: null, _ord: null} AS m"
+
+_MENTIONS_MERGE = f"""
+UNWIND $rows AS row
+MATCH (m:{LABEL} {{id: row.id}})
+UNWIND row.names AS name
+MERGE (e:{ENTITY_LABEL} {{key: m.cube_id + '|' + name}})
+ON CREATE SET e.cube_id = m.cube_id, e.name = name
+MERGE (m)-[:MENTIONS]->(e)
+"""
+_MENTIONED_KEYS = (
+    f"UNWIND $ids AS id MATCH (:{LABEL} {{id: id}})-[:MENTIONS]->(e:{ENTITY_LABEL}) "
+    "RETURN collect(DISTINCT e.key) AS keys"
+)
+_DROP_ORPHANS = (
+    f"UNWIND $keys AS key MATCH (e:{ENTITY_LABEL} {{key: key}}) WHERE NOT EXISTS {{ (e)<-[:MENTIONS]-() }} DELETE e"
+)
+# Rare entities weigh most: 1 / log2(1 + df), df = how many (status-filtered) memories mention the entity.
+_ENTITY_SEARCH = f"""
+UNWIND $keys AS key
+MATCH (e:{ENTITY_LABEL} {{key: key}})
+CALL (e) {{
+    MATCH (e)<-[:MENTIONS]-(m:{LABEL}) WHERE m.status IN $states
+    RETURN m LIMIT $cap
+}}
+WITH e, collect(m) AS ms WHERE 0 < size(ms) <= $fanout
+WITH ms, 1.0 / (log(1.0 + size(ms)) / log(2.0)) AS w
+UNWIND ms AS m
+WITH m, sum(w) AS score
+ORDER BY score DESC, m.id LIMIT $k
+RETURN {_NODE_FIELDS}, score
+"""
 
 
 def _guard(method: Callable[..., T]) -> Callable[..., T]:
@@ -226,6 +260,8 @@ class Neo4jTreeStore:
     def _ensure_schema(self) -> None:
         with self._session() as s:
             s.run(f"CREATE CONSTRAINT {ID_CONSTRAINT} IF NOT EXISTS FOR (m:{LABEL}) REQUIRE m.id IS UNIQUE").consume()
+            s.run(f"CREATE CONSTRAINT {ENTITY_CONSTRAINT} IF NOT EXISTS FOR (e:{ENTITY_LABEL}) "
+                  "REQUIRE e.key IS UNIQUE").consume()
             for name, prop in RANGE_INDEXES.items():
                 s.run(f"CREATE INDEX {name} IF NOT EXISTS FOR (m:{LABEL}) ON (m.{prop})").consume()
             existing = s.run(
@@ -346,10 +382,91 @@ class Neo4jTreeStore:
             )
 
         def work(tx: neo4j.ManagedTransaction) -> int:
+            keys = self._mentioned_keys(tx, ids) if hard else []
             rec = tx.run(query, ids=ids, now=now()).single()
+            if keys:  # DETACH DELETE took the MENTIONS edges; entities nobody mentions any more go too
+                tx.run(_DROP_ORPHANS, keys=keys).consume()
             return int(rec["n"]) if rec else 0
 
         return self._write(work)
+
+    @staticmethod
+    def _mentioned_keys(tx: neo4j.ManagedTransaction, ids: list[str]) -> list[str]:
+        rec = tx.run(_MENTIONED_KEYS, ids=ids).single()
+        return list(rec["keys"]) if rec else []
+
+    # -- entity graph -------------------------------------------------------------------------------------
+
+    @_guard
+    def add_mentions(self, mentions: Mapping[str, Sequence[str]]) -> int:
+        rows = [{"id": m, "names": list(dict.fromkeys(n for n in names if n))} for m, names in mentions.items()]
+        rows = [r for r in rows if r["names"]]
+        if not rows:
+            return 0
+
+        def work(tx: neo4j.ManagedTransaction) -> int:
+            rec = tx.run(
+                f"UNWIND $ids AS id OPTIONAL MATCH (m:{LABEL} {{id: id}}) WITH id, m WHERE m IS NULL "
+                "RETURN collect(id) AS missing",
+                ids=list(mentions),
+            ).single()
+            missing = rec["missing"] if rec else []
+            if missing:
+                raise NotFoundError(f"memories not found: {', '.join(missing[:10])}")
+            created = 0
+            for start in range(0, len(rows), _BATCH):
+                summary = tx.run(_MENTIONS_MERGE, rows=rows[start : start + _BATCH]).consume()
+                created += summary.counters.relationships_created
+            return created
+
+        return self._write(work)
+
+    @_guard
+    def mentions(self, ids: Sequence[str]) -> dict[str, list[str]]:
+        if not ids:
+            return {}
+        rows = self._rows(
+            f"UNWIND $ids AS id MATCH (m:{LABEL} {{id: id}})-[:MENTIONS]->(e:{ENTITY_LABEL}) "
+            "RETURN m.id AS id, e.name AS name ORDER BY name",
+            ids=list(dict.fromkeys(ids)),
+        )
+        out: dict[str, list[str]] = {}
+        for r in rows:
+            out.setdefault(r["id"], []).append(r["name"])
+        return out
+
+    @_guard
+    def delete_mentions(self, memory_ids: Sequence[str]) -> int:
+        ids = list(dict.fromkeys(memory_ids))
+        if not ids:
+            return 0
+
+        def work(tx: neo4j.ManagedTransaction) -> int:
+            keys = self._mentioned_keys(tx, ids)
+            summary = tx.run(
+                f"UNWIND $ids AS id MATCH (:{LABEL} {{id: id}})-[r:MENTIONS]->(:{ENTITY_LABEL}) DELETE r", ids=ids
+            ).consume()
+            if keys:
+                tx.run(_DROP_ORPHANS, keys=keys).consume()
+            return int(summary.counters.relationships_deleted)
+
+        return self._write(work)
+
+    @_guard
+    def entity_search(
+        self,
+        names: Sequence[str],
+        *,
+        cube_ids: Sequence[str],
+        k: int = 10,
+        statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,),
+    ) -> list[SearchHit]:
+        keys = [entity_key(c, n) for c in dict.fromkeys(cube_ids) for n in dict.fromkeys(names)]
+        if not keys or k <= 0:
+            return []
+        rows = self._rows(_ENTITY_SEARCH, keys=keys, states=self._states(statuses), cap=ENTITY_FANOUT + 1,
+                          fanout=ENTITY_FANOUT, k=int(k))
+        return self._hits(rows, "entity", float)
 
     @_guard
     def supersede(self, old_id: str, new_item: MemoryItem) -> str:

@@ -287,3 +287,81 @@ def test_concurrent_writers_lose_nothing(open_tree_store: Callable[[], TreeStore
     # Each handle sees the other's writes in vector search too (caches catch up).
     hits = stores[1].vector_search(EMB.embed_query("writer 0 batch 4 item 9"), cube_ids=["c1"], k=1)
     assert hits[0].text == "writer 0 batch 4 item 9"
+
+
+# -- entity graph (issue 12) ---------------------------------------------------------------------------------
+
+
+def test_mentions_link_memories_to_entities_idempotently(tree_store: TreeStore) -> None:
+    a, b = mem("Ana flew to Lisbon"), mem("Lisbon has trams")
+    tree_store.add([a, b])
+    assert tree_store.add_mentions({a.id: ["ana", "lisbon"], b.id: ["lisbon", "tram"]}) == 4
+    assert tree_store.add_mentions({a.id: ["ana", "lisbon", "lisbon"]}) == 0  # idempotent, duplicates once
+    assert tree_store.mentions([a.id, b.id, "nope"]) == {a.id: ["ana", "lisbon"], b.id: ["lisbon", "tram"]}
+    assert tree_store.edges([a.id]) == []  # MENTIONS edges are not memory-to-memory edges
+
+
+def test_mentions_of_an_unknown_memory_are_refused_and_nothing_is_written(tree_store: TreeStore) -> None:
+    a = mem("Ana flew to Lisbon")
+    tree_store.add([a])
+    with pytest.raises(NotFoundError):
+        tree_store.add_mentions({a.id: ["ana"], "ghost": ["lisbon"]})
+    assert tree_store.mentions([a.id]) == {}
+
+
+def test_entity_search_ranks_shared_rare_entities_first_within_cubes(tree_store: TreeStore) -> None:
+    both = mem("Ana and Joe met in Lisbon")
+    ana = mem("Ana bought a kayak")
+    joe = mem("Joe likes kayaks too")
+    other_cube = mem("Ana in another cube", cube="c2")
+    fillers = [mem(f"Joe note {i}") for i in range(3)]  # Joe is common, Ana is rarer
+    tree_store.add([both, ana, joe, other_cube, *fillers])
+    tree_store.add_mentions({both.id: ["ana", "joe", "lisbon"], ana.id: ["ana", "kayak"], joe.id: ["joe", "kayak"],
+                             other_cube.id: ["ana"], **{f.id: ["joe"] for f in fillers}})
+    hits = tree_store.entity_search(["ana", "joe"], cube_ids=["c1"], k=10)
+    assert hits[0].id == both.id
+    assert hits[0].scores["entity"] > hits[1].scores["entity"] > 0
+    assert hits[1].id == ana.id  # ana (2 mentions) weighs more than joe (5 mentions)
+    assert {h.id for h in hits} == {both.id, ana.id, joe.id, *(f.id for f in fillers)}
+    assert [h.ranks["entity"] for h in hits] == list(range(len(hits)))
+    assert other_cube.id not in {h.id for h in tree_store.entity_search(["ana"], cube_ids=["c1"])}
+    assert [h.id for h in tree_store.entity_search(["ana"], cube_ids=["c2"])] == [other_cube.id]
+    assert len(tree_store.entity_search(["ana", "joe"], cube_ids=["c1"], k=2)) == 2
+    assert tree_store.entity_search(["nobody"], cube_ids=["c1"]) == []
+
+
+def test_entity_search_skips_deleted_memories_and_hard_delete_removes_orphan_entities(tree_store: TreeStore) -> None:
+    a, b = mem("Ana in Lisbon"), mem("Ana in Porto")
+    tree_store.add([a, b])
+    tree_store.add_mentions({a.id: ["ana", "lisbon"], b.id: ["ana", "porto"]})
+    tree_store.delete([b.id])
+    assert [h.id for h in tree_store.entity_search(["ana", "porto"], cube_ids=["c1"])] == [a.id]
+    tree_store.delete([a.id], hard=True)
+    assert tree_store.mentions([a.id]) == {}
+    # lisbon was only a's: gone; a memory re-mentioning it starts a new entity (1 edge created)
+    c = mem("Lisbon again")
+    tree_store.add([c])
+    assert tree_store.add_mentions({c.id: ["lisbon"]}) == 1
+    assert [h.id for h in tree_store.entity_search(["lisbon"], cube_ids=["c1"])] == [c.id]
+
+
+def test_delete_mentions_removes_edges_and_orphans_only(tree_store: TreeStore) -> None:
+    a, b = mem("Ana in Lisbon"), mem("Ana at home")
+    tree_store.add([a, b])
+    tree_store.add_mentions({a.id: ["ana", "lisbon"], b.id: ["ana"]})
+    assert tree_store.delete_mentions([a.id, "nope"]) == 2
+    assert tree_store.delete_mentions([a.id]) == 0
+    assert tree_store.mentions([a.id, b.id]) == {b.id: ["ana"]}
+    assert tree_store.entity_search(["lisbon"], cube_ids=["c1"]) == []
+    assert [h.id for h in tree_store.entity_search(["ana"], cube_ids=["c1"])] == [b.id]
+
+
+@pytest.mark.parametrize("name", ["x' }) DETACH DELETE n //", "a|b", 'q"; DROP TABLE entities; --', "ünï cödé"])
+def test_entity_names_are_data_never_syntax(tree_store: TreeStore, name: str) -> None:
+    a, b = mem("first"), mem("second")
+    tree_store.add([a, b])
+    tree_store.add_mentions({a.id: [name], b.id: ["plain"]})
+    assert tree_store.mentions([a.id]) == {a.id: [name]}
+    assert [h.id for h in tree_store.entity_search([name], cube_ids=["c1"])] == [a.id]
+    assert tree_store.count(cube_ids=["c1"]) == 2
+    assert tree_store.mentions([b.id]) == {b.id: ["plain"]}
