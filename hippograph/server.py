@@ -693,6 +693,9 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     app.state.memory = memory
     install_error_handlers(app)
     app.include_router(build_rest(memory))
+    from hippograph.ui import install_ui  # the /ui web inspector (same API-key auth)
+
+    install_ui(app, memory)
 
     modifier = make_config_modifier(services.registry)
     auth = [Depends(authenticate)]
