@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
@@ -15,7 +15,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from graphs.checkpoint import open_checkpointer
 from graphs.services import Services
-from graphs.state import ChatContext, ChatInput, ChatState
+from graphs.state import ChatContext, ChatInput, ChatOutput, ChatState
 from nodes.ingest import make_ingest
 from nodes.rerank import make_rerank
 from nodes.respond import make_respond
@@ -26,8 +26,8 @@ from nodes.scope import make_scope
 from nodes.threshold import make_threshold
 
 Checkpointer = BaseCheckpointSaver | Literal["default"] | None
-ChatGraphBuilder = StateGraph[ChatState, ChatContext, ChatInput, ChatState]
-ChatGraph = CompiledStateGraph[ChatState, ChatContext, ChatInput, ChatState]
+ChatGraphBuilder = StateGraph[ChatState, ChatContext, ChatInput, Any]
+ChatGraph = CompiledStateGraph[ChatState, ChatContext, ChatInput, Any]
 
 
 def add_recall_nodes(builder: ChatGraphBuilder, services: Services) -> None:
@@ -53,7 +53,8 @@ def build_chat_graph(
 ) -> ChatGraph:
     """Compile the chat graph. `checkpointer=None` for servers that inject their own, or for subgraphs."""
     services = services or Services.from_settings()
-    builder: ChatGraphBuilder = StateGraph(ChatState, context_schema=ChatContext, input_schema=ChatInput)
+    builder: ChatGraphBuilder = StateGraph(ChatState, context_schema=ChatContext, input_schema=ChatInput,
+                                           output_schema=ChatOutput)
     add_recall_nodes(builder, services)
     builder.add_node("respond", make_respond(services))
     builder.add_node("ingest", make_ingest(services), defer=True)

@@ -1,12 +1,66 @@
-"""Checkpointers from settings: SQLite in the data dir by default, Postgres for servers."""
+"""Checkpointers from settings: SQLite in the data dir by default, Postgres for servers.
+
+Chat state holds typed values (`SearchHit`, `PreferenceHit`, their enums). LangGraph's default serializer
+restores any class it finds in a checkpoint and warns that unregistered ones will be blocked in a future
+version; ours names the state's own types in its msgpack allow-list (derived from the state schema, so a new
+typed field is registered the day it is added), so resuming a thread works the same after a LangGraph upgrade
+and nothing else can be constructed from a checkpoint.
+"""
 
 from __future__ import annotations
 
+import enum
 import sqlite3
+import typing
+from collections.abc import Iterator
+from functools import cache
+from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from pydantic import BaseModel
+from typing_extensions import is_typeddict
 
 from hippograph.settings import Settings
+
+
+def _annotations(schema: type) -> dict[str, Any]:
+    if issubclass(schema, BaseModel):
+        return {name: field.annotation for name, field in schema.model_fields.items()}
+    return typing.get_type_hints(schema)
+
+
+def _registered_types(annotation: Any, seen: set[Any]) -> Iterator[type]:
+    """Pydantic models and enums reachable from a type annotation (through lists, unions, Annotated...)."""
+    if annotation in seen:
+        return
+    seen.add(annotation)
+    for arg in typing.get_args(annotation):
+        yield from _registered_types(arg, seen)
+    if not isinstance(annotation, type):
+        return
+    if issubclass(annotation, enum.Enum):
+        yield annotation
+    elif issubclass(annotation, BaseModel) or is_typeddict(annotation):
+        if issubclass(annotation, BaseModel):
+            yield annotation
+        for field_type in _annotations(annotation).values():
+            yield from _registered_types(field_type, seen)
+
+
+def state_types(*schemas: type) -> set[type]:
+    """The classes a checkpoint of these state schemas may contain, beyond LangGraph's own safe types."""
+    seen: set[Any] = set()
+    return {found for schema in schemas for found in _registered_types(schema, seen)}
+
+
+@cache
+def checkpoint_serializer() -> JsonPlusSerializer:
+    """LangGraph's serializer with hippograph's state types on its msgpack allow-list (nothing else)."""
+    from graphs.state import ChatState
+
+    allowed: list[type] = sorted(state_types(ChatState), key=lambda t: f"{t.__module__}.{t.__qualname__}")
+    return JsonPlusSerializer(allowed_msgpack_modules=allowed)
 
 
 def open_checkpointer(settings: Settings) -> BaseCheckpointSaver:
@@ -17,10 +71,10 @@ def open_checkpointer(settings: Settings) -> BaseCheckpointSaver:
         from psycopg.rows import dict_row
 
         conn = Connection.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row)
-        saver = PostgresSaver(conn)  # type: ignore[arg-type]
+        saver = PostgresSaver(conn, serde=checkpoint_serializer())  # type: ignore[arg-type]
         saver.setup()
         return saver
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return SqliteSaver(sqlite3.connect(url, check_same_thread=False))
+    return SqliteSaver(sqlite3.connect(url, check_same_thread=False), serde=checkpoint_serializer())

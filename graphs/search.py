@@ -9,14 +9,15 @@ from langgraph.graph import END, StateGraph
 
 from graphs.chat import ChatGraph, ChatGraphBuilder, Checkpointer, add_recall_nodes, resolve_checkpointer
 from graphs.services import Services
-from graphs.state import ChatContext, ChatInput, ChatState
+from graphs.state import ChatContext, ChatInput, ChatState, SearchOutput
 
 
 def build_search_graph(
     services: Services | None = None, *, checkpointer: Checkpointer = None, name: str = "search"
 ) -> ChatGraph:
     services = services or Services.from_settings()
-    builder: ChatGraphBuilder = StateGraph(ChatState, context_schema=ChatContext, input_schema=ChatInput)
+    builder: ChatGraphBuilder = StateGraph(ChatState, context_schema=ChatContext, input_schema=ChatInput,
+                                           output_schema=SearchOutput)
     add_recall_nodes(builder, services)
     builder.add_edge("threshold", END)
 

@@ -54,6 +54,33 @@ class ChatInput(TypedDict, total=False):
     query: str
 
 
+class SearchOutput(TypedDict, total=False):
+    """What the search graph returns: the ranked memories and their audit, not its working channels (the
+    query vector, resolved cube ids), which stay inside the run."""
+
+    query: str
+    candidates: list[SearchHit]
+    memories: list[SearchHit]
+    preferences: list[PreferenceHit]
+    dropped: list[dict[str, Any]]
+    timings: Annotated[dict[str, float], merge_dicts]
+
+
+class ChatOutput(TypedDict, total=False):
+    """What a chat turn returns to callers, Studio and parent graphs: the conversation, the answer with its
+    citations and memories, and what the turn wrote."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+    answer: str
+    references: list[dict[str, Any]]
+    memories: list[SearchHit]
+    preferences: list[PreferenceHit]
+    written_ids: list[str]
+    job_id: str
+    dropped: list[dict[str, Any]]
+    timings: Annotated[dict[str, float], merge_dicts]
+
+
 @dataclass(kw_only=True)
 class ChatContext:
     """Per-run settings (`graph.invoke(..., context=ChatContext(user_id="ana"))`)."""

@@ -1,0 +1,69 @@
+"""Checkpoints restore typed chat state without LangGraph's unregistered-type warnings; graph outputs hold only
+what callers need (no query vector, no resolved cube ids)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from langchain_core.messages import HumanMessage
+
+from graphs.chat import build_chat_graph
+from graphs.checkpoint import checkpoint_serializer, state_types
+from graphs.search import build_search_graph
+from graphs.services import Services
+from graphs.state import ChatContext, ChatState
+from hippograph.settings import Settings
+from stores.models import MemoryItem, MemoryStatus, MemoryType, SearchHit
+from stores.preferences.base import PreferenceHit, PreferenceKind
+
+INTERNAL = {"query_vector", "read_cube_ids", "write_cube_id", "user_id", "session_id"}
+
+
+@pytest.fixture
+def services(tmp_path: Path):  # type: ignore[no-untyped-def]
+    svc = Services.from_settings(Settings(data_dir=tmp_path / "data", embedder="hashing:64",
+                                          worker_in_process=False))
+    yield svc
+    svc.close()
+
+
+def test_the_allow_list_names_the_state_types() -> None:
+    found = state_types(ChatState)
+    assert {SearchHit, MemoryItem, MemoryType, MemoryStatus, PreferenceHit, PreferenceKind} <= found
+    allowed = checkpoint_serializer()._allowed_msgpack_modules
+    assert isinstance(allowed, set) and ("stores.models", "SearchHit") in allowed
+    assert ("os", "system") not in allowed  # an explicit list: anything else is refused, not constructed
+
+
+@pytest.mark.filterwarnings("error")
+def test_two_turns_resume_from_the_checkpoint_without_serializer_warnings(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    chat = build_chat_graph(services)  # the default SQLite checkpointer
+    config = {"configurable": {"thread_id": "ana/t1"}}
+    context = ChatContext(user_id="ana")
+    with caplog.at_level(logging.WARNING, logger="langgraph"):
+        first = chat.invoke({"messages": [HumanMessage("My cat Miso loves salmon treats")]}, config, context=context)
+        second = chat.invoke({"messages": [HumanMessage("What treats does Miso love?")]}, config, context=context)
+        restored = chat.get_state(config).values
+    serde_logs = [r.getMessage() for r in caplog.records if "serde" in r.name or "msgpack" in r.getMessage()]
+    assert serde_logs == []
+    assert second["memories"][0].id == first["written_ids"][0]
+    # the checkpoint gives back the same typed values, not dicts
+    assert [m.type for m in restored["messages"]] == ["human", "ai", "human", "ai"]
+    assert isinstance(restored["memories"][0], SearchHit)
+    assert restored["memories"][0].item.memory_type is MemoryType.LONG_TERM
+
+
+def test_outputs_leave_internal_channels_out(services: Services) -> None:
+    context = ChatContext(user_id="bo", ingest=False)
+    out = build_chat_graph(services, checkpointer=None).invoke(
+        {"messages": [HumanMessage("hello there")]}, context=context)
+    assert not INTERNAL & set(out)
+    assert {"messages", "answer", "timings"} <= set(out)
+    found = build_search_graph(services).invoke({"query": "hello"}, context=context)
+    assert not INTERNAL & set(found) and "memories" in found
+    chat_schema = build_chat_graph(services, checkpointer=None).get_output_jsonschema()
+    assert "query_vector" not in chat_schema["properties"] and "answer" in chat_schema["properties"]
