@@ -434,10 +434,8 @@ class Memory:
             raise AccessDeniedError(f"user {user_id!r} may not retry jobs of cube {cube!r}")
         if job.status != JobStatus.FAILED:
             raise InvalidInputError(f"only failed jobs can be retried; job {job.id} is {job.status.value}")
-        retry = getattr(self.services.outbox, "retry", None)
-        if retry is None:
-            raise InvalidInputError("this outbox cannot retry jobs")
-        retry(job.id)
+        if not self.services.outbox.retry(job.id):
+            raise InvalidInputError(f"job {job.id} can no longer be retried (it changed meanwhile)")
         return self.job(job.id, user_id=user_id)
 
     def _readable_edges(self, ids: builtins.list[str], user_id: str) -> builtins.list[Edge]:

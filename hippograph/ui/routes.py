@@ -301,17 +301,34 @@ def build_ui_router(memory: Memory) -> APIRouter:
     @ui.get("/cubes", response_class=HTMLResponse)
     @html_errors
     def cubes(request: Request, user: Caller, msg: str = "") -> Response:
-        invitations = _invitations(memory, user.id)
-        return page("cubes.html", request, user, invitations=invitations, msg=msg[:200])
+        return page("cubes.html", request, user, shares=memory.shares(user_id=user.id),
+                    invitations=memory.invitations(user_id=user.id), msg=msg[:200])
 
     @ui.post("/cubes/{cube_id}/share", dependencies=[Posted])
     @html_errors
     def share(request: Request, user: Caller, cube_id: str, with_user: Annotated[str, Form(max_length=128)],
-              access: Annotated[str, Form()] = "read") -> Response:
-        _own(memory, cube_id, user.id)
+              access: Annotated[str, Form(max_length=16)] = "read") -> Response:
         memory.share(cube_id, user_id=user.id, with_user=with_user.strip(), access=access)
-        return RedirectResponse(f"/ui/cubes?msg={quote(f'shared {cube_id} with {with_user.strip()} ({access})')}",
-                                status_code=303)
+        return _back("/ui/cubes", f"invited {with_user.strip()} to {cube_id} ({access})")
+
+    @ui.post("/cubes/{cube_id}/unshare", dependencies=[Posted])
+    @html_errors
+    def unshare(request: Request, user: Caller, cube_id: str,
+                with_user: Annotated[str, Form(max_length=128)]) -> Response:
+        memory.unshare(cube_id, user_id=user.id, with_user=with_user)
+        return _back("/ui/cubes", f"stopped sharing {cube_id} with {with_user}")
+
+    @ui.post("/cubes/{cube_id}/accept", dependencies=[Posted])
+    @html_errors
+    def accept(request: Request, user: Caller, cube_id: str) -> Response:
+        memory.accept_share(cube_id, user_id=user.id)
+        return _back("/ui/cubes", f"accepted {cube_id}")
+
+    @ui.post("/cubes/{cube_id}/leave", dependencies=[Posted])
+    @html_errors
+    def leave(request: Request, user: Caller, cube_id: str) -> Response:
+        memory.leave_cube(cube_id, user_id=user.id)
+        return _back("/ui/cubes", f"left {cube_id}")
 
     return ui
 
@@ -325,19 +342,9 @@ def _mid(memory_id: str) -> str:
     return memory_id
 
 
-def _own(memory: Memory, cube_id: str, user_id: str) -> None:
-    """REST's rule for changing a cube: 404 when the caller cannot see it, 403 when they see but do not own it."""
-    access = {c.cube.id: c for c in memory.cubes(user_id=user_id)}
-    if cube_id not in access:
-        raise NotFoundError(f"cube {cube_id[:128]!r} not found")
-    if access[cube_id].cube.owner_id != user_id:
-        raise AccessDeniedError(f"only the owner may share cube {cube_id!r}")
-
-
-def _invitations(memory: Memory, user_id: str) -> list[Any]:
-    """Pending share invitations, where this `Memory` has them."""
-    invitations = getattr(memory, "invitations", None)
-    return list(invitations(user_id=user_id)) if callable(invitations) else []
+def _back(path: str, message: str) -> Response:
+    """Redirect after a form post (303, so a reload does not post again), with a message to show."""
+    return RedirectResponse(f"{path}?msg={quote(message)}", status_code=303)
 
 
 def _others(memory: Memory, memory_id: str, edges: list[Edge], user_id: str) -> dict[str, MemoryItem]:
