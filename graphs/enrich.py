@@ -1,6 +1,8 @@
 """The enrichment graph: what a worker runs for each `enrich_turn` job, after the answer was sent.
 
-    START -> extract -> dedup -> supersede -> topics -> preferences -> working_memory -> END
+    START -> extract -> dedup -> supersede -> topics -> preferences -> working_memory -> entities -> END
+
+`entities` grounds time expressions into index keys and links memories to the entity graph (spaCy, offline).
 
 Checkpointed per job (thread_id = job id), so a worker that crashes mid-job resumes at the node that was
 running; every node is idempotent (deterministic ids, content-hash checks), so re-running that node is safe.
@@ -20,6 +22,7 @@ from graphs.services import Services
 from hippograph.settings import Settings
 from nodes.enrich_common import ENRICH_KIND, EnrichState
 from nodes.enrich_dedup import make_enrich_dedup
+from nodes.enrich_entities import make_enrich_entities
 from nodes.enrich_extract import make_enrich_extract
 from nodes.enrich_preferences import make_enrich_preferences
 from nodes.enrich_supersede import make_enrich_supersede
@@ -28,7 +31,7 @@ from nodes.enrich_working import make_enrich_working
 
 __all__ = ["ENRICH_KIND", "NODES", "EnrichState", "build_enrich_graph", "open_enrich_checkpointer"]
 
-NODES = ["extract", "dedup", "supersede", "topics", "preferences", "working_memory"]
+NODES = ["extract", "dedup", "supersede", "topics", "preferences", "working_memory", "entities"]
 
 
 def open_enrich_checkpointer(settings: Settings) -> BaseCheckpointSaver:
@@ -55,6 +58,7 @@ def build_enrich_graph(services: Services | None = None, *, checkpointer: BaseCh
     builder.add_node("topics", make_enrich_topics(services))
     builder.add_node("preferences", make_enrich_preferences(services))
     builder.add_node("working_memory", make_enrich_working(services))
+    builder.add_node("entities", make_enrich_entities(services))
     builder.add_edge(START, "extract")
     for a, b in pairwise(NODES):
         builder.add_edge(a, b)

@@ -1,0 +1,91 @@
+"""Entity graph without an LLM (issue 12): normalisation, spaCy extraction, deferred enrichment, erasure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from graphs.services import Services
+from hippograph.settings import Settings
+from hippograph.worker import Worker
+from nodes.enrich_entities import enrich_memories, schedule_memories
+from stores.embedders import HashingEmbeddings
+from stores.entities import EntityExtractor, normalise_entity, query_entity_names
+from stores.models import MemoryItem
+from stores.tree.embedded import EmbeddedTreeStore
+from stores.write import write_memories
+
+EMB = HashingEmbeddings(64)
+
+
+@pytest.fixture(scope="module")
+def extractor() -> EntityExtractor:
+    return EntityExtractor()
+
+
+@pytest.mark.parametrize(("mention", "name"), [
+    ("Melanie's", "melanie"), ("the Grand Canyon", "grand canyon"), ("My  Sister’s", "sister"),
+    ("LGBTQ", "lgbtq"), ("Café Nero", "café nero"),
+])
+def test_names_are_normalised(mention: str, name: str) -> None:
+    assert normalise_entity(mention) == name
+
+
+def test_query_names_are_content_ngrams_with_naive_singulars() -> None:
+    names = query_entity_names("What do Ana's sister and her coach have in common with the kayaks?")
+    assert {"ana", "sister", "coach", "ana sister", "kayaks", "kayak"} <= set(names)
+    assert not {"what", "do", "her", "the"} & set(names)
+
+
+def test_extractor_finds_people_places_proper_and_common_nouns(extractor: EntityExtractor) -> None:
+    ana, melanie, lisbon = extractor.extract([
+        "Ana's sister and her coach went to Paris",
+        "Melanie's kids love the Grand Canyon trip last week",
+        "I moved to Lisbon in May",
+    ])
+    assert {"ana", "sister", "coach", "paris"} <= {m.name for m in ana}
+    assert {m.name: m.kind for m in melanie}["grand canyon"] == "FAC"
+    assert {"melanie", "kid", "trip"} <= {m.name for m in melanie}  # "kids" by its lemma
+    assert [m.name for m in lisbon] == ["lisbon"]  # "May" is a date, not an entity
+
+
+def _turn(text: str, *, when: datetime, index: int) -> MemoryItem:
+    return MemoryItem(user_id="u1", cube_id="c1", text=text, key="Ana", session_id="s1", turn_index=index,
+                      created_at=when.timestamp())
+
+
+def test_enrichment_links_entities_grounds_times_and_erasure_removes_them(
+        tmp_path: Path, extractor: EntityExtractor) -> None:
+    tree = EmbeddedTreeStore(tmp_path / "tree.sqlite", dimension=64)
+    said = datetime(2023, 5, 8, 12, tzinfo=UTC)
+    turns = [_turn("I went kayaking with Joe yesterday", when=said, index=0),
+             _turn("Joe's sister lives in Lisbon", when=said, index=1),
+             _turn("Nice weather", when=said, index=2)]
+    ids, _ = write_memories(tree, EMB, turns)
+    assert enrich_memories(tree, "c1", ids, extractor) == {"grounded": 1, "mentions": 5}
+    assert enrich_memories(tree, "c1", ids, extractor) == {"grounded": 0, "mentions": 0}  # idempotent
+    first = tree.get([ids[0]])[0]
+    assert first.key == "Ana · 7 May 2023" and first.text == turns[0].text
+    assert [h.id for h in tree.text_search("7 May 2023", cube_ids=["c1"])] == [ids[0]]
+    assert tree.mentions(ids) == {ids[0]: ["joe"], ids[1]: ["joe", "lisbon", "sister"], ids[2]: ["weather"]}
+    assert [h.id for h in tree.entity_search(query_entity_names("Where does Joe's sister live?"),
+                                             cube_ids=["c1"])][0] == ids[1]
+    tree.delete([ids[1]], hard=True)
+    assert tree.entity_search(["lisbon"], cube_ids=["c1"]) == []
+    assert [h.id for h in tree.entity_search(["joe"], cube_ids=["c1"])] == [ids[0]]
+    tree.close()
+
+
+def test_ingest_schedules_a_deferred_job_that_the_worker_runs(tmp_path: Path) -> None:
+    services = Services.from_settings(Settings(data_dir=tmp_path / "d", worker_in_process=False),
+                                      embeddings=HashingEmbeddings(64))
+    items = [MemoryItem(user_id="u1", cube_id="c1", text=t) for t in ("Ana met Joe in Porto", "Joe plays chess")]
+    ids, _ = write_memories(services.tree, services.embeddings, items)
+    assert services.tree.mentions(ids) == {}  # nothing on the write path
+    jobs = schedule_memories(services, user_id="u1", cube_id="c1", memory_ids=ids)
+    assert schedule_memories(services, user_id="u1", cube_id="c1", memory_ids=ids) == jobs  # idempotent
+    assert Worker(services).run(until_idle=True) == 1
+    assert services.tree.mentions(ids) == {ids[0]: ["ana", "joe", "porto"], ids[1]: ["chess", "joe"]}
+    services.close()
