@@ -9,6 +9,7 @@ from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict  # LangServe needs typing_extensions' TypedDict on Python 3.11
 
+from nodes.recall_config import RecallConfig
 from stores.models import SearchHit
 from stores.preferences.base import PreferenceHit
 
@@ -100,3 +101,5 @@ class ChatContext:
     mode: Literal["fast", "fine"] = "fast"
     ingest: bool = True
     """Write the turn into memory (the deferred ingest node). False for read-only turns."""
+    recall: RecallConfig | None = None
+    """Recall tuning for this run; None = `settings.recall` (the deployment's, by default the product's)."""

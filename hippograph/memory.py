@@ -28,7 +28,7 @@ from graphs.state import ChatContext
 from hippograph.settings import Settings, get_settings
 from nodes.scope import message_text
 from stores.errors import AccessDeniedError, InvalidInputError, NotFoundError
-from stores.models import MemoryItem, MemoryStatus, SearchHit, SourceRef, check_id, check_text, content_hash, now
+from stores.models import MemoryItem, MemoryStatus, SearchHit, check_id, check_text, content_hash, now
 from stores.outbox import Job, JobStatus
 from stores.registry import CubeAccess, default_cube_id
 from stores.tree.base import Edge, Rel
@@ -79,41 +79,54 @@ class Memory:
         session_id: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> list[str]:
-        """Store a text or a list of messages (one memory per message). Returns the ids, in order."""
+        """Store a text or a list of messages (one memory per message, through the turn model `nodes/turns.py`).
+        Returns the ids, in order.
+
+        Messages: LangChain messages, OpenAI-style dicts (`role`, `content`, `name`, `id`, `timestamp`) or rows
+        (`speaker`, `text`, `dia_id`, `timestamp`). Each memory's key carries the speaker (`name`/`speaker`, else
+        the user id for the user's own messages, else the role) and the time (`timestamp`, else now). With a
+        `session_id` the messages are consecutive turns of that session, continuing the turns stored before:
+        each is keyed with the turn it replies to, and NEXT edges chain them. Give message ids (or `dia_id`s)
+        to make a replay idempotent."""
+        from nodes.turns import to_turn, turn_memories
+
         cube = self._cube(user_id, cube_id)
         if isinstance(text_or_messages, str | bytes):
-            messages: list[BaseMessage] = [HumanMessage(content=check_text(text_or_messages))]
+            raw: list[Any] = [check_text(text_or_messages)]
         elif isinstance(text_or_messages, Sequence):
-            try:
-                messages = convert_to_messages(list(text_or_messages))
-            except (ValueError, TypeError, NotImplementedError) as exc:
-                raise InvalidInputError(f"not a list of messages: {exc}") from None
-            if not messages:
+            raw = list(text_or_messages)
+            if not raw:
                 raise InvalidInputError("no messages to add")
         else:
             kind = type(text_or_messages).__name__
             raise InvalidInputError(f"add() takes a string or a list of messages, not {kind}")
+        try:
+            turns = [to_turn(m if isinstance(m, BaseMessage | dict | str) else convert_to_messages([m])[0],
+                             user_name=user_id) for m in raw]
+        except (ValueError, TypeError, NotImplementedError) as exc:
+            raise InvalidInputError(f"not a list of messages: {exc}") from None
+        for turn in turns:
+            check_text(turn.text)
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidInputError("metadata must be a dict")
         if session_id is not None:
             check_id(session_id, "session id")
-        items = [
-            MemoryItem(
-                user_id=user_id,
-                cube_id=cube,
-                text=check_text(message_text(m.content)),
-                key=f"{user_id if m.type == 'human' else m.type} said",
-                source="api",
-                source_refs=[SourceRef(kind="message", ref=str(m.id))] if m.id else [],
-                session_id=session_id,
-                turn_index=index if session_id else None,
-                metadata=dict(metadata or {}),
-            )
-            for index, m in enumerate(messages)
-        ]
+        start, previous, last_id = 0, None, None
+        if session_id is not None:  # continue the session: the turn stored last is the one these reply to
+            recent = self.services.tree.list(cube_ids=[cube], session_id=session_id, limit=20)
+            turns_so_far = [m for m in recent if m.turn_index is not None and m.source_refs
+                            and "speaker" in m.source_refs[0].extra]
+            if turns_so_far:
+                last = max(turns_so_far, key=lambda m: m.turn_index or 0)
+                start, last_id = (last.turn_index or 0) + 1, last.id
+                previous = (str(last.source_refs[0].extra["speaker"]), last.text)
+        items = turn_memories(turns, user_id=user_id, cube_id=cube, session_id=session_id, start_index=start,
+                              previous=previous, source="api", metadata=metadata,
+                              context=self.settings.turn_key, facts_in_metadata=False)
         ids, _ = write_memories(self.services.tree, self.services.embeddings, items)
-        if len(ids) > 1:
-            pairs = itertools.pairwise(ids)
+        chain = [last_id, *ids] if last_id is not None and ids and last_id not in ids else ids
+        if len(chain) > 1:
+            pairs = itertools.pairwise(chain)
             self.services.tree.add_edges([Edge(src=a, rel=Rel.NEXT, dst=b) for a, b in pairs if a != b])
         return ids
 

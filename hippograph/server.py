@@ -125,6 +125,12 @@ class NewShare(BaseModel):
 class Message_(BaseModel):
     role: Literal["human", "user", "ai", "assistant", "system"] = "human"
     content: str = Field(min_length=1, max_length=32_000)
+    name: str | None = Field(default=None, max_length=200)
+    """Who said it (the memory's speaker; default: the caller for user messages, else the role)."""
+    id: str | None = Field(default=None, max_length=200)
+    """The message id: re-sending the same message writes the same memory."""
+    timestamp: str | float | None = None
+    """When it was said (ISO 8601, epoch seconds or a date as people write it); default: now."""
 
 
 class NewMemory(BaseModel):
@@ -559,7 +565,7 @@ def build_rest(memory: Memory) -> APIRouter:
         if (body.text is None) == (body.messages is None):
             raise InvalidInputError("give exactly one of `text` or `messages`")
         content: Any = body.text if body.text is not None else [
-            {"role": {"human": "user", "ai": "assistant"}.get(m.role, m.role), "content": m.content}
+            {**m.model_dump(exclude_none=True), "role": {"human": "user", "ai": "assistant"}.get(m.role, m.role)}
             for m in body.messages or []
         ]
         ids = memory.add(content, user_id=caller.id, cube_id=body.cube_id, session_id=body.session_id,

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from nodes.recall_config import RecallConfig
+
 
 class Settings(BaseSettings):
     """hippograph's configuration. Every field can be set as `HIPPOGRAPH_<FIELD>` (e.g. `HIPPOGRAPH_DATA_DIR`)."""
@@ -41,6 +43,12 @@ class Settings(BaseSettings):
     default_user: str = "default"
     auto_create_users: bool = True
     """Create a user (with a default cube) on first use. Servers turn this off: unknown users get 404."""
+    recall: RecallConfig = Field(default_factory=RecallConfig)
+    """Recall tuning (pools, fusion, propagation, graph expansion, MMR): `nodes/recall_config.py`. Env as JSON:
+    `HIPPOGRAPH_RECALL='{"rrf_k": 10}'`."""
+    turn_key: Literal["none", "speaker_date", "full"] = "full"
+    """What a conversation turn's key carries (`nodes/turns.py`): speaker and time, and (`full`) the turn it
+    replies to. Applies to turns written from then on."""
     top_k: int = Field(default=10, ge=1, le=200)
     threshold: float = Field(default=0.0, ge=0.0, le=1.0)
     """Relevance floor (0-1, relative to the best hit) under which the threshold node drops a memory."""

@@ -10,7 +10,9 @@ Namespaces map to users and cubes:
   cube, checked writable for that user: the way to hand a store to code you do not trust with other users.
 
 Each item is one memory whose text is the value's `content`/`text`/`memory` field (or its JSON), so the chat
-graph recalls it too; the value, namespace and key ride in `metadata`. The memory id is derived from
+graph recalls it too; the value, namespace and key ride in `metadata`. A value shaped like a conversation message
+(`role`/`speaker` + `content`/`text`, optional `name`, `timestamp`) goes through the turn model (`nodes/turns.py`):
+the same key (speaker, time), question tag and `occurred_at` as every other write path. The memory id is derived from
 (cube, namespace, key), so `put` on an existing key updates that memory in place (same id).
 """
 
@@ -36,6 +38,7 @@ from langgraph.store.base import (
 )
 
 from graphs.services import Services
+from nodes.turns import to_turn, turn_memories
 from stores.embedders import embed_array
 from stores.errors import InvalidInputError
 from stores.models import MAX_TEXT_CHARS, MemoryItem, MemoryStatus, check_id, content_hash, now
@@ -52,6 +55,12 @@ def _text_of(value: dict[str, Any]) -> str:
             return str(value[field])[:MAX_TEXT_CHARS]
     text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
     return text[:MAX_TEXT_CHARS] if text.strip("{} ") else "{}"
+
+
+def _is_turn(value: dict[str, Any]) -> bool:
+    """A value shaped like a conversation message (`role`/`speaker` and `content`/`text`): stored as a turn."""
+    said = value.get("content") if isinstance(value.get("content"), str) else value.get("text")
+    return bool(isinstance(said, str) and said.strip() and (value.get("role") or value.get("speaker")))
 
 
 def _ts(value: float) -> datetime:
@@ -155,13 +164,20 @@ class HippoStore(BaseStore):
         value = dict(op.value)
         text = _text_of(value)
         metadata = {"namespace": list(op.namespace), "store_key": op.key, "value": value}
+        key, occurred = "/".join(op.namespace), None
+        tags: list[str] = []
+        if _is_turn(value):  # a conversation message: keyed, dated and tagged by the one turn model
+            (turn,) = turn_memories([to_turn(value, user_name=user_id)], user_id=user_id, cube_id=cube,
+                                    source="store", context=self.services.settings.turn_key)
+            text, key, tags, occurred = turn.text, turn.key, turn.tags, turn.occurred_at
         if existing:
             item = existing[0]
-            item.text, item.content_hash = text, content_hash(text)
+            item.text, item.content_hash, item.key, item.tags = text, content_hash(text), key, tags
+            item.occurred_at = occurred
             item.metadata, item.updated_at, item.status = metadata, now(), MemoryStatus.ACTIVE
         else:
-            item = MemoryItem(id=memory_id, user_id=user_id, cube_id=cube, text=text, key="/".join(op.namespace),
-                              source="store", metadata=metadata)
+            item = MemoryItem(id=memory_id, user_id=user_id, cube_id=cube, text=text, key=key, tags=tags,
+                              occurred_at=occurred, source="store", metadata=metadata)
         item.embedding = embed_array(self.services.embeddings, [item.index_text])[0].tolist()
         if existing:
             tree.update(item)

@@ -22,7 +22,7 @@ from langgraph.runtime import Runtime
 from graphs.services import Services
 from nodes._timing import timed
 from nodes.ingest_state import DocState, IngestContext
-from nodes.scope import message_text
+from nodes.turns import to_turn
 from stores.documents import DocumentRegistry
 from stores.write import stable_id
 
@@ -101,27 +101,21 @@ def file_to_markdown(path: Path, data: bytes) -> str:
 
 
 def normalise_turns(source: dict[str, Any]) -> list[dict[str, Any]]:
-    """Message dicts or LangChain messages -> turns with speaker, text, timestamp, dia_id, session ids."""
+    """Message dicts or LangChain messages -> turns (speaker, role, text, timestamp, dia_id, extra), read by the
+    one turn model (`nodes.turns.to_turn`: every accepted message shape)."""
     turns: list[dict[str, Any]] = []
     for position, message in enumerate(source.get("messages") or []):
-        if isinstance(message, BaseMessage):
-            raw: dict[str, Any] = {"speaker": message.name or message.type, "text": message_text(message.content),
-                                   "id": message.id}
-        elif isinstance(message, dict):
-            raw = dict(message)
-        else:
+        if not isinstance(message, BaseMessage | dict):
             raise ConversionError(f"message {position} is a {type(message).__name__}, not a dict or message")
-        speaker = str(raw.pop("speaker", None) or raw.pop("role", None) or "unknown")
-        text = raw.pop("text", None)
-        if text is None:
-            text = message_text(raw.pop("content", ""))
+        turn = to_turn(message)
         turns.append({
-            "speaker": speaker,
-            "text": str(text),
-            "timestamp": raw.pop("timestamp", None) or source.get("session_date"),
-            "dia_id": str(raw.pop("dia_id", None) or raw.pop("id", None) or position),
+            "speaker": turn.speaker if turn.speaker else "unknown",
+            "role": turn.role,
+            "text": turn.text,
+            "timestamp": turn.timestamp or source.get("session_date"),
+            "dia_id": turn.ref or str(position),
             "position": position,
-            "extra": {k: v for k, v in raw.items() if isinstance(v, str | int | float | bool) or v is None},
+            "extra": {k: v for k, v in turn.extra.items() if k not in ("position", "index")},
         })
     return turns
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from graphs.services import Services
 from nodes._timing import timed
 from nodes.ingest_state import DocState, IngestContext
+from nodes.turns import Turn, TurnKey, parse_time, turn_memories
 from stores.models import MemoryItem, MemoryType, SourceRef, content_hash
 from stores.write import stable_id
 
@@ -102,38 +103,31 @@ def document_items(state: DocState) -> tuple[list[MemoryItem], list[MemoryItem]]
     return structure, chunk_items
 
 
-def conversation_items(state: DocState) -> tuple[list[MemoryItem], list[MemoryItem]]:
-    """(structure: the session node, one memory per turn) for a conversation session."""
+def conversation_items(state: DocState, turn_key: TurnKey = "full") -> tuple[list[MemoryItem], list[MemoryItem]]:
+    """(structure: the session node, one memory per turn) for a conversation session. Turns go through the one
+    turn model (`nodes/turns.py`): the same key, time, hash and id rules as every other write path. The turns'
+    session id is `<conversation id>:<session id>` when a conversation id is given (sessions of different
+    conversations in one cube never become neighbours), else the session id."""
     user, cube, doc_id = state["user_id"], state["cube_id"], state["doc_id"]
     source = state["source"]
     conversation = str(source.get("conversation_id") or "conversation")
     session = str(source.get("session_id") or "session")
+    session_key = f"{source['conversation_id']}:{session}" if source.get("conversation_id") else session
     session_date = source.get("session_date")
     session_node = MemoryItem(
         id=doc_id, user_id=user, cube_id=cube, text=f"Conversation {conversation}, {session}"
         + (f" on {session_date}" if session_date else ""), key="session", tags=["conversation"],
-        memory_type=MemoryType.TOPIC, source="conversation", session_id=session,
+        memory_type=MemoryType.TOPIC, source="conversation", session_id=session_key,
+        occurred_at=parse_time(session_date),
         source_refs=[SourceRef(kind="session", ref=session, extra={"conversation_id": conversation,
                                                                    "session_date": session_date})],
         metadata={"ingest_role": "session", "conversation_id": conversation, "session_date": session_date},
     )
-    items = []
-    for turn in state["chunks"]:
-        speaker, timestamp = turn["speaker"], turn.get("timestamp")
-        text = f"{speaker}: {turn['text']}"
-        key = SEP.join(str(p) for p in (speaker, timestamp, session) if p)
-        facts = {"speaker": speaker, "timestamp": timestamp, "session_id": session,
-                 "conversation_id": conversation, "dia_id": turn["dia_id"], "turn_index": turn["index"]}
-        items.append(MemoryItem(
-            id=stable_id(cube, "turn", conversation, session, turn["dia_id"]), user_id=user, cube_id=cube,
-            text=text, key=key, tags=["conversation", speaker], memory_type=MemoryType.LONG_TERM,
-            source="conversation", session_id=session, turn_index=turn["index"], parent_id=doc_id,
-            # A turn is an event: the same words said again are another memory, so the dedup hash covers
-            # speaker, time, session and the turn id as well as the words.
-            content_hash=content_hash(f"{key}\n{turn['dia_id']}\n{text}"),
-            source_refs=[SourceRef(kind="turn", ref=turn["dia_id"], extra={**facts, **turn.get("extra", {})})],
-            metadata={**facts, **turn.get("extra", {}), "ingest_role": "turn", "doc_id": doc_id},
-        ))
+    turns = [Turn(text=t["text"], speaker=t["speaker"], role=t.get("role", "user"), ref=t["dia_id"],
+                  timestamp=t.get("timestamp"), extra=dict(t.get("extra") or {})) for t in state["chunks"]]
+    items = turn_memories(turns, user_id=user, cube_id=cube, session_id=session_key, session_date=session_date,
+                          source="conversation", parent_id=doc_id, context=turn_key,
+                          metadata={"conversation_id": conversation, "ingest_role": "turn", "doc_id": doc_id})
     return [session_node], items
 
 
@@ -163,7 +157,7 @@ def make_extract(services: Services):  # type: ignore[no-untyped-def]
     @timed("extract")
     def extract(state: DocState, runtime: Runtime[IngestContext]) -> dict[str, Any]:
         if state["kind"] == "conversation":
-            structure, chunk_items = conversation_items(state)
+            structure, chunk_items = conversation_items(state, services.settings.turn_key)
         else:
             structure, chunk_items = document_items(state)
         # Structure nodes are reached by full-text search (their heading text) and by graph expansion (the

@@ -4,7 +4,10 @@
 2. Context propagation: a turn sitting next to a strongly matching turn of the same session (question and its
    answer, a story told over two turns) inherits a share of its neighbour's fused score. Conversations spread
    one fact over adjacent turns, so adjacency is evidence of relevance.
-3. Optional MMR (maximal marginal relevance) over the stored vectors, off by default (`MMR_LAMBDA = 1.0`).
+3. Optional MMR (maximal marginal relevance) over the stored vectors, off by default (`mmr_lambda = 1.0`).
+
+Every knob is a field of `RecallConfig` (`nodes/recall_config.py`): the run's `ChatContext.recall`, else
+`settings.recall`.
 """
 
 from __future__ import annotations
@@ -17,51 +20,46 @@ from langgraph.runtime import Runtime
 from graphs.services import Services
 from graphs.state import ChatContext, ChatState
 from nodes._timing import timed
+from nodes.recall_config import RecallConfig
 from stores.models import SearchHit
 
-RRF_K = 5
-#: Weight of each signal in the fusion. Graph neighbours and working memory support, they do not lead.
-SIGNAL_WEIGHTS = {"vector": 0.8, "bm25": 1.0, "graph": 0.1, "working": 0.3}
-#: A remembered question (tagged by ingest) resembles new questions but answers none of them.
-QUESTION_PENALTY = 0.5
-#: Share of the best adjacent turn's fused score that a turn inherits (0 = off).
-PROPAGATE = 0.6
-#: Turns this close (same session) count as adjacent for propagation.
-PROPAGATE_WINDOW = 1
-#: MMR trade-off: 1.0 = pure relevance (off); lower values trade relevance for diversity.
-MMR_LAMBDA = 1.0
-MMR_DEPTH = 30
+
+def recall_config(services: Services, ctx: ChatContext | None) -> RecallConfig:
+    """This run's recall tuning: the context's, else the deployment's settings."""
+    return (ctx.recall if ctx is not None else None) or services.settings.recall
 
 
-def _rrf(hit: SearchHit) -> float:
-    rrf = sum(w / (RRF_K + 1 + hit.ranks[s]) for s, w in SIGNAL_WEIGHTS.items() if s in hit.ranks)
+def _rrf(hit: SearchHit, cfg: RecallConfig) -> float:
+    rrf = sum(cfg.weights.of(s) / (cfg.rrf_k + 1 + rank) for s, rank in hit.ranks.items())
     if "question" in hit.item.tags:
-        rrf *= QUESTION_PENALTY
+        rrf *= cfg.question_penalty
     return rrf
 
 
-def _propagate(hits: list[SearchHit], base: list[float]) -> list[float]:
-    if PROPAGATE <= 0:
+def _propagate(hits: list[SearchHit], base: list[float], cfg: RecallConfig) -> list[float]:
+    if cfg.propagate <= 0:
         return base
     position: dict[tuple[str, str], dict[int, float]] = {}
     for hit, score in zip(hits, base, strict=True):
         item = hit.item
         if item.session_id is not None and item.turn_index is not None:
             position.setdefault((item.cube_id, item.session_id), {})[item.turn_index] = score
+    window = cfg.propagate_window
     out = []
     for hit, score in zip(hits, base, strict=True):
         item = hit.item
         turns = position.get((item.cube_id, item.session_id or ""), {}) if item.turn_index is not None else {}
-        near = [turns.get(item.turn_index + d, 0.0) for d in range(-PROPAGATE_WINDOW, PROPAGATE_WINDOW + 1)
+        near = [turns.get(item.turn_index + d, 0.0) for d in range(-window, window + 1)
                 if d] if turns and item.turn_index is not None else []
-        out.append(score + PROPAGATE * max(near, default=0.0))
+        out.append(score + cfg.propagate * max(near, default=0.0))
     return out
 
 
-def fuse(candidates: list[SearchHit]) -> list[SearchHit]:
+def fuse(candidates: list[SearchHit], cfg: RecallConfig | None = None) -> list[SearchHit]:
     """Order candidates by weighted RRF (+ propagation); `score` becomes the fused score, `scores["rrf"]` too."""
-    base = [_rrf(hit) for hit in candidates]
-    final = _propagate(candidates, base)
+    cfg = cfg or RecallConfig()
+    base = [_rrf(hit, cfg) for hit in candidates]
+    final = _propagate(candidates, base, cfg)
     fused = [
         hit.model_copy(update={"score": score, "scores": {**hit.scores, "rrf": rrf}})
         for hit, rrf, score in zip(candidates, base, final, strict=True)
@@ -70,8 +68,7 @@ def fuse(candidates: list[SearchHit]) -> list[SearchHit]:
     return fused
 
 
-def mmr(hits: list[SearchHit], vectors: dict[str, np.ndarray], *, lam: float = MMR_LAMBDA,
-        depth: int = MMR_DEPTH) -> list[SearchHit]:
+def mmr(hits: list[SearchHit], vectors: dict[str, np.ndarray], *, lam: float, depth: int) -> list[SearchHit]:
     """Reorder the first `depth` hits by maximal marginal relevance (relevance = normalised fused score)."""
     if lam >= 1.0 or len(hits) < 3:
         return hits
@@ -95,14 +92,21 @@ def mmr(hits: list[SearchHit], vectors: dict[str, np.ndarray], *, lam: float = M
     return chosen + tail
 
 
+def rank(services: Services, candidates: list[SearchHit], cfg: RecallConfig) -> list[SearchHit]:
+    """Fusion, then MMR when the config turns it on (it needs the stored vectors)."""
+    fused = fuse(candidates, cfg)
+    if cfg.mmr_lambda < 1.0 and fused:
+        vectors_of = getattr(services.tree, "embeddings", None)
+        if vectors_of is not None:
+            fused = mmr(fused, vectors_of([h.id for h in fused[: cfg.mmr_depth]]), lam=cfg.mmr_lambda,
+                        depth=cfg.mmr_depth)
+    return fused
+
+
 def make_rerank(services: Services):  # type: ignore[no-untyped-def]
     @timed("rerank")
     def rerank(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
-        fused = fuse(state.get("candidates", []))
-        if MMR_LAMBDA < 1.0 and fused:
-            vectors_of = getattr(services.tree, "embeddings", None)
-            if vectors_of is not None:
-                fused = mmr(fused, vectors_of([h.id for h in fused[:MMR_DEPTH]]))
-        return {"memories": fused}
+        cfg = recall_config(services, runtime.context)
+        return {"memories": rank(services, state.get("candidates", []), cfg)}
 
     return rerank

@@ -5,7 +5,6 @@ Every candidate keeps the score and rank each signal gave it; fusion is the rera
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,36 +13,10 @@ from langgraph.runtime import Runtime
 from graphs.services import Services
 from graphs.state import ChatContext, ChatState
 from nodes._timing import timed
+from nodes.recall_config import RecallConfig
+from nodes.rerank import recall_config
 from stores.embedders import embed_array
 from stores.models import MemoryItem, MemoryType, SearchHit
-
-#: Candidates each signal contributes, as a multiple of top_k (recall needs a deeper pool than the answer).
-POOL_FACTOR = 2
-MIN_POOL = 40
-#: How many of the best seeds get their graph neighbours (adjacent turns, parents, children) pulled in.
-EXPAND_SEEDS = 5
-EXPAND_WINDOW = 1
-WORKING_MEMORY_LIMIT = 20
-#: Rewrite the query by rules before full-text search (see `lexical_query`).
-REWRITE = False
-
-_POSSESSIVE = re.compile(r"(\w)['’]s\b")
-#: Question scaffolding that carries no content: it only adds noise to BM25 ("what ... would ... likely").
-_SCAFFOLD = re.compile(
-    r"\b(?:what|which|who|whom|whose|when|where|why|how|would|could|should|might|likely|kind|kinds|type|types|"
-    r"some|any|many|much|does|did|do|has|have|had|is|are|was|were|been|being|ever|still|both|also)\b",
-    re.IGNORECASE,
-)
-
-
-def lexical_query(query: str) -> str:
-    """Rules, no model: drop possessive `'s` (so "Caroline's" matches "Caroline") and question scaffolding
-    words that every turn could match; keep everything else. Falls back to the query when nothing is left."""
-    if not REWRITE:
-        return query
-    text = _POSSESSIVE.sub(r"\1", query)
-    stripped = " ".join(_SCAFFOLD.sub(" ", text).split())
-    return stripped if re.search(r"\w", stripped) else query
 
 
 def merge_hits(*lists: Iterable[SearchHit]) -> dict[str, SearchHit]:
@@ -61,25 +34,27 @@ def merge_hits(*lists: Iterable[SearchHit]) -> dict[str, SearchHit]:
 
 
 def recall(services: Services, query: str, vector: list[float], *, cube_ids: list[str], pool: int,
-           session_id: str | None = None, write_cube_id: str | None = None) -> list[SearchHit]:
+           session_id: str | None = None, write_cube_id: str | None = None,
+           cfg: RecallConfig | None = None) -> list[SearchHit]:
+    cfg = cfg or RecallConfig()
     tree = services.tree
-    dense, lexical = tree.hybrid_search(vector, lexical_query(query), cube_ids=cube_ids, k=pool)
+    dense, lexical = tree.hybrid_search(vector, query, cube_ids=cube_ids, k=pool)
     merged = merge_hits(dense, lexical)
-    if session_id and write_cube_id:
+    if session_id and write_cube_id and cfg.working_memory_limit:
         working = tree.list(cube_ids=[write_cube_id], session_id=session_id,
-                            memory_type=MemoryType.WORKING.value, limit=WORKING_MEMORY_LIMIT)
+                            memory_type=MemoryType.WORKING.value, limit=cfg.working_memory_limit)
         merged = merge_hits(
             merged.values(),
             [SearchHit(item=m, scores={"working": 1.0}, ranks={"working": r}) for r, m in enumerate(working)],
         )
-    ordered = sorted(merged.values(), key=_seed_order)[:EXPAND_SEEDS]
+    ordered = sorted(merged.values(), key=_seed_order)[: cfg.expand_seeds]
     if ordered:
-        near = tree.neighbours([h.id for h in ordered], cube_ids=cube_ids, window=EXPAND_WINDOW)
-        merged = merge_hits(merged.values(), _graph_hits(ordered, near))
+        near = tree.neighbours([h.id for h in ordered], cube_ids=cube_ids, window=cfg.expand_window)
+        merged = merge_hits(merged.values(), _graph_hits(ordered, near, cfg.expand_window))
     return list(merged.values())
 
 
-def _graph_hits(seeds: list[SearchHit], near: list[MemoryItem]) -> list[SearchHit]:
+def _graph_hits(seeds: list[SearchHit], near: list[MemoryItem], window: int) -> list[SearchHit]:
     """Neighbours as a `graph` signal: a neighbour ranks where its best seed ranked (adjacent turns of a seed
     share its session and sit within the window; parents/children of a seed take that seed's rank too)."""
     rank_of_turn: dict[tuple[str, str | None], list[tuple[int, int]]] = {}
@@ -90,7 +65,7 @@ def _graph_hits(seeds: list[SearchHit], near: list[MemoryItem]) -> list[SearchHi
     hits = []
     for fallback, item in enumerate(near):
         ranks = [r for t, r in rank_of_turn.get((item.cube_id, item.session_id), [])
-                 if item.turn_index is not None and abs(t - item.turn_index) <= EXPAND_WINDOW]
+                 if item.turn_index is not None and abs(t - item.turn_index) <= window]
         rank = min(ranks) if ranks else len(seeds) + fallback
         hits.append(SearchHit(item=item, scores={"graph": 1.0 / (1 + rank)}, ranks={"graph": rank}))
     hits.sort(key=lambda h: h.ranks["graph"])
@@ -106,11 +81,12 @@ def make_retrieve_tree(services: Services):  # type: ignore[no-untyped-def]
     @timed("retrieve_tree")
     def retrieve_tree(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
         ctx = runtime.context or ChatContext()
+        cfg = recall_config(services, ctx)
         query = state["query"]
         vector = state.get("query_vector") or embed_array(services.embeddings, [query])[0].tolist()
         candidates = recall(
-            services, query, vector, cube_ids=state["read_cube_ids"], pool=max(MIN_POOL, ctx.top_k * POOL_FACTOR),
-            session_id=state.get("session_id"), write_cube_id=state.get("write_cube_id"),
+            services, query, vector, cube_ids=state["read_cube_ids"], pool=cfg.pool(ctx.top_k),
+            session_id=state.get("session_id"), write_cube_id=state.get("write_cube_id"), cfg=cfg,
         )
         return {"candidates": candidates, "query_vector": vector}
 

@@ -123,6 +123,9 @@ class MemoryItem(BaseModel):
     valid_from: float | None = None
     valid_to: float | None = None
     """Set when a newer version supersedes this one."""
+    occurred_at: float | None = None
+    """When what it records happened or was said (epoch seconds; a turn's timestamp, else its session date, else
+    when it was written: `nodes/turns.py`). Indexed, for time-scoped recall; None for non-events (documents)."""
     status: MemoryStatus = MemoryStatus.ACTIVE
     confidence: float = 1.0
     content_hash: str = ""

@@ -15,10 +15,10 @@ from hippograph.memory import Memory
 from hippograph.settings import Settings
 from nodes.respond import NO_MODEL_NOTE, references_for, system_prompt
 from nodes.threshold import apply_threshold
+from nodes.turns import turn_id
 from stores.errors import AccessDeniedError, InvalidInputError
 from stores.models import MemoryItem, SearchHit
 from stores.preferences.base import Preference, PreferenceHit
-from stores.write import stable_id
 from tests.fakes import ScriptedChatModel
 
 NODES = ["scope", "retrieve_tree", "retrieve_prefs", "rerank", "threshold", "respond", "ingest", "schedule_enrichment"]
@@ -80,7 +80,7 @@ def test_ingest_ids_are_stable_on_replay(services: Services) -> None:
     ctx = ChatContext(user_id="cy", session_id="sess-1")
     a = chat.invoke({"messages": [message]}, context=ctx)
     b = chat.invoke({"messages": [message]}, context=ctx)
-    assert a["written_ids"] == b["written_ids"] == [stable_id("cy.default", "sess-1", "msg-fixed-1")]
+    assert a["written_ids"] == b["written_ids"] == [turn_id("cy.default", "sess-1", "msg-fixed-1")]
     assert services.tree.count(cube_ids=["cy.default"]) == 1
     assert a["job_id"] == b["job_id"]  # the outbox dedups the enrichment job too
 

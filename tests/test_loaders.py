@@ -90,8 +90,10 @@ def test_ingest_locomo_conversation_keeps_speaker_time_session(tmp_path: Path) -
             memory = by_dia[turn.dia_id]
             assert memory.metadata["speaker"] == turn.speaker
             assert memory.metadata["timestamp"] == dates[session.session_id]
-            assert memory.session_id == session.session_id and memory.turn_index == position
-            assert memory.text == f"{turn.speaker}: {turn.content}"
+            # the turn model: sessions are namespaced by conversation, the speaker and date are in the key
+            assert memory.session_id == f"{conv.sample_id}:{session.session_id}" and memory.turn_index == position
+            assert memory.text.startswith(turn.content.strip()) and memory.key.startswith(f"{turn.speaker} on ")
+            assert memory.occurred_at is not None
             ref = memory.source_refs[0]
             assert ref.kind == "turn" and ref.ref == turn.dia_id and ref.extra["speaker"] == turn.speaker
     # NEXT edges chain each session's turns; each turn hangs under its session node
@@ -123,5 +125,5 @@ def test_longmemeval_load_and_ingest(tmp_path: Path) -> None:
         assert memory.metadata["speaker"] in ("user", "assistant")
         assert memory.metadata["timestamp"] and memory.session_id
     evidence = [m for m in memories if m.metadata.get("has_answer")]
-    assert evidence and {m.session_id for m in evidence} <= set(item.answer_session_ids)
+    assert evidence and {m.session_id.split(":", 1)[1] for m in evidence} <= set(item.answer_session_ids)
 

@@ -48,7 +48,10 @@ def test_add_messages_one_memory_each_linked_in_order(memory: Memory) -> None:
     assert len(ids) == 3
     items = memory.services.tree.get(ids)
     assert [m.turn_index for m in items] == [0, 1, 2]
-    assert [m.key for m in items] == ["bo said", "ai said", "bo said"]
+    # the turn model: speaker (the user id for the user's own messages, else the role), time, replied-to turn
+    assert [m.key.split(" on ")[0] for m in items] == ["bo", "assistant", "bo"]
+    assert items[1].key.endswith("| replying to bo: I bought a red bike")
+    assert items[2].key.endswith("| replying to assistant: Nice! Where will you ride?")
     nxt = memory.services.tree.edges([ids[0], ids[1]], rel="NEXT")  # type: ignore[arg-type]
     assert sorted((e.src, e.dst) for e in nxt) == sorted([(ids[0], ids[1]), (ids[1], ids[2])])
 

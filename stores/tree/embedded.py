@@ -169,9 +169,21 @@ class EmbeddedTreeStore:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=30000")
         self._conn.executescript(_SCHEMA)
+        self._add_time_column()
         self._cubes: dict[str, _CubeVectors] = {}
         self._cache_seq = 0
         self._df_cache: dict[tuple[str, str], tuple[int, float]] = {}
+
+    def _add_time_column(self) -> None:
+        """`occurred_at` (when a turn was said), indexed per cube; added in place to stores created before it."""
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(memories)")}
+        if "occurred_at" not in columns:
+            try:
+                self._conn.execute("ALTER TABLE memories ADD COLUMN occurred_at REAL")
+            except sqlite3.OperationalError as exc:  # another process added it first
+                if "duplicate column" not in str(exc):
+                    raise
+        self._conn.execute("CREATE INDEX IF NOT EXISTS memories_time ON memories(cube_id, occurred_at)")
 
     # -- transactions -------------------------------------------------------------------------------------
 
@@ -228,11 +240,12 @@ class EmbeddedTreeStore:
         values = (
             item.id, item.cube_id, item.status.value, item.session_id, item.turn_index, item.parent_id,
             item.memory_type.value, item.content_hash, item.created_at, seq, item.model_dump_json(), blob,
+            item.occurred_at,
         )
         if old is None:
             cur = conn.execute(
                 "INSERT INTO memories (id, cube_id, status, session_id, turn_index, parent_id, memory_type, "
-                "content_hash, created_at, seq, data, embedding) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "content_hash, created_at, seq, data, embedding, occurred_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 values,
             )
             rowid = cur.lastrowid
@@ -240,7 +253,8 @@ class EmbeddedTreeStore:
             rowid = old[0]
             conn.execute(
                 "UPDATE memories SET id=?, cube_id=?, status=?, session_id=?, turn_index=?, parent_id=?, "
-                "memory_type=?, content_hash=?, created_at=?, seq=?, data=?, embedding=? WHERE rowid=?",
+                "memory_type=?, content_hash=?, created_at=?, seq=?, data=?, embedding=?, occurred_at=? "
+                "WHERE rowid=?",
                 (*values, rowid),
             )
             conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rowid,))

@@ -53,6 +53,7 @@ RANGE_INDEXES = {
     "memory_session_id": "session_id",
     "memory_content_hash": "content_hash",
     "memory_parent_id": "parent_id",
+    "memory_occurred_at": "occurred_at",
 }
 COUNTER_LABEL = "HippographCounter"
 #: The entity graph: `(:Memory)-[:MENTIONS]->(:Entity {key, cube_id, name})`, one Entity per cube and name.
