@@ -1,6 +1,6 @@
 """The ingest graph: documents and conversations into tree memory, one `Send` per document.
 
-    START -> plan --Send per document--> document -> summarize -> END
+    START -> plan --Send per document--> document -> summarize -> schedule_enrichment -> END
 
     document (a subgraph, one run per document, in parallel):
         convert -> chunk -> extract -> dedup -> write -> report
@@ -31,6 +31,7 @@ from langgraph.types import Send
 from graphs.chat import Checkpointer, resolve_checkpointer
 from graphs.services import Services
 from nodes._timing import timed
+from nodes.enrich_entities import make_schedule_ingest_enrichment
 from nodes.ingest_chunk import chunk_config, make_chunk
 from nodes.ingest_convert import make_convert
 from nodes.ingest_dedup import make_dedup
@@ -152,10 +153,12 @@ def build_ingest_graph(
     builder.add_node("plan", make_plan(services))
     builder.add_node("document", build_document_graph(services, documents))
     builder.add_node("summarize", summarize)
+    builder.add_node("schedule_enrichment", make_schedule_ingest_enrichment(services))
     builder.add_edge(START, "plan")
     builder.add_conditional_edges("plan", make_fan_out(services), ["document"])
     builder.add_edge("document", "summarize")
-    builder.add_edge("summarize", END)
+    builder.add_edge("summarize", "schedule_enrichment")
+    builder.add_edge("schedule_enrichment", END)
     graph = builder.compile(checkpointer=resolve_checkpointer(services, checkpointer), name=name)
     graph.documents = documents  # type: ignore[attr-defined]  # for callers that delete documents
     return graph

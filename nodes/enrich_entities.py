@@ -84,3 +84,18 @@ def schedule_memories(services: Services, *, user_id: str, cube_id: str, memory_
         key = f"entities:{cube_id}:{batch[0]}:{len(batch)}"
         jobs.append(services.outbox.enqueue(ENRICH_KIND, payload, dedup_key=key))
     return jobs
+
+
+def make_schedule_ingest_enrichment(services: Services):  # type: ignore[no-untyped-def]
+    """Ingest graph node (after `summarize`): enrichment jobs for the memories this ingest added or changed, so
+    ingested conversations and documents join the entity graph and get grounded dates, off the write path."""
+
+    def schedule_enrichment(state: dict[str, Any]) -> dict[str, Any]:
+        ids = [i for row in state.get("results") or [] if row.get("status") in ("new", "changed")
+               for i in row.get("memory_ids") or []]
+        if not ids or "user_id" not in state or "cube_id" not in state:
+            return {}
+        jobs = schedule_memories(services, user_id=state["user_id"], cube_id=state["cube_id"], memory_ids=ids)
+        return {"summary": {**(state.get("summary") or {}), "enrich_jobs": len(jobs)}}
+
+    return schedule_enrichment

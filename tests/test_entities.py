@@ -70,8 +70,8 @@ def test_enrichment_links_entities_grounds_times_and_erasure_removes_them(
     assert first.key == "Ana · 7 May 2023" and first.text == turns[0].text
     assert [h.id for h in tree.text_search("7 May 2023", cube_ids=["c1"])] == [ids[0]]
     assert tree.mentions(ids) == {ids[0]: ["joe"], ids[1]: ["joe", "lisbon", "sister"], ids[2]: ["weather"]}
-    assert [h.id for h in tree.entity_search(query_entity_names("Where does Joe's sister live?"),
-                                             cube_ids=["c1"])][0] == ids[1]
+    hits = tree.entity_search(query_entity_names("Where does Joe's sister live?"), cube_ids=["c1"])
+    assert [h.id for h in hits] == [ids[1], ids[0]]  # joe + sister beats joe alone
     tree.delete([ids[1]], hard=True)
     assert tree.entity_search(["lisbon"], cube_ids=["c1"]) == []
     assert [h.id for h in tree.entity_search(["joe"], cube_ids=["c1"])] == [ids[0]]
@@ -88,4 +88,30 @@ def test_ingest_schedules_a_deferred_job_that_the_worker_runs(tmp_path: Path) ->
     assert schedule_memories(services, user_id="u1", cube_id="c1", memory_ids=ids) == jobs  # idempotent
     assert Worker(services).run(until_idle=True) == 1
     assert services.tree.mentions(ids) == {ids[0]: ["ana", "joe", "porto"], ids[1]: ["chess", "joe"]}
+    services.close()
+
+
+def test_an_ingested_conversation_joins_the_entity_graph_with_grounded_dates(tmp_path: Path) -> None:
+    from graphs.ingest import build_ingest_graph
+    from nodes.ingest_state import IngestContext
+    from stores.registry import default_cube_id
+
+    services = Services.from_settings(Settings(data_dir=tmp_path / "d", worker_in_process=False),
+                                      embeddings=HashingEmbeddings(64))
+    conversation = {"conversation_id": "conv1", "session_id": "s1", "session_date": "2023-05-08T13:56:00Z",
+                    "messages": [{"speaker": "Caroline", "text": "I went to the LGBTQ support group yesterday."},
+                                 {"speaker": "Melanie", "text": "Wow Caroline, how was Boston?"}]}
+    graph = build_ingest_graph(services)
+    cube = default_cube_id("u1")
+    out = graph.invoke({"conversations": [conversation]}, context=IngestContext(user_id="u1", cube_id=cube))
+    assert out["summary"]["enrich_jobs"] == 1
+    turns = sorted(services.tree.list(cube_ids=[cube], limit=10), key=lambda m: m.turn_index or 0)
+    turns = [t for t in turns if t.turn_index is not None]
+    assert len(turns) == 2 and services.tree.mentions([t.id for t in turns]) == {}
+    assert Worker(services).run(until_idle=True) == 1
+    assert services.tree.mentions([turns[1].id]) == {turns[1].id: ["boston", "caroline"]}
+    (first,) = services.tree.get([turns[0].id])
+    assert "7 May 2023" in first.key and first.text == turns[0].text
+    again = graph.invoke({"conversations": [conversation]}, context=IngestContext(user_id="u1", cube_id=cube))
+    assert "enrich_jobs" not in again["summary"]  # unchanged: nothing new to enrich
     services.close()
