@@ -22,6 +22,9 @@ Routes (all JSON; errors are `{"error": ..., "reason": ..., "status": ...}` with
     POST /v1/documents                                       ingest texts / conversations (ingest graph)
     GET  /v1/documents, DELETE /v1/documents?doc_key=...     list documents of a cube, archive one
     GET  /v1/jobs, GET /v1/jobs/{id}                         enrichment jobs of the caller's cubes
+    POST /v1/jobs/{id}/retry                                 requeue a failed job
+    GET  /v1/memories/{id}/edges                             edges of a memory (readable ends only)
+    /ui                                                      the web inspector (hippograph.ui)
 """
 
 from __future__ import annotations
@@ -739,3 +742,13 @@ def main() -> None:  # `python -m hippograph.server --host 127.0.0.1 --port 8000
 
 if __name__ == "__main__":
     main()
+    @api.get("/memories/{memory_id}/edges", tags=["memories"])
+    def memory_edges(memory_id: str, caller: Caller) -> list[dict[str, Any]]:
+        """Edges touching the memory whose other end the caller may read too (`src -rel-> dst`)."""
+        return [e.model_dump(mode="json") for e in memory.edges(_mid(memory_id), user_id=caller.id)]
+
+    @api.post("/jobs/{job_id}/retry", response_model=JobOut, tags=["jobs"])
+    def retry_job(job_id: str, caller: Caller) -> JobOut:
+        """Requeue a failed job (fresh attempts); needs write access to its cube."""
+        return _job_out(memory.retry_job(job_id, user_id=caller.id))
+

@@ -270,6 +270,8 @@ def test_memories_history_graph_search_edit_delete(ui_server: UIServer, browser:
     page.click("#delete")
     expect(page.locator("#flash")).to_contain_text(f"deleted for good: {boiler}")
     with ui_server.api("alice") as api:
+        edges = api.get(f"/v1/memories/{ids['new']}/edges").json()
+        assert (ids["new"], "SUPERSEDES", ids["old"]) in {(e["src"], e["rel"], e["dst"]) for e in edges}
         assert api.get(f"/v1/memories/{boiler}").status_code == 404
         assert api.get(f"/v1/memories/{cello}").json()["status"] == "deleted"
     response = page.goto(f"/ui/memories/{boiler}")
@@ -292,14 +294,14 @@ def test_documents_and_jobs_with_retry(ui_server: UIServer, browser: Any, shots:
     with ui_server.api("alice") as api:
         r = api.post("/v1/documents", json={"texts": [{"name": "garden", "text": "# Garden\n\nTomatoes by the wall."}]})
         assert r.status_code == 200, r.text
-    # A job that failed for good, for alice's cube and one for bob's. Written into the server's own outbox file
-    # (the in-process worker is off in this server, and a real failure would depend on enrichment internals).
+    # A job that failed for good (as a worker records it) for alice's cube, and one for bob's, in the server's own
+    # outbox file: the in-process worker is off in this server, and a real failure would hang on enrichment
+    # internals. (Claiming first would lease whichever job is oldest, not necessarily this one.)
     outbox = SqliteOutbox(ui_server.data_dir / "outbox.sqlite")
     try:
         failed = {}
         for user in ("alice", "bob"):
             job_id = outbox.enqueue("enrich_turn", {"user_id": user, "cube_id": f"{user}.default", "memory_ids": []})
-            assert outbox.claim(worker="test") is not None
             outbox.fail(job_id, f"RuntimeError: model timed out for {user}", retry=False)
             failed[user] = job_id
     finally:
@@ -323,6 +325,10 @@ def test_documents_and_jobs_with_retry(ui_server: UIServer, browser: Any, shots:
     assert failed["bob"] not in jobs
     r = page.request.post(f"/ui/jobs/{failed['bob']}/retry")  # someone else's job: not found, not retried
     assert r.status == 404
+    with ui_server.api("alice") as api:  # the same rules over REST
+        assert api.post(f"/v1/jobs/{failed['bob']}/retry").status_code == 404
+        r = api.post(f"/v1/jobs/{failed['alice']}/retry")
+        assert r.status_code == 422 and "only failed jobs" in r.json()["reason"]
     page.context.close()
 
 
@@ -342,6 +348,8 @@ def test_second_user_cannot_see_the_first_users_cube(ui_server: UIServer, browse
         assert "4411" not in page.content()
     for path in (f"/ui/api/graph/{secret}", f"/ui/api/memories/{secret}"):
         assert page.request.get(path).status == 404, path
+    with ui_server.api("bob") as api:
+        assert api.get(f"/v1/memories/{secret}/edges").status_code == 404
     audit = page.request.get("/ui/api/search", params={"q": "locker code 4411", "threshold": "0"}).json()
     assert secret not in {h["item"]["id"] for h in audit["candidates"]}
     assert page.request.get("/ui/api/search", params={"q": "locker", "cube": "alice.default"}).status == 403

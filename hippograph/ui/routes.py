@@ -239,9 +239,15 @@ def build_ui_router(memory: Memory) -> APIRouter:
     @html_errors
     def search_page(
         request: Request, user: Caller, q: Annotated[str, Query(max_length=32_000)] = "", cube: str = "",
-        top_k: Annotated[int, Query(ge=1, le=200)] = 10, threshold: Annotated[float, Query(ge=0, le=1)] = 0.5,
-        min_keep: Annotated[int, Query(ge=0, le=200)] = 1,
+        top_k: Annotated[int | None, Query(ge=1, le=200)] = None,
+        threshold: Annotated[float | None, Query(ge=0, le=1)] = None,
+        min_keep: Annotated[int | None, Query(ge=0, le=200)] = None,
     ) -> Response:
+        # Defaults are the server's own recall settings, so a first run shows what an agent gets.
+        settings = memory.settings
+        top_k = settings.top_k if top_k is None else top_k
+        threshold = settings.threshold if threshold is None else threshold
+        min_keep = settings.min_keep if min_keep is None else min_keep
         form = {"q": q, "cube": cube, "top_k": top_k, "threshold": threshold, "min_keep": min_keep}
         audit = None
         if q.strip():
@@ -252,11 +258,15 @@ def build_ui_router(memory: Memory) -> APIRouter:
     @ui.get("/api/search")
     def search_json(
         user: Caller, q: Annotated[str, Query(min_length=1, max_length=32_000)], cube: str = "",
-        top_k: Annotated[int, Query(ge=1, le=200)] = 10, threshold: Annotated[float, Query(ge=0, le=1)] = 0.5,
-        min_keep: Annotated[int, Query(ge=0, le=200)] = 1,
+        top_k: Annotated[int | None, Query(ge=1, le=200)] = None,
+        threshold: Annotated[float | None, Query(ge=0, le=1)] = None,
+        min_keep: Annotated[int | None, Query(ge=0, le=200)] = None,
     ) -> SearchAudit:
-        return memory.explain_search(q, user_id=user.id, cube_ids=[cube] if cube else None, top_k=top_k,
-                                     threshold=threshold, min_keep=min_keep)
+        settings = memory.settings
+        return memory.explain_search(q, user_id=user.id, cube_ids=[cube] if cube else None,
+                                     top_k=settings.top_k if top_k is None else top_k,
+                                     threshold=settings.threshold if threshold is None else threshold,
+                                     min_keep=min_keep)
 
     # -- documents and jobs --------------------------------------------------------------------------------
 
@@ -361,9 +371,8 @@ def _others(memory: Memory, memory_id: str, edges: list[Edge], user_id: str) -> 
 
 
 def _node(item: MemoryItem) -> dict[str, Any]:
-    label = item.key or item.text
-    return {"id": item.id, "label": _snippet(label, 40), "text": _snippet(item.text, 400), "key": item.key,
-            "type": item.memory_type.value, "status": item.status.value, "cube": item.cube_id,
+    return {"id": item.id, "label": _snippet(item.text.replace("\n", " "), 40), "text": _snippet(item.text, 400),
+            "key": item.key, "type": item.memory_type.value, "status": item.status.value, "cube": item.cube_id,
             "source": item.source, "created": _when(item.created_at)}
 
 

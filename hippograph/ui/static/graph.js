@@ -27,8 +27,10 @@
       container: container,
       elements: elements,
       wheelSensitivity: 0.3,
+      minZoom: 0.1,
+      maxZoom: 1.5,  // a graph of two or three memories is not blown up to fill the box
       style: [
-        { selector: "node", style: { "label": "data(label)", "font-size": 10, "text-wrap": "ellipsis", "text-max-width": 140,
+        { selector: "node", style: { "label": "data(label)", "font-size": 10, "text-wrap": "ellipsis", "text-max-width": 160, "text-valign": "bottom", "text-margin-y": 4,
             "background-color": (n) => NODE_COLOURS[n.data("type")] || "#adb5bd", "width": 22, "height": 22, "color": "#1d2330" } },
         { selector: "node.center", style: { "border-width": 4, "border-color": "#1d2330", "width": 32, "height": 32 } },
         { selector: "node.superseded, node.deleted", style: { "opacity": 0.55, "border-style": "dashed", "border-width": 2, "border-color": "#868e96" } },
@@ -37,7 +39,8 @@
             "text-rotation": "autorotate", "color": "#667085" } },
         { selector: ":selected", style: { "border-width": 3, "border-color": "#3b5bdb" } },
       ],
-      layout: { name: "cose", animate: false, padding: 30, nodeRepulsion: () => 9000, idealEdgeLength: () => 90 },
+      layout: { name: "cose", animate: false, padding: 40, nodeDimensionsIncludeLabels: true, randomize: false,
+        nodeRepulsion: () => 400000, idealEdgeLength: () => 110, edgeElasticity: () => 100, componentSpacing: 80 },
     });
     cy.on("tap", "node", (evt) => showDetails(evt.target));
     cy.on("dbltap", "node", (evt) => { window.location.href = "/ui/graph/" + encodeURIComponent(evt.target.id()); });
