@@ -615,6 +615,11 @@ def build_rest(memory: Memory) -> APIRouter:
     def memory_history(memory_id: str, caller: Caller) -> list[MemoryItem]:
         return memory.history(_mid(memory_id), user_id=caller.id)
 
+    @api.get("/memories/{memory_id}/edges", tags=["memories"])
+    def memory_edges(memory_id: str, caller: Caller) -> list[dict[str, Any]]:
+        """Edges touching the memory whose other end the caller may read too (`src -rel-> dst`)."""
+        return [e.model_dump(mode="json") for e in memory.edges(_mid(memory_id), user_id=caller.id)]
+
     @api.post("/search", response_model=list[SearchHit], tags=["memories"])
     def search(body: SearchQuery, caller: Caller) -> list[SearchHit]:
         return memory.search(body.query, user_id=caller.id, cube_ids=body.cube_ids, top_k=body.top_k,
@@ -659,6 +664,11 @@ def build_rest(memory: Memory) -> APIRouter:
         if job is None or not _visible_job(job, caller.id, registry.readable(caller.id)):
             raise NotFoundError(f"job {job_id} not found")
         return _job_out(job)
+
+    @api.post("/jobs/{job_id}/retry", response_model=JobOut, tags=["jobs"])
+    def retry_job(job_id: str, caller: Caller) -> JobOut:
+        """Requeue a failed job (fresh attempts); needs write access to its cube."""
+        return _job_out(memory.retry_job(job_id, user_id=caller.id))
 
     return api
 
@@ -742,13 +752,3 @@ def main() -> None:  # `python -m hippograph.server --host 127.0.0.1 --port 8000
 
 if __name__ == "__main__":
     main()
-    @api.get("/memories/{memory_id}/edges", tags=["memories"])
-    def memory_edges(memory_id: str, caller: Caller) -> list[dict[str, Any]]:
-        """Edges touching the memory whose other end the caller may read too (`src -rel-> dst`)."""
-        return [e.model_dump(mode="json") for e in memory.edges(_mid(memory_id), user_id=caller.id)]
-
-    @api.post("/jobs/{job_id}/retry", response_model=JobOut, tags=["jobs"])
-    def retry_job(job_id: str, caller: Caller) -> JobOut:
-        """Requeue a failed job (fresh attempts); needs write access to its cube."""
-        return _job_out(memory.retry_job(job_id, user_id=caller.id))
-
