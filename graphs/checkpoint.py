@@ -9,10 +9,11 @@ and nothing else can be constructed from a checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import sqlite3
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import cache
 from typing import Any
 
@@ -22,6 +23,7 @@ from pydantic import BaseModel
 from typing_extensions import is_typeddict
 
 from hippograph.settings import Settings
+from stores.files import private_file
 
 
 def _annotations(schema: type) -> dict[str, Any]:
@@ -76,5 +78,22 @@ def open_checkpointer(settings: Settings) -> BaseCheckpointSaver:
         return saver
     from langgraph.checkpoint.sqlite import SqliteSaver
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return SqliteSaver(sqlite3.connect(url, check_same_thread=False), serde=checkpoint_serializer())
+    lite = sqlite3.connect(private_file(url), check_same_thread=False)
+    lite.execute("PRAGMA secure_delete=ON")  # an erased thread leaves no bytes in free pages
+    return SqliteSaver(lite, serde=checkpoint_serializer())
+
+
+def erase_threads(saver: BaseCheckpointSaver, thread_ids: Iterable[str]) -> int:
+    """Delete threads' checkpoints and pending writes for good (erasure). Returns how many threads were named.
+
+    SQLite: `secure_delete` zeroes the freed pages, and a WAL checkpoint moves them out of the `-wal` file.
+    """
+    count = 0
+    for thread_id in thread_ids:
+        saver.delete_thread(thread_id)
+        count += 1
+    conn = getattr(saver, "conn", None)
+    if isinstance(conn, sqlite3.Connection):
+        with getattr(saver, "lock", contextlib.nullcontext()):
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return count

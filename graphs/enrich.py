@@ -28,6 +28,7 @@ from nodes.enrich_preferences import make_enrich_preferences
 from nodes.enrich_supersede import make_enrich_supersede
 from nodes.enrich_topics import make_enrich_topics
 from nodes.enrich_working import make_enrich_working
+from stores.files import private_file
 
 __all__ = ["ENRICH_KIND", "NODES", "EnrichState", "build_enrich_graph", "open_enrich_checkpointer"]
 
@@ -42,9 +43,9 @@ def open_enrich_checkpointer(settings: Settings) -> BaseCheckpointSaver:
         return open_checkpointer(settings)
     from langgraph.checkpoint.sqlite import SqliteSaver
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(settings.data_dir / "enrich_checkpoints.sqlite"), check_same_thread=False)
+    conn = sqlite3.connect(private_file(settings.data_dir / "enrich_checkpoints.sqlite"), check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA secure_delete=ON")  # erased jobs leave no bytes in free pages
     return SqliteSaver(conn)
 
 

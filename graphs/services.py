@@ -16,6 +16,7 @@ from langchain_core.language_models import BaseChatModel
 
 from hippograph.settings import Settings, get_settings
 from stores.embedders import embedding_dimension, load_embeddings
+from stores.files import private_dir
 from stores.outbox import Outbox, SqliteOutbox
 from stores.registry import Registry
 from stores.tree.base import TreeStore
@@ -40,7 +41,7 @@ class Services:
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> Services:
         settings = settings or get_settings()
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         embeddings = overrides.pop("embeddings", None) or load_embeddings(settings.embedder)
         tree = overrides.pop("tree", None) or open_tree_store(settings, embedding_dimension(embeddings))
         return cls(
@@ -64,6 +65,8 @@ class Services:
                 self._preferences = MilvusPreferenceStore(
                     self.settings.milvus_path, embeddings=self.embeddings, token=self.settings.milvus_token
                 )
+                if not self.settings.milvus_uri:  # a Milvus Lite directory of ours: owner-only like the rest
+                    private_dir(self.settings.milvus_path)
             return self._preferences
 
     @cached_property

@@ -29,6 +29,8 @@ class ChatState(TypedDict, total=False):
     """The query's embedding, computed once and reused by rerank (MMR) and ingest (the turn's own vector)."""
     user_id: str
     read_cube_ids: list[str]
+    shared_cubes: dict[str, str]
+    """Readable cubes owned by someone else -> their owner: recall labels their memories as untrusted."""
     write_cube_id: str
     session_id: str
     candidates: list[SearchHit]
@@ -103,3 +105,6 @@ class ChatContext:
     """Write the turn into memory (the deferred ingest node). False for read-only turns."""
     recall: RecallConfig | None = None
     """Recall tuning for this run; None = `settings.recall` (the deployment's, by default the product's)."""
+    as_of: float | None = None
+    """Reference time of the question (epoch seconds; None = now): the query's "last year" is relative to it, and
+    when set recall answers what was true then (time-travel search over `valid_from`/`valid_to`)."""

@@ -16,6 +16,8 @@ Who the caller is:
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -26,7 +28,6 @@ from hippograph.memory import Memory
 from hippograph.settings import Settings, get_settings
 from stores.errors import AccessDeniedError, HippographError, NotFoundError
 from stores.models import MemoryItem, check_id
-from stores.registry import Access
 
 log = logging.getLogger(__name__)
 
@@ -108,18 +109,44 @@ class HippoMCP:
                 "written_ids": result.written_ids, "thread_id": result.thread_id}
 
     def list_cubes(self, ctx: Context | None = None) -> dict[str, Any]:
-        cubes = self.services.registry.cubes_for(self.caller(ctx))
+        cubes = self.memory.cubes(user_id=self.caller(ctx))
         return {"cubes": [{"id": c.cube.id, "name": c.cube.name, "owner_id": c.cube.owner_id,
-                           "access": c.access.value} for c in cubes]}
+                           "access": c.access.value, "owned": c.owned} for c in cubes]}
 
     def share_cube(self, cube_id: str, user_id: str, access: Literal["read", "write"] = "read",
                    ctx: Context | None = None) -> dict[str, Any]:
+        self.memory.share(cube_id, user_id=self.caller(ctx), with_user=user_id, access=access)
+        return {"status": "invited", "cube_id": cube_id, "user_id": user_id, "access": access}
+
+    def list_invitations(self, ctx: Context | None = None) -> dict[str, Any]:
+        return {"invitations": [s.model_dump(mode="json") for s in self.memory.invitations(user_id=self.caller(ctx))]}
+
+    def accept_share(self, cube_id: str, ctx: Context | None = None) -> dict[str, Any]:
+        return self.memory.accept_share(cube_id, user_id=self.caller(ctx)).model_dump(mode="json")
+
+    def leave_cube(self, cube_id: str, ctx: Context | None = None) -> dict[str, Any]:
+        self.memory.leave_cube(cube_id, user_id=self.caller(ctx))
+        return {"left": cube_id}
+
+    def delete_cube(self, cube_id: str, ctx: Context | None = None) -> dict[str, Any]:
+        return self.memory.delete_cube(cube_id, user_id=self.caller(ctx)).model_dump(mode="json")
+
+    def list_preferences(self, ctx: Context | None = None) -> dict[str, Any]:
+        prefs = self.memory.preferences(user_id=self.caller(ctx))
+        return {"preferences": [p.model_dump(mode="json", include={"id", "kind", "topic", "text", "cube_id"})
+                                for p in prefs]}
+
+    def delete_preference(self, preference_id: str, ctx: Context | None = None) -> dict[str, Any]:
+        self.memory.delete_preference(preference_id, user_id=self.caller(ctx))
+        return {"deleted": preference_id}
+
+    def export_memories(self, ctx: Context | None = None) -> dict[str, Any]:
+        """Everything you own as JSON Lines text (cubes, memories with history, edges, preferences, documents)."""
         caller = self.caller(ctx)
-        registry = self.services.registry
-        if check_id(cube_id, "cube id") not in registry.readable(caller):
-            raise NotFoundError(f"cube {cube_id!r} not found")
-        registry.share(caller, cube_id, check_id(user_id, "user id"), Access(access))
-        return {"cube_id": cube_id, "user_id": user_id, "access": access}
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "export.jsonl"
+            counts = self.memory.export(path, user_id=caller)
+            return {"counts": counts, "jsonl": path.read_text(encoding="utf-8")}
 
     def ingest_document(self, text: str, name: str | None = None, title: str | None = None,
                         cube_id: str | None = None, ctx: Context | None = None) -> dict[str, Any]:
@@ -139,7 +166,8 @@ class HippoMCP:
 
 
 TOOLS = ("search_memories", "add_memory", "get_memory", "update_memory", "delete_memory", "chat", "list_cubes",
-         "share_cube", "ingest_document", "job_status")
+         "share_cube", "list_invitations", "accept_share", "leave_cube", "delete_cube", "list_preferences",
+         "delete_preference", "export_memories", "ingest_document", "job_status")
 
 
 def _wrap(method: Any) -> Any:
@@ -182,7 +210,13 @@ _DOCS = {
     "delete_memory": "Delete a memory (soft by default; hard=true removes it).",
     "chat": "One chat turn with memory: recall, answer with citations, remember the turn.",
     "list_cubes": "The cubes you may read, with your access (read or write).",
-    "share_cube": "Share a cube you own with another user, read or read-write.",
+    "share_cube": "Invite another user to a cube you own (read or read-write); they must accept.",
+    "list_invitations": "Cubes other users invited you to, waiting for you to accept.",
+    "accept_share": "Accept an invitation: the cube then feeds your recall (its memories marked as shared).",
+    "leave_cube": "Decline an invitation or leave a cube shared with you.",
+    "delete_cube": "Erase a cube you own from every store (its id is never reused).",
+    "list_preferences": "Your preferences (explicit and implicit).",
+    "delete_preference": "Erase one of your preferences.",
     "ingest_document": "Ingest a text document (Markdown welcome): converted, chunked and stored as memories.",
     "job_status": "Status of a background enrichment job.",
 }

@@ -14,23 +14,29 @@ import builtins
 import functools
 import itertools
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, convert_to_messages
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from pydantic import BaseModel, Field
 
 from graphs.chat import build_chat_graph
+from graphs.checkpoint import erase_threads
 from graphs.search import build_search_graph
 from graphs.services import Services
 from graphs.state import ChatContext
 from hippograph.settings import Settings, get_settings
 from nodes.scope import message_text
+from stores import limits
+from stores.erasure import ErasureReport, erase_cubes, erase_memories
 from stores.errors import AccessDeniedError, InvalidInputError, NotFoundError
 from stores.models import MemoryItem, MemoryStatus, SearchHit, check_id, check_text, content_hash, now
 from stores.outbox import Job, JobStatus
-from stores.registry import CubeAccess, default_cube_id
+from stores.portability import Portable, export_user, import_user
+from stores.preferences.base import Preference
+from stores.registry import Access, Cube, CubeAccess, Share, ShareStatus, User, check_user_id, default_cube_id
 from stores.tree.base import Edge, Rel
 from stores.write import write_memories
 
@@ -60,13 +66,22 @@ class Memory:
     def __init__(self, settings: Settings | None = None, *, services: Services | None = None) -> None:
         self.services = services or Services.from_settings(settings or get_settings())
         self.settings = self.services.settings
-        self._chat = build_chat_graph(self.services)
-        self._search = build_search_graph(self.services)
         self._ingest: Any = None
         self._ingest_lock = threading.Lock()
         self._worker = None
+        self._enrich_saver: BaseCheckpointSaver | None = None
         if self.settings.worker_in_process:
             self._worker = _start_worker(self.services)
+
+    @functools.cached_property
+    def _chat(self) -> Any:
+        """The chat graph, compiled on first use (with its checkpointer): `stats` or `add` never need it."""
+        return build_chat_graph(self.services)
+
+    @functools.cached_property
+    def _search(self) -> Any:
+        """The search graph, compiled on first use (compiling opens preference memory)."""
+        return build_search_graph(self.services)
 
     # -- writing -------------------------------------------------------------------------------------------
 
@@ -107,8 +122,8 @@ class Memory:
             raise InvalidInputError(f"not a list of messages: {exc}") from None
         for turn in turns:
             check_text(turn.text)
-        if metadata is not None and not isinstance(metadata, dict):
-            raise InvalidInputError("metadata must be a dict")
+        if metadata is not None:
+            limits.check_metadata(metadata)
         if session_id is not None:
             check_id(session_id, "session id")
         start, previous, last_id = 0, None, None
@@ -140,6 +155,9 @@ class Memory:
         metadata: dict[str, Any] | None = None,
     ) -> MemoryItem:
         """Edit a memory in place (same id). The previous text is kept in `metadata["previous_versions"]`."""
+        text = check_text(text) if text is not None else None
+        tags = limits.check_tags(tags) if tags is not None else None
+        metadata = limits.check_metadata(metadata) if metadata is not None else None
         item = self._get_for(memory_id, user_id, write=True)
         if text is not None:
             text = check_text(text)
@@ -161,9 +179,16 @@ class Memory:
         return item
 
     def delete(self, memory_id: str, *, user_id: str, hard: bool = False) -> None:
-        """Soft delete (kept, status `deleted`) or hard delete (gone)."""
-        self._get_for(memory_id, user_id, write=True)
-        self.services.tree.delete([memory_id], hard=hard)
+        """Soft delete (kept, status `deleted`, history intact) or hard delete: the memory, everything derived
+        from it (facts, topics, working memory), preferences evidenced by its message and the enrichment jobs
+        about it are erased from every store. The chat thread that holds the turn keeps it until the thread is
+        deleted (`delete_thread`) or the user erased."""
+        item = self._get_for(memory_id, user_id, write=True)
+        if not hard:
+            self.services.tree.delete([memory_id])
+            return
+        erase_memories([item], tree=self.services.tree, preferences=self.services.preferences,
+                       outbox=self.services.outbox, erase_job_threads=self._erase_job_threads)
 
     # -- documents -----------------------------------------------------------------------------------------
 
@@ -231,25 +256,30 @@ class Memory:
         threshold: float = 0.0,
     ) -> list[SearchHit]:
         """Memories for a query, best first, each with its fused score and per-signal scores."""
-        if not isinstance(top_k, int) or not 1 <= top_k <= 200:
-            raise InvalidInputError("top_k must be an integer between 1 and 200")
+        limits.check_top_k(top_k)
+        limits.check_threshold(threshold)
         context = ChatContext(user_id=check_id(user_id, "user id"), cube_ids=_cubes(cube_ids), top_k=top_k,
                               threshold=threshold, ingest=False)
         state = self._search.invoke({"query": check_text(query, "query")}, context=context)
         return list(state.get("memories", []))
 
     def chat(
-        self, message: str, *, user_id: str, thread_id: str | None = None, cube_ids: Sequence[str] | None = None,
-        top_k: int | None = None, cube_id: str | None = None,
+        self, message: str | Sequence[AnyMessage | dict[str, Any]], *, user_id: str, thread_id: str | None = None,
+        cube_ids: Sequence[str] | None = None, top_k: int | None = None, cube_id: str | None = None,
     ) -> ChatResult:
         """One chat turn: recall from `cube_ids` (default: every readable cube), answer (cited), then remember
-        the turn in `cube_id` (default: the user's default cube)."""
+        the turn in `cube_id` (default: the user's default cube). `message` is a text, or this turn's messages
+        (the LangServe `messages` shape, at least one of them from the human)."""
+        messages = turn_messages(message)
+        if top_k is not None:
+            limits.check_top_k(top_k)
+        limits.check_thread_id(thread_id)
         context = ChatContext(user_id=check_id(user_id, "user id"), cube_ids=_cubes(cube_ids), write_cube_id=cube_id,
                               top_k=top_k or self.settings.top_k, threshold=self.settings.threshold,
                               min_keep=self.settings.min_keep, mode=self.settings.mode)
         thread = thread_key(user_id, thread_id)
         state = self._chat.invoke(
-            {"messages": [HumanMessage(content=check_text(message, "message"))]},
+            {"messages": messages},
             {"configurable": {"thread_id": thread}},
             context=context,
         )
@@ -275,20 +305,126 @@ class Memory:
         cubes = self.services.registry.readable(check_id(user_id, "user id"), _cubes(cube_ids))
         return self.services.tree.list(cube_ids=cubes, limit=limit, offset=offset, statuses=statuses)
 
-    # -- users and cubes -----------------------------------------------------------------------------------
+    # -- users, cubes and sharing ----------------------------------------------------------------------------
+
+    def create_user(self, user_id: str, *, name: str = "", is_admin: bool = False) -> User:
+        """A new user with a default cube `<user_id>.default`. Ids of erased users are never reused."""
+        return self.services.registry.create_user(check_user_id(user_id), name=name, is_admin=is_admin,
+                                                  exist_ok=False)
+
+    def users(self) -> builtins.list[User]:
+        return self.services.registry.list_users()
+
+    def create_api_key(self, user_id: str) -> str:
+        """A new API key for the user (shown once; only its hash is stored)."""
+        return self.services.registry.create_api_key(check_id(user_id, "user id"))
+
+    def revoke_api_key(self, api_key: str) -> None:
+        self.services.registry.revoke_api_key(api_key)
+
+    def erase_user(self, user_id: str) -> ErasureReport:
+        """Erase a user: every cube they own (memories, edges, entities, documents), their preferences, their
+        enrichment jobs and checkpoints, every chat thread of theirs or that read their cubes; then the user,
+        cubes, shares and keys. No byte of it stays in the embedded stores' files. Ids are never reused."""
+        registry = self.services.registry
+        registry.get_user(check_id(user_id, "user id"))
+        report = self._erase(registry.owned_cubes(user_id), user_id=user_id)
+        registry.delete_user(user_id)
+        return report
 
     def cubes(self, *, user_id: str) -> builtins.list[CubeAccess]:
+        """The cubes the user may read: their own and shared ones they accepted (`owned` False)."""
         self.services.registry.ensure_user(check_id(user_id, "user id"))
         return self.services.registry.cubes_for(user_id)
 
-    def create_cube(self, cube_id: str, *, user_id: str, name: str = "") -> None:
+    def create_cube(self, cube_id: str, *, user_id: str, name: str = "") -> Cube:
         self.services.registry.ensure_user(check_id(user_id, "user id"))
-        self.services.registry.create_cube(user_id, cube_id, name=name)
+        return self.services.registry.create_cube(user_id, check_id(cube_id, "cube id"), name=name)
+
+    def delete_cube(self, cube_id: str, *, user_id: str) -> ErasureReport:
+        """Erase a cube the user owns from every store (see `erase_user`), then forget it; its id is never reused.
+        A user's default cube cannot be deleted (`clear_cube` empties it)."""
+        self._own_cube(cube_id, user_id)
+        self.services.registry.check_deletable(user_id, cube_id)
+        report = self._erase([cube_id])
+        self.services.registry.delete_cube(user_id, cube_id)
+        return report
+
+    def clear_cube(self, cube_id: str, *, user_id: str) -> ErasureReport:
+        """Erase everything in a cube the user owns (as `delete_cube`) but keep the cube and its shares."""
+        self._own_cube(cube_id, user_id)
+        return self._erase([cube_id])
 
     def share(self, cube_id: str, *, user_id: str, with_user: str, access: str = "read") -> None:
-        from stores.registry import Access
+        """Invite `with_user` to a cube you own; it feeds their recall only after they accept. Sharing with an
+        unknown user looks exactly the same (user ids cannot be probed)."""
+        if access not in {a.value for a in Access}:
+            raise InvalidInputError(f"access must be one of {sorted(a.value for a in Access)}, not {access!r:.40}")
+        self._own_cube(cube_id, user_id)
+        self.services.registry.share(user_id, cube_id, check_id(with_user, "user id"), Access(access))
 
-        self.services.registry.share(user_id, cube_id, with_user, Access(access))
+    def unshare(self, cube_id: str, *, user_id: str, with_user: str) -> None:
+        self._own_cube(cube_id, user_id)
+        self.services.registry.unshare(user_id, cube_id, check_id(with_user, "user id"))
+
+    def shares(self, *, user_id: str) -> builtins.list[Share]:
+        """Shares of the cubes the user owns (pending and accepted)."""
+        self.services.registry.get_user(check_id(user_id, "user id"))
+        return self.services.registry.shares(owner_id=user_id)
+
+    def invitations(self, *, user_id: str) -> builtins.list[Share]:
+        """Cubes other users invited this user to, not yet accepted."""
+        self.services.registry.ensure_user(check_id(user_id, "user id"))
+        return self.services.registry.shares(user_id=user_id, status=ShareStatus.PENDING)
+
+    def accept_share(self, cube_id: str, *, user_id: str) -> Share:
+        self.services.registry.get_user(check_id(user_id, "user id"))
+        return self.services.registry.accept_share(user_id, check_id(cube_id, "cube id"))
+
+    def leave_cube(self, cube_id: str, *, user_id: str) -> None:
+        """Decline an invitation or leave a cube shared with you."""
+        self.services.registry.get_user(check_id(user_id, "user id"))
+        self.services.registry.leave_share(user_id, check_id(cube_id, "cube id"))
+
+    def preferences(self, *, user_id: str, include_inactive: bool = False) -> builtins.list[Preference]:
+        """The user's preferences (explicit and implicit)."""
+        self.services.registry.get_user(check_id(user_id, "user id"))
+        return self.services.preferences.list(user_id=user_id, include_inactive=include_inactive)
+
+    def delete_preference(self, preference_id: str, *, user_id: str) -> None:
+        """Erase one of the user's preferences for good."""
+        self.services.registry.get_user(check_id(user_id, "user id"))
+        found = self.services.preferences.get([check_id(preference_id, "preference id")], user_id=user_id)
+        if not found:
+            raise NotFoundError(f"preference {preference_id} not found")
+        self.services.preferences.erase(ids=[preference_id])
+
+    def delete_thread(self, thread_id: str, *, user_id: str) -> None:
+        """Forget a chat thread for good: its checkpoints (messages, recalled memories, answers) and the
+        enrichment jobs it scheduled. Memories the thread wrote stay (delete them with `delete`)."""
+        key = thread_key(check_id(user_id, "user id"), limits.check_thread_id(thread_id))
+        checkpointer = self._chat.checkpointer
+        if isinstance(checkpointer, BaseCheckpointSaver):
+            erase_threads(checkpointer, [key])
+        self._erase_job_threads(self.services.outbox.purge(thread_ids=[key]))
+        self.services.registry.forget_threads([key])
+
+    # -- export and import ---------------------------------------------------------------------------------
+
+    def export(self, path: str | Path, *, user_id: str) -> dict[str, int]:
+        """Write everything the user owns as JSON Lines: cubes, memories (all versions, with vectors), edges,
+        preferences and document records. `import_` restores it. Shared cubes of others are not included."""
+        return export_user(self._portable(), path, user_id=check_id(user_id, "user id"))
+
+    def import_(self, path: str | Path, *, user_id: str) -> dict[str, int]:
+        """Restore an `export` file as `user_id` (created if needed; cubes re-homed to them, the exported
+        default cube into theirs). Refuses, before writing anything, ids that belong to someone else."""
+        registry = self.services.registry
+        if registry.auto_create_users:
+            registry.ensure_user(check_user_id(user_id))
+        else:
+            registry.get_user(check_id(user_id, "user id"))
+        return import_user(self._portable(), path, user_id=user_id)
 
     def stats(self, *, user_id: str, cube_ids: Sequence[str] | None = None) -> dict[str, Any]:
         cubes = self.services.registry.readable(check_id(user_id, "user id"), _cubes(cube_ids))
@@ -312,6 +448,45 @@ class Memory:
         self.close()
 
     # -- helpers -------------------------------------------------------------------------------------------
+
+    def _own_cube(self, cube_id: str, user_id: str) -> None:
+        """404 for cubes the user cannot see at all (no probing), 403 for ones they see but do not own."""
+        registry = self.services.registry
+        registry.get_user(check_id(user_id, "user id"))
+        if check_id(cube_id, "cube id") not in registry.readable(user_id):
+            raise NotFoundError(f"cube {cube_id!r} not found")
+        if registry.get_cube(cube_id).owner_id != user_id:
+            raise AccessDeniedError(f"only the owner may change cube {cube_id!r}")
+
+    def _erase_job_threads(self, job_ids: Iterable[str]) -> int:
+        return erase_threads(self._enrich_checkpointer(), job_ids)
+
+    def _enrich_checkpointer(self) -> BaseCheckpointSaver:
+        if self._worker is not None:
+            return self._worker.worker.checkpointer  # type: ignore[no-any-return]
+        with self._ingest_lock:
+            if self._enrich_saver is None:
+                from graphs.enrich import open_enrich_checkpointer
+
+                self._enrich_saver = open_enrich_checkpointer(self.settings)
+            return self._enrich_saver
+
+    def _erase(self, cube_ids: Sequence[str], *, user_id: str | None = None) -> ErasureReport:
+        checkpointer = self._chat.checkpointer
+
+        def erase_chat_threads(keys: Iterable[str]) -> int:
+            return erase_threads(checkpointer, keys) if isinstance(checkpointer, BaseCheckpointSaver) else 0
+
+        return erase_cubes(
+            cube_ids, user_id=user_id, tree=self.services.tree, preferences=self.services.preferences,
+            outbox=self.services.outbox, registry=self.services.registry, documents=self._ingest_graph().documents,
+            erase_chat_threads=erase_chat_threads, erase_job_threads=self._erase_job_threads,
+        )
+
+    def _portable(self) -> Portable:
+        return Portable(tree=self.services.tree, preferences=self.services.preferences,
+                        registry=self.services.registry, documents=self._ingest_graph().documents,
+                        embeddings=self.services.embeddings)
 
     def _cube(self, user_id: str, cube_id: str | None, *, write: bool = True) -> str:
         """The cube a call works on (the user's default cube when none is named), checked for access."""
@@ -459,11 +634,33 @@ class Memory:
         return [e for e in around if (e.dst if e.src in ids else e.src) in visible]
 
 
+def turn_messages(message: Any) -> list[BaseMessage]:
+    """A chat turn's new messages, checked: one text, or a list of messages with at least one from the human."""
+    if isinstance(message, str | bytes):
+        return [HumanMessage(content=check_text(message, "message"))]
+    if not isinstance(message, Sequence) or not message:
+        raise InvalidInputError("a chat turn is a text or a non-empty list of messages")
+    if len(message) > limits.MAX_MESSAGES:
+        raise InvalidInputError(f"at most {limits.MAX_MESSAGES} messages in one turn")
+    try:
+        messages = convert_to_messages(builtins.list(message))
+    except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
+        raise InvalidInputError(f"not a list of messages: {str(exc)[:200]}") from None
+    for m in messages:
+        check_text(message_text(m.content), "message")
+    if not any(isinstance(m, HumanMessage) for m in messages):
+        raise InvalidInputError("a chat turn needs at least one human message")
+    return messages
+
+
 def _cubes(cube_ids: Sequence[str] | None) -> list[str] | None:
     if cube_ids is None:
         return None
-    if isinstance(cube_ids, str) or not all(isinstance(c, str) for c in cube_ids):
+    if isinstance(cube_ids, str) or not isinstance(cube_ids, Sequence) \
+            or not all(isinstance(c, str) for c in cube_ids):
         raise InvalidInputError("cube_ids must be a list of cube id strings")
+    if len(cube_ids) > limits.MAX_CUBE_IDS:
+        raise InvalidInputError(f"at most {limits.MAX_CUBE_IDS} cube ids")
     return [check_id(c, "cube id") for c in cube_ids]
 
 

@@ -31,27 +31,34 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from langchain_core.messages import AnyMessage
+from fastapi.responses import FileResponse, JSONResponse
+from langchain_core.messages import AnyMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.runnables.utils import ConfigurableFieldSpec
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graphs.services import Services
 from graphs.state import ChatContext
-from hippograph.memory import ChatResult, Memory, thread_key
+from hippograph.memory import ChatResult, Memory, thread_key, turn_messages
 from hippograph.settings import Settings, get_settings
+from stores import limits
+from stores.erasure import ErasureReport
 from stores.errors import AccessDeniedError, HippographError, InvalidInputError, NotFoundError
-from stores.models import MemoryItem, MemoryStatus, SearchHit, check_id
+from stores.limits import MAX_TEXT_CHARS, TOP_K_MAX, TOP_K_MIN
+from stores.models import MemoryItem, MemoryStatus, SearchHit, check_id, check_text
 from stores.outbox import Job, JobStatus
-from stores.registry import Access, Cube, CubeAccess, User
+from stores.preferences.base import Preference
+from stores.registry import Access, Cube, CubeAccess, Share, User
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +79,36 @@ class Reason(BaseModel):
 class ChatRequest(BaseModel):
     """LangServe chat input: the new message(s) of this turn."""
 
-    messages: list[AnyMessage] = Field(min_length=1)
+    messages: list[AnyMessage] = Field(min_length=1, max_length=limits.MAX_MESSAGES)
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _shape_ok(cls, messages: Any) -> Any:
+        # LangChain's message discriminator raises TypeError (not a validation error) on a non-object.
+        if not isinstance(messages, list):
+            raise InvalidInputError("`messages` must be a list of message objects")
+        for message in messages:
+            if not isinstance(message, BaseMessage) and not (isinstance(message, dict)
+                                                             and isinstance(message.get("type"), str)):
+                raise InvalidInputError("each message is an object with a string `type` (human, ai, system ...)")
+        return messages
+
+    @field_validator("messages")
+    @classmethod
+    def _turn_ok(cls, messages: list[AnyMessage]) -> list[AnyMessage]:
+        turn_messages(messages)  # checked here, so a bad turn is a 422 before any stream starts
+        return messages
 
 
 class SearchRequest(BaseModel):
     """LangServe search input: the query text."""
 
-    query: str = Field(min_length=1, max_length=32_000)
+    query: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+
+    @field_validator("query")
+    @classmethod
+    def _query_ok(cls, query: str) -> str:
+        return check_text(query, "query")
 
 
 class SearchResult(BaseModel):
@@ -127,7 +157,7 @@ class NewShare(BaseModel):
 
 class Message_(BaseModel):
     role: Literal["human", "user", "ai", "assistant", "system"] = "human"
-    content: str = Field(min_length=1, max_length=32_000)
+    content: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     name: str | None = Field(default=None, max_length=200)
     """Who said it (the memory's speaker; default: the caller for user messages, else the role)."""
     id: str | None = Field(default=None, max_length=200)
@@ -138,11 +168,16 @@ class Message_(BaseModel):
 
 class NewMemory(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: str | None = Field(default=None, max_length=32_000)
-    messages: list[Message_] | None = Field(default=None, max_length=500)
+    text: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
+    messages: list[Message_] | None = Field(default=None, max_length=limits.MAX_MESSAGES)
     cube_id: str | None = None
     session_id: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_ok(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        return limits.check_metadata(metadata)
 
 
 class MemoryIds(BaseModel):
@@ -151,9 +186,14 @@ class MemoryIds(BaseModel):
 
 class MemoryPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: str | None = Field(default=None, max_length=32_000)
-    tags: list[str] | None = None
+    text: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
+    tags: list[str] | None = Field(default=None, max_length=limits.MAX_TAGS)
     metadata: dict[str, Any] | None = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_ok(cls, metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if metadata is None else limits.check_metadata(metadata)
 
 
 class MemoryPage(BaseModel):
@@ -165,18 +205,38 @@ class MemoryPage(BaseModel):
 
 class SearchQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    query: str = Field(min_length=1, max_length=32_000)
-    cube_ids: list[str] | None = None
-    top_k: int = Field(default=10, ge=1, le=200)
-    threshold: float = Field(default=0.0, ge=0.0, le=1.0)
+    query: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    cube_ids: list[str] | None = Field(default=None, max_length=limits.MAX_CUBE_IDS)
+    top_k: int = Field(default=10, ge=TOP_K_MIN, le=TOP_K_MAX)
+    threshold: float = Field(default=0.0, ge=limits.THRESHOLD_MIN, le=limits.THRESHOLD_MAX)
 
 
 class ChatTurn(BaseModel):
+    """One chat turn: `message` (a text) or `messages` (the LangServe `/chat/invoke` shape), exactly one."""
+
     model_config = ConfigDict(extra="forbid")
-    message: str = Field(min_length=1, max_length=32_000)
-    thread_id: str | None = Field(default=None, max_length=256)
-    cube_ids: list[str] | None = None
-    top_k: int | None = Field(default=None, ge=1, le=200)
+    message: str | None = Field(default=None, min_length=1, max_length=MAX_TEXT_CHARS)
+    messages: list[Message_] | None = Field(default=None, min_length=1, max_length=limits.MAX_MESSAGES)
+    thread_id: str | None = Field(default=None, max_length=limits.MAX_THREAD_ID_CHARS)
+    cube_ids: list[str] | None = Field(default=None, max_length=limits.MAX_CUBE_IDS)
+    top_k: int | None = Field(default=None, ge=TOP_K_MIN, le=TOP_K_MAX)
+
+    @field_validator("thread_id")
+    @classmethod
+    def _thread_ok(cls, thread_id: str | None) -> str | None:
+        return limits.check_thread_id(thread_id)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ChatTurn:
+        if (self.message is None) == (self.messages is None):
+            raise InvalidInputError("give exactly one of `message` (a text) or `messages` (a list)")
+        return self
+
+    def turn(self) -> str | list[dict[str, str]]:
+        """What `Memory.chat` takes: the text, or the messages as role/content dicts."""
+        if self.message is not None:
+            return self.message
+        return [{"role": m.role, "content": m.content} for m in self.messages or []]
 
 
 class TextDoc(BaseModel):
@@ -319,12 +379,10 @@ class ScopedGraph(RunnableSerializable[dict[str, Any], dict[str, Any]]):
         user_id = conf.get(USER_KEY)
         if not user_id:
             raise AccessDeniedError("no authenticated caller for this run")
-        top_k = conf.get("top_k") or self.settings.top_k
-        if not isinstance(top_k, int) or not 1 <= top_k <= 200:
-            raise InvalidInputError("top_k must be an integer between 1 and 200")
-        cube_ids = conf.get("cube_ids")
-        if cube_ids is not None and (isinstance(cube_ids, str) or not isinstance(cube_ids, list)):
-            raise InvalidInputError("cube_ids must be a list of cube ids")
+        # The config modifier has checked these already (before any response started); checked again here
+        # because a runnable can also be called without it (tests, embedding the app differently).
+        top_k = limits.check_top_k(conf["top_k"]) if conf.get("top_k") is not None else self.settings.top_k
+        cube_ids = _cube_id_list(conf.get("cube_ids"))
         context = ChatContext(user_id=check_id(user_id, "user id"), cube_ids=cube_ids, top_k=top_k,
                               threshold=self.settings.threshold, min_keep=self.settings.min_keep,
                               mode=self.settings.mode, ingest=self.kind == "chat")
@@ -346,21 +404,84 @@ class ScopedGraph(RunnableSerializable[dict[str, Any], dict[str, Any]]):
                             timings=state.get("timings", {})).model_dump(mode="json")
 
 
-def make_config_modifier(registry_of: Any) -> Any:
-    """`per_req_config_modifier`: the caller's identity from the API key, thread ids namespaced per user."""
+def _cube_id_list(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise InvalidInputError("cube_ids must be a list of cube id strings")
+    if len(value) > limits.MAX_CUBE_IDS:
+        raise InvalidInputError(f"at most {limits.MAX_CUBE_IDS} cube ids")
+    return [check_id(c, "cube id") for c in value]
+
+
+def make_config_modifier(registry: Any) -> Any:
+    """`per_req_config_modifier`: the caller's identity from the API key, thread ids namespaced per user, and
+    every configurable value checked (top_k, thread id, read access to `cube_ids`).
+
+    LangServe runs this before it starts a response, so a bad value or a cube the caller may not read is a
+    403/422 with a reason, never a 200 stream cut short.
+    """
 
     def modify(config: dict[str, Any], request: Request) -> dict[str, Any]:
         user = authenticate(request)
-        sent = dict(config.get("configurable") or {})
-        configurable: dict[str, Any] = {USER_KEY: user.id}
-        thread = sent.get("thread_id")
-        configurable["thread_id"] = thread_key(user.id, str(thread) if thread else None)
-        for name in ("cube_ids", "top_k"):
-            if sent.get(name) is not None:
-                configurable[name] = sent[name]
+        sent = config.get("configurable") or {}
+        if not isinstance(sent, dict):
+            raise InvalidInputError("config.configurable must be an object")
+        thread = limits.check_thread_id(sent.get("thread_id"))
+        configurable: dict[str, Any] = {USER_KEY: user.id, "thread_id": thread_key(user.id, thread)}
+        if sent.get("top_k") is not None:
+            configurable["top_k"] = limits.check_top_k(sent["top_k"])
+        cube_ids = _cube_id_list(sent.get("cube_ids"))
+        if cube_ids is not None:
+            configurable["cube_ids"] = registry.readable(user.id, cube_ids)  # AccessDenied (403) otherwise
         return {**config, "configurable": configurable}
 
     return modify
+
+
+#: The LangServe endpoints that take a JSON body (stream_log is disabled).
+LANGSERVE_BODY_ENDPOINTS = frozenset({"invoke", "batch", "stream", "stream_events"})
+
+
+async def check_langserve_body(request: Request) -> None:
+    """Check the envelope of a LangServe request before LangServe reads it (a route dependency).
+
+    LangServe answers 500 for some malformed envelopes (an empty or deeply nested body, `"config": null`,
+    `"inputs": 5`); these are the client's mistakes, so each is a 422 with a reason here. The parsed body is
+    cached on the request (`Request.json`), so LangServe does not parse it again.
+    """
+    endpoint = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+    if request.method != "POST" or endpoint not in LANGSERVE_BODY_ENDPOINTS:
+        return
+    if not (await request.body()).strip():
+        raise InvalidInputError("empty request body: send a JSON object")
+    try:
+        body = await request.json()
+    except RecursionError:
+        raise InvalidInputError("request body is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise InvalidInputError(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidInputError("request body must be a JSON object")
+    config = body.get("config", {})
+    if endpoint == "batch":
+        inputs = body.get("inputs")
+        if not isinstance(inputs, list) or not inputs:
+            raise InvalidInputError("`inputs` must be a non-empty list")
+        if len(inputs) > limits.MAX_BATCH_INPUTS:
+            raise InvalidInputError(f"at most {limits.MAX_BATCH_INPUTS} inputs in one batch")
+        if isinstance(config, list) and len(config) != len(inputs):
+            raise InvalidInputError(f"{len(config)} configs for {len(inputs)} inputs: give one config or one each")
+        configs = config if isinstance(config, list) else [config]
+    else:
+        if "input" not in body:
+            raise InvalidInputError("`input` is required")
+        configs = [config]
+    for one in configs:
+        if not isinstance(one, dict):
+            raise InvalidInputError("`config` must be an object")
+        if not isinstance(one.get("configurable", {}), dict | None):
+            raise InvalidInputError("`config.configurable` must be an object")
 
 
 # -- middleware and errors -----------------------------------------------------------------------------------
@@ -451,7 +572,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()]
+        # FastAPI's errors are dicts; LangServe raises some as plain strings ("Invalid JSON body").
+        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} if isinstance(e, dict)
+                  else {"loc": [], "msg": str(e)} for e in exc.errors()]
         reason = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors) or "invalid request"
         response = _error(422, "ValidationError", reason)
         response.body = response.render({"error": "ValidationError", "reason": reason, "status": 422,
@@ -466,6 +589,16 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ValueError)
     async def value_error(_: Request, exc: ValueError) -> JSONResponse:
         return _error(422, "InvalidInput", str(exc) or "invalid input")
+
+    @app.exception_handler(RecursionError)
+    async def recursion_error(_: Request, exc: RecursionError) -> JSONResponse:
+        return _error(422, "InvalidInput", "input is nested too deeply")
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not the caller's fault: logged with its traceback, answered as JSON without internals.
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _error(500, "InternalError", "internal server error (logged on the server)")
 
 
 # -- REST ----------------------------------------------------------------------------------------------------
@@ -492,17 +625,17 @@ def build_rest(memory: Memory) -> APIRouter:
 
     @api.post("/users", status_code=201, response_model=UserWithKey, tags=["users"])
     def create_user(body: NewUser, _: Admin) -> UserWithKey:
-        user = registry.create_user(check_id(body.user_id, "user id"), name=body.name, is_admin=body.is_admin,
-                                    exist_ok=False)
-        return UserWithKey(user=user, api_key=registry.create_api_key(user.id))
+        user = memory.create_user(body.user_id, name=body.name, is_admin=body.is_admin)
+        return UserWithKey(user=user, api_key=memory.create_api_key(user.id))
 
     @api.get("/users", response_model=list[User], tags=["users"])
     def list_users(_: Admin) -> list[User]:
-        return registry.list_users()
+        return memory.users()
 
-    @api.delete("/users/{user_id}", status_code=204, tags=["users"])
-    def delete_user(user_id: str, _: Admin) -> None:
-        registry.delete_user(check_id(user_id, "user id"))
+    @api.delete("/users/{user_id}", response_model=ErasureReport, tags=["users"])
+    def delete_user(user_id: str, _: Admin) -> ErasureReport:
+        """Erase the user and everything they own from every store; the id is never reused."""
+        return memory.erase_user(user_id)
 
     @api.post("/users/{user_id}/keys", status_code=201, response_model=KeyOut, tags=["users"])
     def new_key(user_id: str, _: Admin) -> KeyOut:
@@ -526,40 +659,94 @@ def build_rest(memory: Memory) -> APIRouter:
 
     @api.get("/me", response_model=Me, tags=["users"])
     def me(caller: Caller) -> Me:
-        return Me(user=caller, cubes=registry.cubes_for(caller.id))
+        return Me(user=caller, cubes=memory.cubes(user_id=caller.id))
 
-    # cubes and sharing
+    @api.delete("/me", response_model=ErasureReport, tags=["users"])
+    def erase_me(caller: Caller) -> ErasureReport:
+        """Erase yourself: every cube you own, your preferences, threads and jobs, then your user and keys."""
+        return memory.erase_user(caller.id)
+
+    @api.get("/me/export", tags=["users"], response_class=FileResponse,
+             responses={200: {"content": {"application/x-ndjson": {}}}})
+    def export_me(caller: Caller, background: BackgroundTasks) -> FileResponse:
+        """Everything you own as JSON Lines (cubes, memories with history, edges, preferences, documents)."""
+        handle, name = tempfile.mkstemp(prefix="hippograph-export-", suffix=".jsonl")
+        os.close(handle)
+        memory.export(name, user_id=caller.id)
+        background.add_task(os.unlink, name)
+        return FileResponse(name, media_type="application/x-ndjson", filename=f"{caller.id}.jsonl")
+
+    @api.post("/me/import", tags=["users"])
+    async def import_me(request: Request, caller: Caller) -> dict[str, int]:
+        """Restore an export (the JSON Lines body) into your account."""
+        body = await request.body()
+        handle, name = tempfile.mkstemp(prefix="hippograph-import-", suffix=".jsonl")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(body)
+            return await run_in_threadpool(memory.import_, name, user_id=caller.id)
+        finally:
+            os.unlink(name)
+
+    @api.delete("/threads/{thread_id}", status_code=204, tags=["users"])
+    def delete_thread(thread_id: str, caller: Caller) -> None:
+        """Forget one of your chat threads (its checkpoints) for good."""
+        memory.delete_thread(thread_id, user_id=caller.id)
+
+    @api.get("/preferences", response_model=list[Preference], tags=["users"])
+    def list_preferences(caller: Caller, include_inactive: bool = False) -> list[Preference]:
+        return memory.preferences(user_id=caller.id, include_inactive=include_inactive)
+
+    @api.delete("/preferences/{preference_id}", status_code=204, tags=["users"])
+    def delete_preference(preference_id: str, caller: Caller) -> None:
+        memory.delete_preference(preference_id, user_id=caller.id)
+
+    # cubes and sharing (a share is an invitation the recipient accepts)
 
     @api.get("/cubes", response_model=list[CubeAccess], tags=["cubes"])
     def list_cubes(caller: Caller) -> list[CubeAccess]:
-        return registry.cubes_for(caller.id)
+        return memory.cubes(user_id=caller.id)
 
     @api.post("/cubes", status_code=201, response_model=Cube, tags=["cubes"])
     def create_cube(body: NewCube, caller: Caller) -> Cube:
-        return registry.create_cube(caller.id, check_id(body.cube_id, "cube id"), name=body.name)
+        return memory.create_cube(body.cube_id, user_id=caller.id, name=body.name)
 
-    @api.delete("/cubes/{cube_id}", status_code=204, tags=["cubes"])
-    def delete_cube(cube_id: str, caller: Caller) -> None:
-        _own_cube(cube_id, caller.id)
-        registry.delete_cube(caller.id, cube_id)
+    @api.delete("/cubes/{cube_id}", response_model=ErasureReport, tags=["cubes"])
+    def delete_cube(cube_id: str, caller: Caller) -> ErasureReport:
+        """Erase the cube's data from every store and forget the cube; its id is never reused."""
+        return memory.delete_cube(cube_id, user_id=caller.id)
 
-    @api.post("/cubes/{cube_id}/shares", status_code=204, tags=["cubes"])
-    def share_cube(cube_id: str, body: NewShare, caller: Caller) -> None:
-        _own_cube(cube_id, caller.id)
-        registry.share(caller.id, cube_id, check_id(body.user_id, "user id"), body.access)
+    @api.delete("/cubes/{cube_id}/memories", response_model=ErasureReport, tags=["cubes"])
+    def clear_cube(cube_id: str, caller: Caller) -> ErasureReport:
+        """Erase everything in the cube but keep the cube (works on your default cube too)."""
+        return memory.clear_cube(cube_id, user_id=caller.id)
+
+    @api.get("/cubes/{cube_id}/shares", response_model=list[Share], tags=["cubes"])
+    def list_shares(cube_id: str, caller: Caller) -> list[Share]:
+        return [s for s in memory.shares(user_id=caller.id) if s.cube_id == cube_id]
+
+    @api.post("/cubes/{cube_id}/shares", status_code=202, tags=["cubes"])
+    def share_cube(cube_id: str, body: NewShare, caller: Caller) -> dict[str, str]:
+        """Invite a user. The answer is the same whether or not that user exists."""
+        memory.share(cube_id, user_id=caller.id, with_user=body.user_id, access=body.access.value)
+        return {"status": "invited", "cube_id": cube_id, "user_id": body.user_id}
 
     @api.delete("/cubes/{cube_id}/shares/{user_id}", status_code=204, tags=["cubes"])
     def unshare_cube(cube_id: str, user_id: str, caller: Caller) -> None:
-        _own_cube(cube_id, caller.id)
-        registry.unshare(caller.id, cube_id, check_id(user_id, "user id"))
+        memory.unshare(cube_id, user_id=caller.id, with_user=user_id)
 
-    def _own_cube(cube_id: str, user_id: str) -> None:
-        """404 for cubes the caller cannot see at all (no probing), 403 for ones they see but do not own."""
-        check_id(cube_id, "cube id")
-        if cube_id not in registry.readable(user_id):
-            raise NotFoundError(f"cube {cube_id!r} not found")
-        if registry.get_cube(cube_id).owner_id != user_id:
-            raise AccessDeniedError(f"only the owner may change cube {cube_id!r}")
+    @api.get("/invitations", response_model=list[Share], tags=["cubes"])
+    def list_invitations(caller: Caller) -> list[Share]:
+        return memory.invitations(user_id=caller.id)
+
+    @api.post("/invitations/{cube_id}/accept", response_model=Share, tags=["cubes"])
+    def accept_invitation(cube_id: str, caller: Caller) -> Share:
+        return memory.accept_share(cube_id, user_id=caller.id)
+
+    @api.delete("/invitations/{cube_id}", status_code=204, tags=["cubes"])
+    def leave_cube(cube_id: str, caller: Caller) -> None:
+        """Decline an invitation, or leave a cube shared with you."""
+        memory.leave_cube(cube_id, user_id=caller.id)
 
     # memories
 
@@ -627,7 +814,7 @@ def build_rest(memory: Memory) -> APIRouter:
 
     @api.post("/chat", response_model=ChatResult, tags=["memories"])
     def chat(body: ChatTurn, caller: Caller) -> ChatResult:
-        return memory.chat(body.message, user_id=caller.id, thread_id=body.thread_id, cube_ids=body.cube_ids,
+        return memory.chat(body.turn(), user_id=caller.id, thread_id=body.thread_id, cube_ids=body.cube_ids,
                            top_k=body.top_k)
 
     # documents and jobs
@@ -717,7 +904,7 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     install_ui(app, memory)
 
     modifier = make_config_modifier(services.registry)
-    auth = [Depends(authenticate)]
+    auth = [Depends(authenticate), Depends(check_langserve_body)]
     chat = ScopedGraph(graph=memory._chat, kind="chat", settings=services.settings)
     search = ScopedGraph(graph=memory._search, kind="search", settings=services.settings)
     for path, runnable in (("/chat", chat), ("/search", search)):

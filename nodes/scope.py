@@ -35,6 +35,10 @@ def make_scope(services: Services):  # type: ignore[no-untyped-def]
         user_id = check_id(ctx.user_id, "user id")
         services.registry.ensure_user(user_id)
         read = services.registry.readable(user_id, ctx.cube_ids)
+        # Cubes other users shared (and this user accepted): their memories are labelled and treated as
+        # untrusted content by the answer, never as instructions.
+        shared = {a.cube.id: a.cube.owner_id for a in services.registry.cubes_for(user_id)
+                  if not a.owned and a.cube.id in read}
         write = services.registry.writable(user_id, [ctx.write_cube_id or default_cube_id(user_id)])[0]
         # The newest human message is the query; `query` is only for the search graph's bare-query input
         # (a thread's checkpoint still holds the previous turn's query, so it must not win over a new message).
@@ -45,9 +49,11 @@ def make_scope(services: Services):  # type: ignore[no-untyped-def]
         check_text(query, "query")
         thread_id = str(get_config().get("configurable", {}).get("thread_id") or "")
         session_id = ctx.session_id or thread_id or "default-session"
+        if thread_id:  # a checkpointed thread: remember which cubes its checkpoints may hold text of (erasure)
+            services.registry.record_thread(thread_id, user_id, [*read, write])
         # Embed the query once here: both retrieval branches (tree and preferences) and ingest reuse it.
         vector = embed_array(services.embeddings, [query])[0].tolist()
         return {"query": query, "query_vector": vector, "user_id": user_id, "read_cube_ids": read,
-                "write_cube_id": write, "session_id": session_id}
+                "shared_cubes": shared, "write_cube_id": write, "session_id": session_id}
 
     return scope

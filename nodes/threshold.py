@@ -40,6 +40,9 @@ def make_threshold(services: Services):  # type: ignore[no-untyped-def]
         kept, dropped = apply_threshold(
             state.get("memories", []), top_k=ctx.top_k, floor=ctx.threshold, min_keep=min(ctx.min_keep, ctx.top_k)
         )
+        shared = state.get("shared_cubes") or {}
+        kept = [h.model_copy(update={"shared_by": shared[h.item.cube_id]}) if h.item.cube_id in shared else h
+                for h in kept]
         return {"memories": kept, "dropped": dropped}
 
     return threshold

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stores.files import private_file
 from stores.tree.base import TreeStore
 
 _SCHEMA = """
@@ -90,11 +91,12 @@ class DocumentRegistry:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA busy_timeout=30000")
+        self._conn.execute("PRAGMA secure_delete=ON")  # erased records leave no bytes in free pages
         self._conn.executescript(_SCHEMA)
 
     @staticmethod
@@ -139,6 +141,13 @@ class DocumentRegistry:
             if record.doc_key != exclude_key:
                 used |= record.memory_ids()
         return used
+
+    def erase_cube(self, cube_id: str) -> int:
+        """Forget every document record of a cube for good (erasure)."""
+        with self._lock:
+            deleted = self._conn.execute("DELETE FROM documents WHERE cube_id = ?", (cube_id,)).rowcount
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return int(deleted)
 
     def close(self) -> None:
         with self._lock:

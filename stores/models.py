@@ -13,11 +13,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from stores.errors import InvalidInputError
+from stores.limits import MAX_TEXT_CHARS as MAX_TEXT_CHARS  # re-exported; its one home is stores/limits.py
+from stores.limits import has_visible_char
 
-#: Largest memory text accepted, in characters. Longer input belongs in document ingestion (chunked).
-MAX_TEXT_CHARS = 32_000
-#: Ids of users, cubes, sessions: safe to place anywhere (Cypher params, Milvus filters, URLs).
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
+#: Ids of users, cubes, sessions: safe to place anywhere (Cypher params, Milvus filters, URLs). Always applied with
+#: `fullmatch` (a `$` anchor would let a trailing newline through).
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
+#: User ids are shorter, so that the user's default cube id (`<user>.default`) is always a valid id too.
+MAX_USER_ID_CHARS = 128 - len(".default")
 
 
 class MemoryType(StrEnum):
@@ -54,7 +57,7 @@ def content_hash(text: str) -> str:
 
 def check_id(value: str, what: str = "id") -> str:
     """Validate a user/cube/session id against `ID_PATTERN` (why: these reach Cypher and Milvus filters)."""
-    if not isinstance(value, str) or not ID_PATTERN.match(value):
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
         raise InvalidInputError(
             f"invalid {what} {value!r}: use 1-128 characters from letters, digits and _ . : @ -"
         )
@@ -62,7 +65,8 @@ def check_id(value: str, what: str = "id") -> str:
 
 
 def check_text(text: Any, what: str = "text") -> str:
-    """Validate memory text: a non-empty str of valid UTF-8 no longer than `MAX_TEXT_CHARS`."""
+    """Validate memory text: a str of valid UTF-8 no longer than `MAX_TEXT_CHARS`, with at least one visible
+    character (only NUL, control, zero-width or space characters is empty: nobody could read or find it)."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -81,6 +85,8 @@ def check_text(text: Any, what: str = "text") -> str:
             f"{what} is {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,} "
             "(ingest long text as a document so it is chunked)"
         )
+    if not has_visible_char(text):
+        raise InvalidInputError(f"{what} has only control, zero-width or space characters")
     return text
 
 
@@ -165,6 +171,9 @@ class SearchHit(BaseModel):
     """Per signal: `vector` (cosine), `bm25`, `graph`, `rrf`, `rerank`, `recency` ..."""
     ranks: dict[str, int] = Field(default_factory=dict)
     """Per signal: 0-based rank of this memory in that signal's list."""
+    shared_by: str | None = None
+    """The owner of the memory's cube when that is another user (a cube shared with the caller): its text is
+    someone else's content, shown to the answer as untrusted, never as instructions."""
 
     @property
     def id(self) -> str:

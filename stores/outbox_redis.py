@@ -6,11 +6,13 @@ Layout (all keys under `prefix`):
 - `{p}:jobs`           a sorted set of job ids by creation time (listing, counts).
 - `{p}:dedup:{key}`    job id for a dedup key (`SET NX`), so enqueuing the same key twice is one job.
 - `{p}:kinds`          the set of kinds seen (so `claim` without `kinds` reads every stream).
+- `{p}:delayed:{kind}` a sorted set of job ids waiting out a retry back-off, scored by when they are due.
 
 Claiming first takes over a delivered entry whose job lease ran out (`XPENDING` + `XCLAIM` guarded by the
 observed idle time, so two workers never both win), else reads a new entry with `XREADGROUP`: a crashed
 worker's job is delivered again (at-least-once; handlers are idempotent). `complete` acknowledges the entry;
-`fail` with retry acknowledges it and appends a fresh entry.
+`fail` with retry acknowledges it and parks the job in the delayed set; `claim` moves due jobs back onto the
+stream (`ZREM` decides which worker does it, so a job is appended once).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from stores.errors import BackendUnavailableError
-from stores.outbox import Job, JobStatus
+from stores.outbox import Job, JobStatus, job_touches
 
 _GROUP = "workers"
 #: An entry read but never marked running (its reader died in between) is taken over after this long.
@@ -68,13 +70,23 @@ class RedisOutbox:
                 raise
         self._groups.add(kind)
 
+    def _delayed(self, kind: str) -> str:
+        return f"{self.prefix}:delayed:{kind}"
+
     def _job(self, data: dict[str, str]) -> Job:
         return Job(
             id=data["id"], kind=data["kind"], payload=json.loads(data.get("payload") or "{}"),
             status=JobStatus(data.get("status", "pending")), attempts=int(data.get("attempts", 0)),
             last_error=data.get("last_error", ""), created_at=float(data.get("created_at", 0)),
             updated_at=float(data.get("updated_at", 0)), lease_until=float(data.get("lease_until", 0)),
+            available_at=float(data.get("available_at", 0)),
         )
+
+    def _release_due(self, kind: str) -> None:
+        """Put retries whose back-off has passed back on the stream (once each: only one ZREM wins)."""
+        for job_id in self._redis.zrangebyscore(self._delayed(kind), "-inf", time.time(), start=0, num=100):
+            if self._redis.zrem(self._delayed(kind), job_id):
+                self._redis.xadd(self._stream(kind), {"job": job_id})
 
     # -- protocol -----------------------------------------------------------------------------------------
 
@@ -105,6 +117,7 @@ class RedisOutbox:
     def claim(self, *, worker: str, lease_seconds: float = 60.0, kinds: Sequence[str] | None = None) -> Job | None:
         for kind in self._kinds(kinds):
             self._ensure_group(kind)
+            self._release_due(kind)
             stream = self._stream(kind)
             entries = self._expired(stream, worker)
             if not entries:
@@ -178,18 +191,58 @@ class RedisOutbox:
                                        "lease_until": 0})
         self._ack(data)
 
-    def fail(self, job_id: str, error: str, *, retry: bool = True, max_attempts: int = 5) -> None:
+    def fail(self, job_id: str, error: str, *, retry: bool = True, max_attempts: int = 5,
+             retry_in: float = 0.0) -> None:
         key = self._job_key(job_id)
         data = self._redis.hgetall(key)
         if not data:
             return
+        ts = time.time()
         again = retry and int(data.get("attempts", 0)) < max_attempts
         status = JobStatus.PENDING if again else JobStatus.FAILED
+        due = ts + max(0.0, retry_in) if again else 0.0
         self._redis.hset(key, mapping={"status": status.value, "last_error": error[:2000],
-                                       "updated_at": time.time(), "lease_until": 0, "entry": ""})
+                                       "updated_at": ts, "lease_until": 0, "entry": "", "available_at": due})
         self._ack(data)
         if again:
-            self._redis.xadd(self._stream(data["kind"]), {"job": job_id})
+            self._redis.zadd(self._delayed(data["kind"]), {job_id: due})
+
+    def retry(self, job_id: str) -> bool:
+        key = self._job_key(job_id)
+        data = self._redis.hgetall(key)
+        if data.get("status") not in (JobStatus.FAILED.value, JobStatus.PENDING.value):
+            return False
+        kind = data["kind"]
+        if data["status"] == JobStatus.PENDING.value and not self._redis.zrem(self._delayed(kind), job_id):
+            return True  # already on the stream (never failed, or a worker just released it): nothing to do
+        self._redis.hset(key, mapping={"status": JobStatus.PENDING.value, "attempts": 0, "available_at": 0,
+                                       "lease_until": 0, "updated_at": time.time()})
+        self._ensure_group(kind)
+        self._redis.xadd(self._stream(kind), {"job": job_id})
+        return True
+
+    def purge(self, *, user_id: str | None = None, cube_ids: Sequence[str] = (), memory_ids: Sequence[str] = (),
+              thread_ids: Sequence[str] = ()) -> list[str]:
+        doomed: list[str] = []
+        for job_id in self._redis.zrange(f"{self.prefix}:jobs", 0, -1):
+            data = self._redis.hgetall(self._job_key(job_id))
+            payload = json.loads(data.get("payload") or "{}") if data else {}
+            if not data or not job_touches(payload, user_id=user_id, cube_ids=cube_ids, memory_ids=memory_ids,
+                                                thread_ids=thread_ids):
+                continue
+            stream = self._stream(data["kind"])
+            pipe = self._redis.pipeline(transaction=True)
+            if data.get("entry"):
+                pipe.xack(stream, self._group, data["entry"])
+                pipe.xdel(stream, data["entry"])
+            pipe.zrem(self._delayed(data["kind"]), job_id)
+            pipe.zrem(f"{self.prefix}:jobs", job_id)
+            if data.get("dedup_key"):
+                pipe.delete(f"{self.prefix}:dedup:{data['dedup_key']}")
+            pipe.delete(self._job_key(job_id))
+            pipe.execute()
+            doomed.append(job_id)
+        return doomed
 
     def get(self, job_id: str) -> Job | None:
         data = self._redis.hgetall(self._job_key(job_id))

@@ -204,7 +204,10 @@ def test_sharing_grants_exactly_the_shared_cube(server: Server) -> None:
         private = alice.post("/v1/memories", json={"text": "kiwi allergy diary"}).json()["ids"][0]
         assert bob.get(f"/v1/memories/{work}").status_code == 404
         assert bob.post("/v1/cubes/alice.work/shares", json={"user_id": "bob"}).status_code == 404
-        assert alice.post("/v1/cubes/alice.work/shares", json={"user_id": "bob", "access": "read"}).status_code == 204
+        assert alice.post("/v1/cubes/alice.work/shares", json={"user_id": "bob", "access": "read"}).status_code == 202
+        assert bob.get(f"/v1/memories/{work}").status_code == 404  # an invitation until Bob accepts
+        assert [i["cube_id"] for i in bob.get("/v1/invitations").json()] == ["alice.work"]
+        assert bob.post("/v1/invitations/alice.work/accept").status_code == 200
 
         cubes = {c["cube"]["id"]: c["access"] for c in bob.get("/v1/cubes").json()}
         assert cubes == {"bob.default": "write", "alice.work": "read"}
@@ -220,7 +223,7 @@ def test_sharing_grants_exactly_the_shared_cube(server: Server) -> None:
         assert bob.post("/v1/cubes/alice.work/shares", json={"user_id": "carol"}).status_code == 403
         assert carol.get(f"/v1/memories/{work}").status_code == 404
 
-        assert alice.post("/v1/cubes/alice.work/shares", json={"user_id": "bob", "access": "write"}).status_code == 204
+        assert alice.post("/v1/cubes/alice.work/shares", json={"user_id": "bob", "access": "write"}).status_code == 202
         assert bob.patch(f"/v1/memories/{work}", json={"text": "project kiwi ships monday"}).status_code == 200
         assert bob.delete(f"/v1/memories/{private}").status_code == 404
 

@@ -21,7 +21,8 @@ from tests.conftest import REPO
 from tests.test_http import free_port, stop, wait_http
 
 TOOLS = {"search_memories", "add_memory", "get_memory", "update_memory", "delete_memory", "chat", "list_cubes",
-         "share_cube", "ingest_document", "job_status"}
+         "share_cube", "list_invitations", "accept_share", "leave_cube", "delete_cube", "list_preferences",
+         "delete_preference", "export_memories", "ingest_document", "job_status"}
 
 
 def env_for(data_dir: Path, **extra: str) -> dict[str, str]:
@@ -130,6 +131,12 @@ async def _http_session(url: str, world: dict[str, Any]) -> None:
         shared = await bob.call_tool("share_cube", {"cube_id": "bob.shared", "user_id": "alice", "access": "read"})
         assert not shared.is_error, await _text(shared)
     async with client_for(world["keys"]["alice"]) as alice:
+        found = await alice.call_tool("search_memories", {"query": "standup locker combination", "top_k": 20})
+        assert world["bob_shared"] not in [m["id"] for m in found.structured_content["memories"]]  # not accepted
+        invited = (await alice.call_tool("list_invitations", {})).structured_content["invitations"]
+        assert [(i["cube_id"], i["owner_id"]) for i in invited] == [("bob.shared", "bob")]
+        accepted = await alice.call_tool("accept_share", {"cube_id": "bob.shared"})
+        assert not accepted.is_error, await _text(accepted)
         found = await alice.call_tool("search_memories", {"query": "standup locker combination", "top_k": 20})
         ids = [m["id"] for m in found.structured_content["memories"]]
         assert world["bob_shared"] in ids and world["bob_secret"] not in ids

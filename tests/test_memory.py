@@ -76,8 +76,12 @@ def test_user_reads_only_own_and_shared_cubes(memory: Memory) -> None:
         memory.search("party", user_id="ben", cube_ids=["ana.default"])
     with pytest.raises(AccessDeniedError):
         memory.add("planted", user_id="ben", cube_id="ana.default")
-    # share read-only: Ben can read and search, not change
+    # share read-only: an invitation first; once Ben accepts he can read and search, not change
     memory.share("ana.default", user_id="ana", with_user="ben", access="read")
+    with pytest.raises(NotFoundError):
+        memory.get(secret, user_id="ben")
+    assert [s.cube_id for s in memory.invitations(user_id="ben")] == ["ana.default"]
+    memory.accept_share("ana.default", user_id="ben")
     assert memory.get(secret, user_id="ben").id == secret
     assert memory.search("surprise party", user_id="ben")[0].id == secret
     with pytest.raises(AccessDeniedError):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import random
+import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -9,8 +13,9 @@ import pytest
 import sqlalchemy as sa
 
 from stores.errors import AccessDeniedError, InvalidInputError, NotFoundError
-from stores.outbox import JobStatus, SqliteOutbox
+from stores.outbox import JobStatus, Outbox, RetryPolicy, SqliteOutbox
 from stores.registry import Access, Registry, hash_key
+from tests.conftest import REPO
 
 
 def test_api_keys_are_hashed_at_rest_and_revocable(tmp_path: Path) -> None:
@@ -35,6 +40,8 @@ def test_cubes_and_shares(tmp_path: Path) -> None:
     registry.create_cube("ana", "ana.work")
     assert registry.readable("ben") == ["ben.default"]
     registry.share("ana", "ana.work", "ben", Access.READ)
+    assert registry.readable("ben") == ["ben.default"]  # an invitation until Ben accepts
+    registry.accept_share("ben", "ana.work")
     assert registry.readable("ben") == ["ben.default", "ana.work"]
     assert registry.writable("ben") == ["ben.default"]
     registry.share("ana", "ana.work", "ben", Access.WRITE)
@@ -80,3 +87,98 @@ def test_outbox_heartbeat_keeps_a_long_job_from_being_claimed_twice(tmp_path: Pa
     time.sleep(0.3)  # the first lease has run out; the extension holds
     assert outbox.claim(worker="w2") is None
     assert outbox.get(job_id).status == JobStatus.RUNNING  # type: ignore[union-attr]
+
+
+def check_backoff_and_retry(outbox: Outbox) -> None:
+    """The Outbox contract for retries (run on SQLite here and on Redis in test_outbox_redis)."""
+    job_id = outbox.enqueue("enrich_turn", {"n": 1})
+    assert outbox.claim(worker="w1").id == job_id  # type: ignore[union-attr]
+    outbox.fail(job_id, "backend down", max_attempts=2, retry_in=0.6)
+    waiting = outbox.get(job_id)
+    assert waiting is not None and waiting.status == JobStatus.PENDING and waiting.available_at > time.time()
+    assert outbox.claim(worker="w2") is None  # backing off
+    time.sleep(0.7)
+    again = outbox.claim(worker="w2")
+    assert again is not None and again.id == job_id and again.attempts == 2
+    assert outbox.claim(worker="w3") is None  # handed out once
+    outbox.fail(job_id, "still down", max_attempts=2, retry_in=0.0)
+    failed = outbox.get(job_id)
+    assert failed is not None and failed.status == JobStatus.FAILED and failed.last_error == "still down"
+    assert outbox.claim(worker="w3") is None
+    # `hippograph jobs retry`: a failed job is requeued with a fresh set of attempts, at once.
+    assert outbox.retry(job_id) is True
+    requeued = outbox.claim(worker="w3")
+    assert requeued is not None and requeued.id == job_id and requeued.attempts == 1
+    outbox.complete(job_id)
+    assert outbox.retry(job_id) is False  # done stays done
+    assert outbox.retry("no-such-job") is False
+    # A pending job waiting out a long back-off is requeued now.
+    other = outbox.enqueue("enrich_turn", {"n": 2})
+    outbox.claim(worker="w4")
+    outbox.fail(other, "flaky", max_attempts=5, retry_in=3600)
+    assert outbox.claim(worker="w4") is None
+    assert outbox.retry(other) is True
+    assert outbox.claim(worker="w4").id == other  # type: ignore[union-attr]
+    assert outbox.claim(worker="w5") is None
+
+
+def test_outbox_backs_off_and_requeues(tmp_path: Path) -> None:
+    check_backoff_and_retry(SqliteOutbox(tmp_path / "o.sqlite"))
+
+
+def test_retry_policy_backs_off_exponentially_with_jitter() -> None:
+    policy = RetryPolicy(base=2.0, cap=30.0, max_attempts=5)
+    rng = random.Random(7)
+    delays = [[policy.delay(n, rng=rng) for n in range(1, 7)] for _ in range(200)]
+    for attempt, ceiling in enumerate([2, 4, 8, 16, 30, 30]):
+        seen = [d[attempt] for d in delays]
+        assert all(ceiling / 2 <= d <= ceiling for d in seen)
+        assert len({round(d, 6) for d in seen}) > 150  # jittered, not one fixed delay
+    assert RetryPolicy(base=0.0).delay(3) == 0.0
+
+
+def test_sqlite_outbox_opens_a_file_written_before_back_off(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            "CREATE TABLE jobs (id TEXT PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL, dedup_key TEXT "
+            "UNIQUE, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT "
+            "'', created_at REAL NOT NULL, updated_at REAL NOT NULL, lease_until REAL NOT NULL DEFAULT 0, "
+            "worker TEXT NOT NULL DEFAULT '');"
+            "INSERT INTO jobs (id, kind, payload, status, created_at, updated_at) "
+            "VALUES ('j1', 'enrich_turn', '{}', 'pending', 1, 1);"
+        )
+    outbox = SqliteOutbox(path)
+    job = outbox.claim(worker="w")
+    assert job is not None and job.id == "j1" and job.available_at == 0.0
+
+
+_CREATE_USER = """
+import pathlib, sys, time
+from stores.registry import Registry
+registry = Registry(sys.argv[1])
+ready, go = pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
+(ready / str(sys.argv[4])).touch()
+while not go.exists():
+    time.sleep(0.002)
+user = registry.ensure_user("racer") if int(sys.argv[4]) % 2 else registry.create_user("racer")
+print(user.id, registry.readable("racer"))
+"""
+
+
+def test_sixteen_processes_create_the_same_new_user_at_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
+    Registry(url)  # the schema exists before the race, as after any first start
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    ready.mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", _CREATE_USER, url, str(ready), str(go), str(i)], cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(16)]
+    deadline = time.time() + 120
+    while len(list(ready.iterdir())) < 16 and time.time() < deadline:  # all imported and waiting
+        time.sleep(0.05)
+    go.touch()  # half call create_user, half ensure_user, at the same instant
+    results = [p.communicate(timeout=120) for p in procs]
+    errors = [err for p, (_, err) in zip(procs, results, strict=True) if p.returncode != 0]
+    assert errors == []
+    assert {out.strip() for out, _ in results} == {"racer ['racer.default']"}
+    assert [u.id for u in Registry(url).list_users()] == ["racer"]

@@ -80,10 +80,19 @@ class PreferenceStore(Protocol):
         embedding when the caller already has it."""
         ...
 
+    def get(self, ids: Sequence[str], *, user_id: str | None = None) -> list[Preference]:
+        """Preferences by id (only the user's, when `user_id` is given)."""
+        ...
+
     def list(self, *, user_id: str, include_inactive: bool = False, limit: int = 1000) -> list[Preference]:
         ...
 
     def delete(self, ids: Sequence[str], *, user_id: str) -> int:
+        ...
+
+    def erase(self, *, user_id: str | None = None, cube_ids: Sequence[str] = (), ids: Sequence[str] = ()) -> int:
+        """Delete a user's preferences, all preferences of `cube_ids` and the preferences `ids`, for good (no bytes
+        left in the backend's files). Returns how many."""
         ...
 
     def supersede(self, old_id: str, new: Preference) -> str:

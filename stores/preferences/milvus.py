@@ -25,6 +25,7 @@ from stores.embedders import embed_array, embedding_dimension
 from stores.errors import BackendUnavailableError, InvalidInputError, NotFoundError
 from stores.models import ID_PATTERN, MemoryStatus, check_id, content_hash, now
 from stores.preferences.base import Evidence, Preference, PreferenceHit, PreferenceKind
+from stores.preferences.lite_owner import claim_lite_file
 
 DEFAULT_COLLECTION = "preferences"
 RRF_K = 60
@@ -46,7 +47,7 @@ def quote(value: str) -> str:
 
 
 def _check_pref_id(value: str) -> str:
-    if not isinstance(value, str) or not ID_PATTERN.match(value):
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
         raise InvalidInputError(f"invalid preference id {value!r}")
     return value
 
@@ -73,9 +74,14 @@ class MilvusPreferenceStore:
         self.collection = collection
         if "://" not in self.uri:
             Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
+        # A Lite file is one process's: refuse a second process up front (ProcessLayoutError) instead of
+        # pymilvus' bare "Open local milvus failed" on every call.
+        self._claim = claim_lite_file(self.uri)
         try:
             self._client = MilvusClient(self.uri, token=token) if token else MilvusClient(self.uri)
         except Exception as exc:  # pymilvus raises its own exception types; surface one of ours
+            if self._claim is not None:
+                self._claim.release()
             raise BackendUnavailableError(f"cannot open Milvus at {self.uri}: {exc}") from exc
         self._lock = threading.RLock()
         self._ensure_collection()
@@ -83,39 +89,9 @@ class MilvusPreferenceStore:
     # -- schema -------------------------------------------------------------------------------------------
 
     def _ensure_collection(self) -> None:
-        from pymilvus import DataType, Function, FunctionType
-
         client = self._client
         if not client.has_collection(self.collection):
-            schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
-            schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=128)
-            schema.add_field("user_id", DataType.VARCHAR, max_length=128)
-            schema.add_field("cube_id", DataType.VARCHAR, max_length=128)
-            schema.add_field("kind", DataType.VARCHAR, max_length=16)
-            schema.add_field("topic", DataType.VARCHAR, max_length=256)
-            schema.add_field("text", DataType.VARCHAR, max_length=_MAX_TEXT * 4, enable_analyzer=True)
-            schema.add_field("evidence", DataType.JSON)
-            schema.add_field("status", DataType.VARCHAR, max_length=16)
-            schema.add_field("created_at", DataType.DOUBLE)
-            schema.add_field("updated_at", DataType.DOUBLE)
-            schema.add_field("valid_to", DataType.DOUBLE)
-            schema.add_field("supersedes", DataType.VARCHAR, max_length=128)
-            schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
-            schema.add_field("meta", DataType.JSON)
-            schema.add_field("dense", DataType.FLOAT_VECTOR, dim=self.dimension)
-            schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-            schema.add_function(
-                Function(
-                    name="text_bm25",
-                    function_type=FunctionType.BM25,
-                    input_field_names=["text"],
-                    output_field_names=["sparse"],
-                )
-            )
-            index = client.prepare_index_params()
-            index.add_index(field_name="dense", index_type="AUTOINDEX", metric_type="COSINE")
-            index.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-            client.create_collection(self.collection, schema=schema, index_params=index)
+            self._create_collection(self.collection)
         else:
             dense = next(
                 (f for f in client.describe_collection(self.collection)["fields"] if f["name"] == "dense"), None
@@ -126,6 +102,40 @@ class MilvusPreferenceStore:
                     f"collection {self.collection!r} holds {dim}-dim vectors; the embedder makes {self.dimension}"
                 )
         self._ensure_loaded()
+
+    def _create_collection(self, name: str) -> None:
+        from pymilvus import DataType, Function, FunctionType
+
+        client = self._client
+        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=128)
+        schema.add_field("user_id", DataType.VARCHAR, max_length=128)
+        schema.add_field("cube_id", DataType.VARCHAR, max_length=128)
+        schema.add_field("kind", DataType.VARCHAR, max_length=16)
+        schema.add_field("topic", DataType.VARCHAR, max_length=256)
+        schema.add_field("text", DataType.VARCHAR, max_length=_MAX_TEXT * 4, enable_analyzer=True)
+        schema.add_field("evidence", DataType.JSON)
+        schema.add_field("status", DataType.VARCHAR, max_length=16)
+        schema.add_field("created_at", DataType.DOUBLE)
+        schema.add_field("updated_at", DataType.DOUBLE)
+        schema.add_field("valid_to", DataType.DOUBLE)
+        schema.add_field("supersedes", DataType.VARCHAR, max_length=128)
+        schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
+        schema.add_field("meta", DataType.JSON)
+        schema.add_field("dense", DataType.FLOAT_VECTOR, dim=self.dimension)
+        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_function(
+            Function(
+                name="text_bm25",
+                function_type=FunctionType.BM25,
+                input_field_names=["text"],
+                output_field_names=["sparse"],
+            )
+        )
+        index = client.prepare_index_params()
+        index.add_index(field_name="dense", index_type="AUTOINDEX", metric_type="COSINE")
+        index.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        client.create_collection(name, schema=schema, index_params=index)
 
     def _ensure_loaded(self) -> None:
         """Re-opened Milvus Lite files come back 'released': load before any search or query."""
@@ -344,6 +354,48 @@ class MilvusPreferenceStore:
             rows = self._client.query(self.collection, filter=expr or 'id != ""', output_fields=["count(*)"])
         return int(rows[0]["count(*)"])
 
+    def erase(self, *, user_id: str | None = None, cube_ids: Sequence[str] = (), ids: Sequence[str] = ()) -> int:
+        """Delete a user's preferences and every preference in `cube_ids`, leaving none of their bytes behind.
+
+        Milvus keeps deleted rows in its segment files until compaction; a Milvus Lite file is therefore rewritten
+        (survivors copied into a fresh collection, the old one dropped with its files). A server compacts.
+        """
+        clauses = [f"user_id == {quote(check_id(user_id, 'user id'))}"] if user_id else []
+        if cube_ids:
+            clauses.append(f"cube_id in [{', '.join(quote(check_id(c, 'cube id')) for c in cube_ids)}]")
+        if ids:
+            clauses.append(f"id in [{', '.join(quote(_check_pref_id(i)) for i in ids)}]")
+        if not clauses:
+            return 0
+        expr = " or ".join(clauses)
+        with self._lock:
+            rows = self._client.query(self.collection, filter=expr, output_fields=["count(*)"])
+            doomed = int(rows[0]["count(*)"])
+            self._client.delete(self.collection, filter=expr)
+            if "://" in self.uri:
+                self._client.compact(self.collection)
+            else:
+                self._rewrite_collection()
+        return doomed
+
+    def _rewrite_collection(self) -> None:
+        """Copy the live rows into a new collection, drop the old one (its files go), rename the new one."""
+        fresh = f"{self.collection}_rewrite"
+        client = self._client
+        if client.has_collection(fresh):  # left over by a crash mid-rewrite: the original is still complete
+            client.drop_collection(fresh)
+        self._create_collection(fresh)
+        fields = [f["name"] for f in client.describe_collection(self.collection)["fields"] if f["name"] != "sparse"]
+        iterator = client.query_iterator(self.collection, batch_size=1000, filter='id != ""', output_fields=fields)
+        try:
+            while batch := iterator.next():
+                client.insert(fresh, [dict(r) for r in batch])
+        finally:
+            iterator.close()
+        client.drop_collection(self.collection)
+        client.rename_collection(fresh, self.collection)
+        client.load_collection(self.collection)
+
     def drop(self) -> None:
         """Remove the whole collection (tests and evals)."""
         with self._lock:
@@ -354,3 +406,5 @@ class MilvusPreferenceStore:
         # Closing twice, or after the server went away, is harmless.
         with self._lock, contextlib.suppress(Exception):
             self._client.close()
+        if self._claim is not None:
+            self._claim.release()

@@ -75,6 +75,11 @@ class TreeStore(Protocol):
         """Soft delete (status `deleted`, kept) or hard delete (gone, edges too). Returns how many changed."""
         ...
 
+    def erase_cube(self, cube_id: str) -> int:
+        """Hard-delete every memory, edge and entity of a cube, leaving no recoverable copy in the backend's
+        files where the backend controls that. Returns how many memories went."""
+        ...
+
     def supersede(self, old_id: str, new_item: MemoryItem) -> str:
         """In one transaction: add `new_item`, mark `old_id` superseded with `valid_to`, link SUPERSEDES."""
         ...

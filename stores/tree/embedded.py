@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from stores.errors import InvalidInputError, NotFoundError
+from stores.files import private_file
 from stores.models import MemoryItem, MemoryStatus, SearchHit, now
 from stores.tree.base import ENTITY_FANOUT, Edge, Rel, entity_key, entity_weight
 
@@ -162,12 +163,13 @@ class EmbeddedTreeStore:
         self.path = Path(path)
         self.dimension = dimension
         if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=30000")
+        self._conn.execute("PRAGMA secure_delete=ON")  # erased rows leave no bytes in free pages
         self._conn.executescript(_SCHEMA)
         self._add_time_column()
         self._cubes: dict[str, _CubeVectors] = {}
@@ -280,6 +282,12 @@ class EmbeddedTreeStore:
             self._upsert(conn, seq, item, blob)
 
     def delete(self, ids: Sequence[str], *, hard: bool = False) -> int:
+        changed = self._delete(ids, hard=hard)
+        if hard and changed:
+            self.compact()  # a hard delete is an erasure: no copy of the text may stay in the file
+        return changed
+
+    def _delete(self, ids: Sequence[str], *, hard: bool) -> int:
         changed = 0
         with self._write() as (conn, seq):
             for memory_id in ids:
@@ -303,6 +311,25 @@ class EmbeddedTreeStore:
                     self._upsert(conn, seq, item, blob)
                 changed += 1
         return changed
+
+    def erase_cube(self, cube_id: str) -> int:
+        """Hard-delete everything in a cube, then compact so none of its bytes stay in the file or the WAL."""
+        with self._lock:
+            ids = [r[0] for r in self._conn.execute("SELECT id FROM memories WHERE cube_id = ?", (cube_id,))]
+        erased = sum(self._delete(ids[i : i + 500], hard=True) for i in range(0, len(ids), 500))
+        with self._write() as (conn, _seq):
+            conn.execute("DELETE FROM mentions WHERE entity IN (SELECT key FROM entities WHERE cube_id = ?)",
+                         (cube_id,))
+            conn.execute("DELETE FROM entities WHERE cube_id = ?", (cube_id,))
+        self.compact()
+        return erased
+
+    def compact(self) -> None:
+        """Drop deleted text for good: merge the full-text index (FTS5 keeps deleted terms in old segments until
+        a merge) and checkpoint the WAL into the file (whose freed pages `secure_delete` zeroes)."""
+        with self._lock:
+            self._conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def supersede(self, old_id: str, new_item: MemoryItem) -> str:
         blob = self._vector_blob(new_item)

@@ -391,6 +391,21 @@ class Neo4jTreeStore:
 
         return self._write(work)
 
+    @_guard
+    def erase_cube(self, cube_id: str) -> int:
+        """Hard-delete every memory and entity of a cube (in batches, so a big cube never needs one huge tx)."""
+        def batch(tx: neo4j.ManagedTransaction) -> int:
+            rec = tx.run(f"MATCH (m:{LABEL} {{cube_id: $cube}}) WITH m LIMIT 5000 DETACH DELETE m "
+                         "RETURN count(*) AS n", cube=cube_id).single()
+            return int(rec["n"]) if rec else 0
+
+        erased = 0
+        while deleted := self._write(batch):
+            erased += deleted
+        self._write(lambda tx: tx.run(f"MATCH (e:{ENTITY_LABEL} {{cube_id: $cube}}) DETACH DELETE e",
+                                      cube=cube_id).consume())
+        return erased
+
     @staticmethod
     def _mentioned_keys(tx: neo4j.ManagedTransaction, ids: list[str]) -> list[str]:
         rec = tx.run(_MENTIONED_KEYS, ids=ids).single()
