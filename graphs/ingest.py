@@ -23,10 +23,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
+from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
+from pydantic import ValidationError
 
 from graphs.chat import Checkpointer, resolve_checkpointer
 from graphs.services import Services
@@ -90,6 +93,35 @@ def build_document_graph(services: Services, documents: DocumentRegistry) -> Com
     return builder.compile(name="ingest_document")
 
 
+def make_document(services: Services, documents: DocumentRegistry):  # type: ignore[no-untyped-def]
+    """The per-document pipeline behind a guard: whatever fails inside one document becomes that document's
+    error row (with the reason), so one bad document never aborts the batch after others were written."""
+    pipeline = build_document_graph(services, documents)
+
+    def document(state: DocState, config: RunnableConfig) -> dict[str, Any]:
+        try:
+            return pipeline.invoke(state, config)  # type: ignore[no-any-return]
+        except GraphBubbleUp:
+            raise  # interrupts and other graph control flow are not failures
+        except Exception as exc:  # reported in the document's row, not raised
+            source = state.get("source") or {}
+            name = source.get("path") or source.get("name") or source.get("conversation_id") or source.get("kind")
+            return {"results": [{"order": source.get("order", 0), "document": str(name or "?"),
+                                 "kind": source.get("kind"), "status": "error",
+                                 "error": _reason(exc), "warnings": [],
+                                 "chunks": 0, "added": 0, "skipped": 0, "superseded": 0, "archived": 0,
+                                 "memory_ids": [], "timings": {}}]}
+
+    return document
+
+
+def _reason(exc: Exception) -> str:
+    """A one-line reason for a document's error row (a pydantic error's first message, not its whole dump)."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        return f"{type(exc).__name__}: {exc.errors()[0].get('msg', '')}"[:500]
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
 def make_plan(services: Services):  # type: ignore[no-untyped-def]
     @timed("plan")
     def plan(state: IngestState, runtime: Runtime[IngestContext]) -> dict[str, Any]:
@@ -151,7 +183,7 @@ def build_ingest_graph(
     documents = documents or documents_registry(services)
     builder = StateGraph(IngestState, context_schema=IngestContext, input_schema=IngestInput)
     builder.add_node("plan", make_plan(services))
-    builder.add_node("document", build_document_graph(services, documents))
+    builder.add_node("document", make_document(services, documents))
     builder.add_node("summarize", summarize)
     builder.add_node("schedule_enrichment", make_schedule_ingest_enrichment(services))
     builder.add_edge(START, "plan")
