@@ -34,13 +34,21 @@ def worker(
     console.print(f"processed {n} jobs in {time.time() - started:.1f}s")
 
 
+jobs_app = typer.Typer(help="Enrichment jobs: list them (default) or requeue failed ones (`retry`).",
+                       invoke_without_command=True, no_args_is_help=False)
+
+
+@jobs_app.callback()
 def jobs(
+    ctx: typer.Context,
     status: Annotated[str | None, typer.Option(help="Only jobs in this status: pending, running, done, failed.")
                       ] = None,
     limit: Annotated[int, typer.Option(help="How many jobs to list (newest first).")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List enrichment jobs with status, attempts and last error."""
+    if ctx.invoked_subcommand is not None:
+        return
     from graphs.services import open_outbox
     from hippograph.settings import get_settings
     from stores.outbox import JobStatus
@@ -67,6 +75,41 @@ def jobs(
                       str(job.attempts), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.updated_at)),
                       (job.last_error.splitlines() or [""])[0][:80])
     console.print(table)
+
+
+@jobs_app.command("retry")
+def retry(
+    job_id: Annotated[str | None, typer.Argument(help="The job id (as `hippograph jobs --json` prints it).")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Requeue every failed job.")] = False,
+) -> None:
+    """Requeue a failed job (or every failed one) with a fresh set of attempts; a worker picks it up next."""
+    from graphs.services import open_outbox
+    from hippograph.settings import get_settings
+    from stores.outbox import JobStatus
+
+    if (job_id is None) == (not failed):
+        raise typer.BadParameter("give one job id or --failed")
+    outbox = open_outbox(get_settings())
+    try:
+        if failed:
+            ids = [j.id for j in outbox.list(status=JobStatus.FAILED, limit=1_000_000)]
+            done = sum(outbox.retry(i) for i in ids)
+            console.print(f"requeued {done} failed job(s)")
+            return
+        assert job_id is not None
+        job = outbox.get(job_id)
+        if job is None:
+            console.print(f"[red]error:[/red] no job {job_id}")
+            raise typer.Exit(1)
+        if not outbox.retry(job_id):
+            console.print(f"[red]error:[/red] job {job_id} is {job.status.value}; only failed or pending jobs "
+                          "can be requeued")
+            raise typer.Exit(1)
+        console.print(f"requeued {job_id}")
+    finally:
+        close = getattr(outbox, "close", None)
+        if close is not None:
+            close()
 
 
 def prefeval(
@@ -119,6 +162,6 @@ def prefeval(
 
 def mount(app: typer.Typer, eval_app: typer.Typer | None = None) -> None:
     app.command("worker")(worker)
-    app.command("jobs")(jobs)
+    app.add_typer(jobs_app, name="jobs")
     if eval_app is not None:
         eval_app.command("prefeval")(prefeval)

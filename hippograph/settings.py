@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     """`fast`: rules only on the chat path; `fine`: LLM extraction in enrichment when a model is set."""
     worker_in_process: bool = True
     """Run the enrichment worker as a thread inside the process (the embedded default)."""
+    job_max_attempts: int = Field(default=5, ge=1)
+    """Attempts per enrichment job before it is marked failed (`hippograph jobs retry` requeues it)."""
+    job_retry_base_seconds: float = Field(default=2.0, ge=0.0)
+    """Back-off before the 2nd attempt; doubles per attempt (with jitter), capped by `job_retry_max_seconds`."""
+    job_retry_max_seconds: float = Field(default=300.0, ge=0.0)
     max_request_bytes: int = 2_000_000
     chunker: Literal["recursive", "sentence", "langchain"] = "recursive"
     """Document chunking: chonkie `recursive` or `sentence` (no model download), or `langchain`

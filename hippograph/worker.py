@@ -4,7 +4,10 @@
   completes it, or records the error (`fail`, retried until `max_attempts`). A job whose previous run crashed
   resumes from its last checkpoint; one whose graph already finished is just marked done.
 - `start_in_process_worker(services)` runs a worker thread inside the process (the embedded default).
-- `run_worker(...)` is the `hippograph worker` loop (stops on SIGINT/SIGTERM).
+- `run_worker(...)` is the `hippograph worker` loop (stops on SIGINT/SIGTERM). A separate worker process
+  refuses to start (`ProcessLayoutError`) when preference memory is a Milvus Lite file another process owns:
+  that layout needs a Milvus server (`HIPPOGRAPH_MILVUS_URI`) or the in-process worker.
+- A failed attempt is retried after an exponential back-off with jitter (`RetryPolicy`, from settings).
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from graphs.enrich import ENRICH_KIND, build_enrich_graph, open_enrich_checkpointer
 from graphs.services import Services
-from hippograph.settings import Settings
-from stores.outbox import Job
+from hippograph.settings import Settings, get_settings
+from stores.errors import ProcessLayoutError
+from stores.outbox import Job, RetryPolicy
+from stores.preferences.lite_owner import LiteFileClaim, claim_lite_file
 
 log = logging.getLogger("hippograph.worker")
 
@@ -40,7 +45,7 @@ class Worker:
         name: str | None = None,
         checkpointer: BaseCheckpointSaver | None = None,
         lease_seconds: float = 120.0,
-        max_attempts: int = 5,
+        retry: RetryPolicy | None = None,
         kinds: tuple[str, ...] = (ENRICH_KIND,),
     ) -> None:
         self.services = services
@@ -48,10 +53,35 @@ class Worker:
         self.checkpointer = checkpointer or open_enrich_checkpointer(services.settings)
         self.graph = build_enrich_graph(services, checkpointer=self.checkpointer)
         self.lease_seconds = lease_seconds
-        self.max_attempts = max_attempts
+        self.retry = retry or retry_policy(services.settings)
         self.kinds = kinds
         self.processed = 0
         self.failed = 0
+        self._layout_ok = False
+        self._claim: LiteFileClaim | None = None
+        self._layout_error = ""
+
+    def layout_ok(self) -> bool:
+        """Whether this process may use preference memory: a Milvus server, an already open store, or a Lite
+        file this process owns. When another process owns the Lite file the worker claims no job (each
+        would fail and burn its attempts) and says why, once."""
+        if self._layout_ok or getattr(self.services, "_preferences", None) is not None:
+            return True
+        try:
+            self._claim = claim_lite_file(self.services.settings.milvus_path)
+        except ProcessLayoutError as exc:
+            if str(exc) != self._layout_error:
+                log.error("worker %s is idle: %s", self.name, exc)
+                self._layout_error = str(exc)
+            return False
+        self._layout_ok = True
+        return True
+
+    def release(self) -> None:
+        """Give up this worker's share of the preference file (at shutdown)."""
+        if self._claim is not None:
+            self._claim.release()
+            self._claim, self._layout_ok = None, False
 
     def run_job(self, job: Job) -> dict[str, Any]:
         """Run (or resume) one job's graph. Raises on failure."""
@@ -75,6 +105,8 @@ class Worker:
 
     def run_once(self) -> bool:
         """Process one job if there is one. Returns whether a job was claimed."""
+        if not self.layout_ok():
+            return False
         outbox = self.services.outbox
         job = outbox.claim(worker=self.name, lease_seconds=self.lease_seconds, kinds=list(self.kinds))
         if job is None:
@@ -86,9 +118,11 @@ class Worker:
             self.run_job(job)
         except Exception as exc:
             self.failed += 1
-            log.warning("job %s failed (attempt %d): %s", job.id, job.attempts, exc)
+            delay = self.retry.delay(job.attempts)
+            log.warning("job %s failed (attempt %d of %d, next in %.1fs): %s", job.id, job.attempts,
+                        self.retry.max_attempts, delay, exc)
             outbox.fail(job.id, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}",
-                        retry=True, max_attempts=self.max_attempts)
+                        retry=True, max_attempts=self.retry.max_attempts, retry_in=delay)
         else:
             self.processed += 1
             outbox.complete(job.id)
@@ -118,6 +152,11 @@ class Worker:
         return done
 
 
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(base=settings.job_retry_base_seconds, cap=settings.job_retry_max_seconds,
+                       max_attempts=settings.job_max_attempts)
+
+
 class WorkerThread(threading.Thread):
     """An in-process worker (the embedded default): a daemon thread that `stop()` ends."""
 
@@ -128,7 +167,10 @@ class WorkerThread(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        self.worker.run(self._stop_event, poll_interval=self.poll_interval)
+        try:
+            self.worker.run(self._stop_event, poll_interval=self.poll_interval)
+        finally:
+            self.worker.release()
 
     def stop(self, timeout: float | None = 30.0) -> None:
         self._stop_event.set()
@@ -152,8 +194,20 @@ def run_worker(
     poll_interval: float = 0.5,
     services: Services | None = None,
 ) -> int:
-    """The `hippograph worker` loop. Returns how many jobs it processed."""
-    services = services or Services.from_settings(settings)
+    """The `hippograph worker` loop. Returns how many jobs it processed.
+
+    Raises `ProcessLayoutError` before claiming anything when the preference file is another process's.
+    """
+    settings = services.settings if services is not None else (settings or get_settings())
+    # Refuse up front, before any job burns its attempts (a given, already open store needs no claim).
+    opened = services is not None and getattr(services, "_preferences", None) is not None
+    claim = None if opened else claim_lite_file(settings.milvus_path)
+    try:
+        services = services or Services.from_settings(settings)
+    except BaseException:
+        if claim is not None:
+            claim.release()
+        raise
     worker = Worker(services, lease_seconds=lease_seconds)
     stop = threading.Event()
 
@@ -167,7 +221,10 @@ def run_worker(
     try:
         return worker.run(stop, poll_interval=poll_interval, max_jobs=max_jobs, until_idle=once)
     finally:
+        worker.release()
         services.close()
+        if claim is not None:
+            claim.release()
 
 
 def main() -> None:  # `python -m hippograph.worker` (the CLI's `hippograph worker` calls run_worker too)
@@ -181,7 +238,11 @@ def main() -> None:  # `python -m hippograph.worker` (the CLI's `hippograph work
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     started = time.time()
-    n = run_worker(once=args.once, max_jobs=args.max_jobs, lease_seconds=args.lease, poll_interval=args.poll)
+    try:
+        n = run_worker(once=args.once, max_jobs=args.max_jobs, lease_seconds=args.lease, poll_interval=args.poll)
+    except ProcessLayoutError as exc:
+        log.error("%s", exc)
+        raise SystemExit(2) from None
     log.info("processed %d jobs in %.1fs", n, time.time() - started)
 
 

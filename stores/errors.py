@@ -37,3 +37,9 @@ class BackendUnavailableError(HippographError, ConnectionError):
     """A storage backend (Neo4j, Milvus, Redis, Postgres) could not be reached."""
 
     status_code = 503
+
+
+class ProcessLayoutError(HippographError, RuntimeError):
+    """The process layout cannot work, e.g. a second process opening a Milvus Lite file another one owns."""
+
+    status_code = 503

@@ -18,7 +18,7 @@ from hippograph.settings import Settings
 from hippograph.worker import Worker, start_in_process_worker
 from nodes.enrich_common import ENRICH_KIND, WORKING_MEMORY_SIZE
 from stores.models import MemoryStatus, MemoryType
-from stores.outbox import JobStatus
+from stores.outbox import JobStatus, RetryPolicy
 from stores.preferences.milvus import MilvusPreferenceStore
 from stores.tree.base import Rel
 from tests.conftest import REPO
@@ -118,7 +118,7 @@ def test_failing_job_records_attempts_and_last_error(tmp_path: Path, minilm, pre
     services = _services(tmp_path / "d", minilm, prefs)
     job_id = services.outbox.enqueue(ENRICH_KIND, {"user_id": "en-u3", "cube_id": "bad cube id!", "messages": [
         {"id": "m1", "role": "human", "content": "I like tea with milk in the afternoon."}]})
-    worker = Worker(services, max_attempts=2)
+    worker = Worker(services, retry=RetryPolicy(base=0.0, max_attempts=2))
     worker.run(until_idle=True)
     job = services.outbox.get(job_id)
     assert job is not None and job.status == JobStatus.FAILED and job.attempts == 2

@@ -14,6 +14,7 @@ import pytest
 
 from stores.outbox import JobStatus, Outbox
 from stores.outbox_redis import RedisOutbox
+from tests.test_registry_outbox import check_backoff_and_retry
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
 
@@ -128,3 +129,7 @@ def test_two_workers_share_the_stream_each_job_once(redis_url: str) -> None:
     assert per_worker["w0"] > 0 and per_worker["w1"] > 0, per_worker
     assert producer.counts()["done"] == 60
     producer.close()
+
+
+def test_backs_off_and_requeues(outbox: RedisOutbox) -> None:
+    check_backoff_and_retry(outbox)  # the same contract as the SQLite outbox

@@ -1,0 +1,128 @@
+"""Process layouts on the embedded default: a Milvus Lite file belongs to one process.
+
+`hippograph serve` (with its in-process worker) owns `preferences.db`; a separate `hippograph worker`, a CLI
+search, or a store opened by another process is refused up front with a `ProcessLayoutError` that names the
+owner and says what to do (HIPPOGRAPH_MILVUS_URI), instead of failing each job or search on the Milvus Lite
+lock. The owner keeps serving; once it is gone (even `kill -9`), the next process takes the file over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from graphs.services import Services
+from hippograph.settings import Settings
+from hippograph.worker import Worker
+from stores.errors import ProcessLayoutError
+from stores.outbox import JobStatus
+from stores.preferences.base import Preference, PreferenceKind
+from stores.preferences.milvus import MilvusPreferenceStore
+from tests.conftest import REPO
+from tests.test_http import ADMIN, free_port, start_server, stop, wait_http
+
+
+@dataclass
+class Owner:
+    data: Path
+    url: str
+    proc: subprocess.Popen[bytes]
+
+
+def _env(data: Path) -> dict[str, str]:
+    return {**os.environ, "HIPPOGRAPH_DATA_DIR": str(data), "HIPPOGRAPH_EMBEDDER": "hashing:64",
+            "HIPPOGRAPH_CHAT_MODEL": "", "HIPPOGRAPH_WORKER_IN_PROCESS": "false"}
+
+
+@pytest.fixture(scope="module")
+def owner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Owner]:
+    """`hippograph serve` on the embedded default, its enrichment worker in-process (which claims the file)."""
+    tmp = tmp_path_factory.mktemp("layout")
+    port = free_port()
+    proc = start_server(tmp / "data", port, tmp / "server.log", HIPPOGRAPH_WORKER_IN_PROCESS="true")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/healthz", proc)
+        claim = tmp / "data" / "preferences.db.owner"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (claim.exists() and claim.read_text()):
+            time.sleep(0.1)
+        assert json.loads(claim.read_text())["pid"] == proc.pid
+        yield Owner(tmp / "data", url, proc)
+    finally:
+        stop(proc)
+        print((tmp / "server.log").read_text()[-3000:])
+
+
+def test_a_separate_worker_refuses_to_start_and_says_why(owner: Owner) -> None:
+    done = subprocess.run([sys.executable, "-m", "hippograph.worker", "--once"], cwd=REPO, env=_env(owner.data),
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"owned by process {owner.proc.pid}" in done.stderr
+    assert "HIPPOGRAPH_MILVUS_URI" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_another_process_cannot_open_the_file(owner: Owner, hashing) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ProcessLayoutError, match=f"owned by process {owner.proc.pid}"):
+        MilvusPreferenceStore(owner.data / "preferences.db", embeddings=hashing)
+
+
+def test_a_worker_thread_without_the_file_claims_no_job(owner: Owner, hashing, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # Its own outbox, but the owner's preference file: every job would fail, so none is claimed.
+    settings = Settings(data_dir=tmp_path, milvus_uri=str(owner.data / "preferences.db"), worker_in_process=False,
+                        embedder="hashing:64")
+    services = Services.from_settings(settings, embeddings=hashing)
+    try:
+        job_id = services.outbox.enqueue("enrich_turn", {"user_id": "u", "cube_id": "u.default", "messages": []})
+        worker = Worker(services)
+        assert worker.run_once() is False
+        job = services.outbox.get(job_id)
+        assert job is not None and job.status == JobStatus.PENDING and job.attempts == 0
+    finally:
+        services.close()
+
+
+def test_concurrent_cli_searches_fail_clearly_while_the_owner_serves(owner: Owner) -> None:
+    admin = {"X-API-Key": ADMIN}
+    with httpx.Client(base_url=owner.url, timeout=60) as http:
+        r = http.post("/v1/users", json={"user_id": "lena"}, headers=admin)
+        assert r.status_code == 201, r.text
+        auth = {"Authorization": f"Bearer {r.json()['api_key']}"}
+        assert http.post("/v1/memories", json={"text": "Lena keeps bees on the roof"}, headers=auth).status_code \
+            in (200, 201)
+        searches = [subprocess.Popen([sys.executable, "-m", "hippograph.cli", "search", "bees", "--user", "lena"],
+                                     cwd=REPO, env=_env(owner.data), stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+        outputs = [p.communicate(timeout=180)[0] for p in searches]
+        assert [p.returncode for p in searches] == [2, 2, 2], outputs
+        assert all("HIPPOGRAPH_MILVUS_URI" in " ".join(out.split()) for out in outputs), outputs
+        # The owner is unaffected.
+        r = http.post("/v1/search", json={"query": "bees"}, headers=auth)
+        assert r.status_code == 200, r.text
+        assert any("bees" in hit["item"]["text"] for hit in r.json()), r.json()
+
+
+def test_the_next_process_takes_over_after_the_owner_is_killed(owner: Owner, hashing) -> None:  # type: ignore[no-untyped-def]
+    os.kill(owner.proc.pid, signal.SIGKILL)
+    owner.proc.wait(30)
+    store = MilvusPreferenceStore(owner.data / "preferences.db", embeddings=hashing)
+    try:
+        store.add([Preference(id="p1", user_id="lena", cube_id="lena.default", kind=PreferenceKind.EXPLICIT,
+                              text="Lena prefers oat milk")])
+        assert [p.text for p in store.list(user_id="lena")] == ["Lena prefers oat milk"]
+    finally:
+        store.close()
+    # Released again on close: a worker process can own it now.
+    done = subprocess.run([sys.executable, "-m", "hippograph.worker", "--once"], cwd=REPO, env=_env(owner.data),
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
