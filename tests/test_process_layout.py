@@ -31,6 +31,8 @@ from stores.preferences.milvus import MilvusPreferenceStore
 from tests.conftest import REPO
 from tests.test_http import ADMIN, free_port, start_server, stop, wait_http
 
+HIPPOGRAPH = str(Path(sys.executable).parent / "hippograph")
+
 
 @dataclass
 class Owner:
@@ -100,9 +102,9 @@ def test_concurrent_cli_searches_fail_clearly_while_the_owner_serves(owner: Owne
         auth = {"Authorization": f"Bearer {r.json()['api_key']}"}
         assert http.post("/v1/memories", json={"text": "Lena keeps bees on the roof"}, headers=auth).status_code \
             in (200, 201)
-        searches = [subprocess.Popen([sys.executable, "-m", "hippograph.cli", "search", "bees", "--user", "lena"],
-                                     cwd=REPO, env=_env(owner.data), stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+        searches = [subprocess.Popen([HIPPOGRAPH, "search", "bees", "--user", "lena"], cwd=REPO,
+                                     env=_env(owner.data), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True) for _ in range(3)]
         outputs = [p.communicate(timeout=180)[0] for p in searches]
         assert [p.returncode for p in searches] == [2, 2, 2], outputs
         assert all("HIPPOGRAPH_MILVUS_URI" in " ".join(out.split()) for out in outputs), outputs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import subprocess
@@ -182,3 +183,28 @@ def test_sixteen_processes_create_the_same_new_user_at_once(tmp_path: Path) -> N
     assert errors == []
     assert {out.strip() for out, _ in results} == {"racer ['racer.default']"}
     assert [u.id for u in Registry(url).list_users()] == ["racer"]
+
+
+def test_cli_jobs_retry_requeues_failed_jobs(tmp_path: Path) -> None:
+    outbox = SqliteOutbox(tmp_path / "outbox.sqlite")
+    ids = [outbox.enqueue("enrich_turn", {"n": n}) for n in range(3)]
+    for job_id in ids:
+        outbox.claim(worker="w")
+        outbox.fail(job_id, "boom", retry=False)
+    outbox.complete(outbox.enqueue("enrich_turn", {"n": 3}))
+    env = {**os.environ, "HIPPOGRAPH_DATA_DIR": str(tmp_path)}
+    cli = [str(Path(sys.executable).parent / "hippograph"), "jobs", "retry"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+    one = run(ids[0])
+    assert one.returncode == 0 and f"requeued {ids[0]}" in one.stdout
+    assert outbox.get(ids[0]).status == JobStatus.PENDING and outbox.get(ids[0]).attempts == 0  # type: ignore[union-attr]
+    rest = run("--failed")
+    assert rest.returncode == 0 and "requeued 2 failed job(s)" in rest.stdout
+    assert outbox.counts() == {"pending": 3, "running": 0, "done": 1, "failed": 0}
+    done = outbox.list(status=JobStatus.DONE)[0].id
+    refused = run(done)
+    assert refused.returncode == 1 and "is done" in refused.stdout
+    assert run().returncode == 2  # neither an id nor --failed
