@@ -626,6 +626,12 @@ class Memory:
             raise InvalidInputError(f"job {job.id} can no longer be retried (it changed meanwhile)")
         return self.job(job.id, user_id=user_id)
 
+    def mentions(self, memory_ids: Sequence[str], *, user_id: str) -> dict[str, builtins.list[str]]:
+        """memory id -> the entity names it mentions (the entity graph), for the memories the user may read."""
+        readable = self.services.registry.readable(check_id(user_id, "user id"))
+        visible = [m.id for m in self.services.tree.get(builtins.list(memory_ids)[:1000], cube_ids=readable)]
+        return self.services.tree.mentions(visible) if visible else {}
+
     def _readable_edges(self, ids: builtins.list[str], user_id: str) -> builtins.list[Edge]:
         around = self.services.tree.edges(ids, direction="both")
         others = {e.dst if e.src in ids else e.src for e in around}

@@ -35,6 +35,17 @@ class UIServer:
     keys: dict[str, str]
     data_dir: Path
     backend: str
+    neo4j: Any = None
+
+    def tree_store(self) -> Any:
+        """The server's tree store, opened from the test (to write what the off-line worker would)."""
+        if self.backend == "neo4j":
+            from stores.tree.neo4j import Neo4jTreeStore
+
+            return Neo4jTreeStore(self.neo4j.uri, auth=self.neo4j.auth, dimension=64)
+        from stores.tree.embedded import EmbeddedTreeStore
+
+        return EmbeddedTreeStore(self.data_dir / "tree.sqlite", dimension=64)
 
     def api(self, user: str) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.keys[user]}"}, timeout=60)
@@ -44,6 +55,7 @@ class UIServer:
 def ui_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIServer]:
     tmp = tmp_path_factory.mktemp(f"ui-{request.param}")
     env: dict[str, str] = {}
+    neo4j = None
     if request.param == "neo4j":
         from tests.neo4j_fixture import wipe_database
 
@@ -62,7 +74,7 @@ def ui_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
                 r = admin.post("/v1/users", json={"user_id": user})
                 assert r.status_code == 201, r.text
                 keys[user] = r.json()["api_key"]
-        yield UIServer(url, proc, keys, tmp / "data", request.param)
+        yield UIServer(url, proc, keys, tmp / "data", request.param, neo4j)
     finally:
         stop(proc)
         print((tmp / "server.log").read_text()[-3000:])
@@ -173,6 +185,12 @@ def _seed(server: UIServer) -> dict[str, Any]:
         assert second["superseded"] == 1, second
         new_id = next(i for i in second["memory_ids"] if i not in first["memory_ids"])
         old_id = next(i for i in first["memory_ids"] if i not in second["memory_ids"])
+    # Entities come from deferred enrichment, whose worker is off in this server: link them as it would.
+    store = server.tree_store()
+    try:
+        store.add_mentions({new_id: ["lisbon", "miso"], old_id: ["miso", "porto"]})
+    finally:
+        store.close()
     return {"turns": turns.json()["ids"], "new": new_id, "old": old_id}
 
 
@@ -201,6 +219,7 @@ def test_memories_history_graph_search_edit_delete(ui_server: UIServer, browser:
     page.goto(f"/ui/memories/{ids['new']}")
     expect(page.locator("#memory-text")).to_have_text("I live in Lisbon with my cat Miso.")
     expect(page.locator("#source-refs")).to_contain_text("document")
+    expect(page.locator("#memory-entities")).to_have_text("lisbon, miso")
     versions = page.locator("#history li.version")
     expect(versions).to_have_count(2)
     expect(versions.nth(1)).to_contain_text("superseded")
@@ -221,7 +240,9 @@ def test_memories_history_graph_search_edit_delete(ui_server: UIServer, browser:
         nodes: hippographGraph.nodes().map(n => n.id()),
         rels: hippographGraph.edges().map(e => e.data('rel'))})""")
     assert ids["new"] in graph["nodes"] and ids["old"] in graph["nodes"]
-    assert {"SUPERSEDES", "PARENT"} <= set(graph["rels"])
+    assert {"SUPERSEDES", "PARENT", "MENTIONS"} <= set(graph["rels"])
+    entities = {n for n in graph["nodes"] if n.startswith("entity:")}
+    assert entities == {"entity:alice.default:lisbon", "entity:alice.default:miso", "entity:alice.default:porto"}
     expect(page.locator("#details")).to_contain_text("I live in Lisbon")
     screenshot(page, shots, ui_server, "graph")
     page.goto(f"/ui/graph/{ids['turns'][0]}")

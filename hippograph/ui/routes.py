@@ -184,9 +184,10 @@ def build_ui_router(memory: Memory) -> APIRouter:
         history = memory.history(item.id, user_id=user.id)
         edges = memory.edges(item.id, user_id=user.id)
         others = _others(memory, item.id, edges, user.id)
+        entities = memory.mentions([item.id], user_id=user.id).get(item.id, [])
         writable = item.cube_id in registry.writable(user.id)
         return page("memory.html", request, user, item=item, history=history, edges=edges, others=others,
-                    writable=writable, msg=msg[:200])
+                    writable=writable, entities=entities, msg=msg[:200])
 
     @ui.post("/memories/{memory_id}/edit", dependencies=[Posted])
     @html_errors
@@ -226,8 +227,21 @@ def build_ui_router(memory: Memory) -> APIRouter:
     @ui.get("/api/graph/{memory_id}")
     def graph_json(user: Caller, memory_id: str, depth: Annotated[int, Query(ge=0, le=4)] = 2) -> dict[str, Any]:
         nodes, edges = memory.neighbourhood(_mid(memory_id), user_id=user.id, depth=depth)
-        return {"center": memory_id, "nodes": [_node(m) for m in nodes],
-                "edges": [{"source": e.src, "target": e.dst, "rel": e.rel.value} for e in edges]}
+        out_nodes = [_node(m) for m in nodes]
+        out_edges = [{"source": e.src, "target": e.dst, "rel": e.rel.value} for e in edges]
+        # The entity graph: each memory -MENTIONS-> an entity node (one per cube and name).
+        cube_of = {m.id: m.cube_id for m in nodes}
+        seen: set[str] = set()
+        for mid, names in memory.mentions(list(cube_of), user_id=user.id).items():
+            for name in names:
+                entity = f"entity:{cube_of[mid]}:{name}"
+                if entity not in seen:
+                    seen.add(entity)
+                    out_nodes.append({"id": entity, "label": name, "text": f"entity “{name}”", "key": name,
+                                      "type": "Entity", "status": "active", "cube": cube_of[mid],
+                                      "source": "entity graph", "created": ""})
+                out_edges.append({"source": mid, "target": entity, "rel": "MENTIONS"})
+        return {"center": memory_id, "nodes": out_nodes, "edges": out_edges}
 
     @ui.get("/api/memories/{memory_id}")
     def memory_json(user: Caller, memory_id: str) -> dict[str, Any]:
