@@ -106,7 +106,7 @@ def erase_memories(
     doomed: list[str] = []
     for cube_id in report.cube_ids:
         doomed += derived_closure(tree, cube_id, [i.id for i in items if i.cube_id == cube_id])
-    message_refs = {r.ref for i in items for r in i.source_refs if r.kind == "message" and r.ref}
+    message_refs = {r.ref for i in items for r in i.source_refs if r.kind in ("message", "turn") and r.ref}
     report.memories = tree.delete(doomed, hard=True)
     if preferences is not None and message_refs:
         for user in sorted({i.user_id for i in items}):

@@ -119,14 +119,20 @@ def _cube_name(rows: list[dict[str, Any]], cube_id: str) -> str:
 
 
 def _cube_map(rows: list[dict[str, Any]], exported_user: str, user_id: str) -> dict[str, str]:
-    """Exported cube id -> the importing user's cube id (the default cube maps to theirs, others keep their id)."""
+    """Exported cube id -> the importing user's cube id: the default cube maps to theirs, `<old user>.<name>` to
+    `<user>.<name>`, any other id stays as it was."""
     mapping: dict[str, str] = {}
+    prefix = f"{exported_user}."
     for row in rows:
         if row.get("type") != "cube":
             continue
         old = check_id(str(row.get("cube_id")), "cube id")
-        is_default = bool(row.get("default")) or old == default_cube_id(exported_user)
-        mapping[old] = default_cube_id(user_id) if is_default else old
+        if bool(row.get("default")) or old == default_cube_id(exported_user):
+            mapping[old] = default_cube_id(user_id)
+        elif exported_user and old.startswith(prefix):
+            mapping[old] = check_id(f"{user_id}.{old.removeprefix(prefix)}", "cube id")
+        else:
+            mapping[old] = old
     return mapping
 
 

@@ -152,32 +152,40 @@ def test_hard_delete_erases_what_was_derived_from_the_memory(make_memory: Any) -
 
 
 def test_export_import_round_trip(make_memory: Any) -> None:
-    source = make_memory(name="source")
-    fill_user(source, "alice", "ROUNDTRIP")
-    source.update(source.list(user_id="alice", cube_ids=["alice.work"])[0].id, "The ROUNDTRIP project slipped",
-                  user_id="alice")
-    export = source.settings.data_dir.parent / "alice.jsonl"
-    counts = source.export(export, user_id="alice")
+    memory = make_memory()
+    fill_user(memory, "alice", "ROUNDTRIP")
+    work = memory.list(user_id="alice", cube_ids=["alice.work"])
+    edited = next(m.id for m in work if "ships" in m.text)
+    memory.update(edited, "The ROUNDTRIP project slipped", user_id="alice")
+    export = memory.settings.data_dir.parent / "alice.jsonl"
+    counts = memory.export(export, user_id="alice")
     assert counts["cubes"] == 2 and counts["memories"] >= 4 and counts["preferences"] >= 1
     assert counts["documents"] == 1 and counts["edges"] >= 1
     rows = [json.loads(line) for line in export.read_text().splitlines()]
     assert {r["type"] for r in rows} == {"header", "cube", "memory", "edge", "preference", "document"}
+    home = {"alice.default": "carol.default", "alice.work": "carol.work"}
+    before = {(home[m.cube_id], m.text, m.status, m.key) for m in
+              memory.list(user_id="alice", include_inactive=True, limit=1000)}
+    prefs = {p.text for p in memory.preferences(user_id="alice")}
+    docs = [d["doc_key"] for d in memory.documents(user_id="alice")]
+    history = [v.text for v in memory.history(edited, user_id="alice")]
 
-    target = make_memory(name="target")
-    imported = target.import_(export, user_id="carol")
+    memory.erase_user("alice")  # the export is all that is left of Alice
+    imported = memory.import_(export, user_id="carol")
+
     assert imported == counts
-    home = {"alice.default": "carol.default", "alice.work": "alice.work"}  # other cubes keep their ids
-    before = {(home[m.cube_id], m.text, m.status) for m in
-              source.list(user_id="alice", include_inactive=True, limit=1000)}
-    after = {(m.cube_id, m.text, m.status) for m in target.list(user_id="carol", include_inactive=True, limit=1000)}
+    after = {(m.cube_id, m.text, m.status, m.key) for m in
+             memory.list(user_id="carol", include_inactive=True, limit=1000)}
     assert after == before
-    assert {p.text for p in target.preferences(user_id="carol")} == {p.text for p in
-                                                                    source.preferences(user_id="alice")}
-    assert [d["doc_key"] for d in target.documents(user_id="carol")] == ["text:notes"]
-    assert any("Oslo" in h.text for h in target.search("ROUNDTRIP vault Oslo", user_id="carol"))
-    # Importing again, or as a user who would take over someone else's ids, writes nothing.
+    assert {p.text for p in memory.preferences(user_id="carol")} == prefs
+    assert [d["doc_key"] for d in memory.documents(user_id="carol")] == docs
+    assert memory.get(edited, user_id="carol").cube_id == "carol.work"  # ids survive the round trip
+    assert [v.text for v in memory.history(edited, user_id="carol")] == history
+    assert any("Oslo" in h.text for h in memory.search("ROUNDTRIP vault Oslo", user_id="carol"))
+    # Importing the same export as another user would take over Carol's memory ids: refused, nothing written.
     with pytest.raises(InvalidInputError, match="belongs to another"):
-        target.import_(export, user_id="dave")
+        memory.import_(export, user_id="dave")
+    assert memory.list(user_id="dave") == []
 
 
 def test_shares_need_consent_and_shared_memories_are_untrusted(make_memory: Any) -> None:
