@@ -1,7 +1,9 @@
-"""Baseline retrievers over the same raw turns and the same embedder: BM25, dense only, LangGraph InMemoryStore.
+"""Baseline retrievers over the same raw turns and the same embedder: BM25, dense only, LangGraph InMemoryStore,
+mem0.
 
-Each baseline indexes one conversation's turns (text only, as a plain RAG over the transcript would) and answers
-`retrieve(query, k) -> [dia_id, ...]`.
+Each baseline indexes documents given as `(id, text)` pairs (one conversation's turns, text only, as a plain RAG
+over the transcript would) and answers `retrieve(query, k) -> [id, ...]`. Nothing here knows a dataset, so the
+LoCoMo and LongMemEval evals both use it (and import it; it imports neither).
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from collections.abc import Sequence
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from evals.locomo import Turn, turn_text
 from stores.embedders import embed_array
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
+
+Doc = tuple[str, str]
+"""(id, text) of one indexed turn."""
 
 
 def tokenize(text: str) -> list[str]:
@@ -53,11 +57,11 @@ class BM25Baseline:
 
     name = "bm25"
 
-    def __init__(self, turns: Sequence[Turn]) -> None:
+    def __init__(self, docs: Sequence[Doc]) -> None:
         from rank_bm25 import BM25Okapi
 
-        self.ids = [t.dia_id for t in turns]
-        self.index = BM25Okapi([tokenize(turn_text(t)) or ["_"] for t in turns])
+        self.ids = [d for d, _ in docs]
+        self.index = BM25Okapi([tokenize(text) or ["_"] for _, text in docs])
 
     def retrieve(self, query: str, k: int) -> list[str]:
         scores = self.index.get_scores(tokenize(query))
@@ -70,10 +74,10 @@ class DenseBaseline:
 
     name = "dense"
 
-    def __init__(self, turns: Sequence[Turn], embeddings: Embeddings) -> None:
-        self.ids = [t.dia_id for t in turns]
+    def __init__(self, docs: Sequence[Doc], embeddings: Embeddings) -> None:
+        self.ids = [d for d, _ in docs]
         self.embeddings = embeddings
-        self.matrix = embed_array(embeddings, [turn_text(t) for t in turns])
+        self.matrix = embed_array(embeddings, [text for _, text in docs])
 
     def retrieve(self, query: str, k: int) -> list[str]:
         q = np.asarray(self.embeddings.embed_query(query), dtype=np.float32)
@@ -87,14 +91,14 @@ class InMemoryStoreBaseline:
 
     name = "langgraph_inmemory"
 
-    def __init__(self, turns: Sequence[Turn], embeddings: Embeddings, *, namespace: str = "locomo") -> None:
+    def __init__(self, docs: Sequence[Doc], embeddings: Embeddings, *, namespace: str = "locomo") -> None:
         from langgraph.store.memory import InMemoryStore
 
         dims = len(embeddings.embed_query("dimension probe"))
         self.store = InMemoryStore(index={"embed": embeddings, "dims": dims, "fields": ["text"]})
         self.namespace = (namespace,)
-        for t in turns:
-            self.store.put(self.namespace, t.dia_id, {"text": turn_text(t), "speaker": t.speaker})
+        for doc_id, text in docs:
+            self.store.put(self.namespace, doc_id, {"text": text})
 
     def retrieve(self, query: str, k: int) -> list[str]:
         return [item.key for item in self.store.search(self.namespace, query=query, limit=k)]
@@ -109,7 +113,7 @@ class Mem0Baseline:
 
     name = "mem0"
 
-    def __init__(self, turns: Sequence[Turn], embeddings: Embeddings, *, namespace: str, work_dir: str) -> None:
+    def __init__(self, docs: Sequence[Doc], embeddings: Embeddings, *, namespace: str, work_dir: str) -> None:
         import os
 
         os.environ.setdefault("MEM0_TELEMETRY", "False")  # no phoning home from an offline eval
@@ -126,9 +130,9 @@ class Mem0Baseline:
             "llm": {"provider": "langchain", "config": {"model": FakeListChatModel(responses=["{}"])}},
             "history_db_path": f"{work_dir}/mem0-history-{self.user}.db",
         })
-        for t in turns:
-            self.memory.add([{"role": "user", "content": turn_text(t)}], user_id=self.user,
-                            metadata={"dia_id": t.dia_id}, infer=False)
+        for doc_id, text in docs:
+            self.memory.add([{"role": "user", "content": text}], user_id=self.user, metadata={"dia_id": doc_id},
+                            infer=False)
 
     def retrieve(self, query: str, k: int) -> list[str]:
         found = self.memory.search(query, filters={"user_id": self.user}, top_k=k, threshold=0.0)

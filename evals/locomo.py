@@ -1,10 +1,19 @@
-"""LoCoMo: load conversations, ingest them as turn memories, score turn-level evidence recall@k.
+"""LoCoMo: write conversations through hippograph's public API, ask through it, score evidence recall@k.
 
 Parsing is `evals.loaders.load_locomo` (sessions from the `session_N` keys, lenient evidence parsing with dropped
-ids counted). Each turn becomes one memory whose key carries the speaker, the session date and the turn it replies
-to (`conversation_memories`): the index-time half of hippograph's retrieval quality.
+ids counted). hippograph is measured exactly as a user runs it, with its default stores (Milvus Lite preferences in
+the search path):
 
-Recall@k of a question = share of its evidence dia_ids found among the dia_ids the top-k memories came from.
+- `hippograph`: each conversation through `Memory.ingest(conversations=...)`, questions through `Memory.search`;
+- `hippograph_chat`: the same conversation replayed turn by turn through the chat graph (one thread per session,
+  each turn a named, timestamped `HumanMessage`), questions through `Memory.search`.
+
+Both write through the one turn model (`nodes/turns.py`); no eval module builds a memory itself.
+
+Metrics per question (categories 1-4 with evidence):
+- recall@k: share of its evidence dia_ids among the dia_ids the top-k memories came from (turn level);
+- session_any@k: 1 when a session holding evidence is among the first k distinct sessions of the hits (the
+  session-level figure other no-LLM retrievers publish for LoCoMo and LongMemEval).
 """
 
 from __future__ import annotations
@@ -20,11 +29,10 @@ from typing import Any
 import numpy as np
 from langchain_core.language_models import BaseChatModel
 
-from evals.loaders import LocomoConversation, parse_evidence
+from evals.loaders import LocomoConversation, locomo_ingest_input, parse_evidence
 from evals.loaders import load_locomo as load_conversations
 from evals.qa import QAScores, answer, judge, token_f1
-from stores.models import MemoryItem, SourceRef, content_hash
-from stores.write import stable_id
+from nodes.recall_config import RecallConfig
 
 #: The categories the usual protocol scores (5 = adversarial, no evidence answer).
 SCORED_CATEGORIES = (1, 2, 3, 4)
@@ -65,6 +73,8 @@ class Conversation:
     questions: list[Question]
     session_dates: dict[int, str] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)
+    raw: LocomoConversation | None = None
+    """The parsed conversation (`evals.loaders`), for `locomo_ingest_input`."""
 
     @property
     def dia_ids(self) -> set[str]:
@@ -87,7 +97,7 @@ def _conversation(conv: LocomoConversation) -> Conversation:
     return Conversation(
         sample_id=conv.sample_id, speakers=(conv.speaker_a, conv.speaker_b), turns=turns, questions=questions,
         session_dates={s.index: s.date_time or "" for s in conv.sessions},
-        stats={"dropped_evidence": conv.dropped_evidence, "questions_without_evidence": missing},
+        stats={"dropped_evidence": conv.dropped_evidence, "questions_without_evidence": missing}, raw=conv,
     )
 
 
@@ -102,62 +112,11 @@ def load_locomo(path: str | Path, *, limit: int | None = None, samples: Sequence
     return convs[:limit] if limit else convs
 
 
-# -- turns as memories --------------------------------------------------------------------------------------
-
-#: How much context a turn memory's key carries (ablation switch; `full` is the product default).
-CONTEXT_LEVELS = ("none", "speaker_date", "full")
-#: Characters of the previous turn carried in a key.
-PREVIOUS_CHARS = 300
-
-
 def turn_text(turn: Turn) -> str:
+    """A turn's text as a plain transcript RAG indexes it (the baselines): words plus the photo caption."""
     if turn.caption:
         return f"{turn.text} [shares a photo: {turn.caption}]".strip()
     return turn.text
-
-
-def turn_key(turn: Turn, previous: Turn | None, *, context: str = "full") -> str:
-    """The memory's key: who said it and when, and (full) what it answered — so that a reply like "Yes, last
-    Friday!" is findable by the words of the question it answers and by its date."""
-    if context == "none":
-        return ""
-    key = f"{turn.speaker} on {turn.date}" if turn.date else turn.speaker
-    if context == "full" and previous is not None:
-        key += f" | replying to {previous.speaker}: {turn_text(previous)[:PREVIOUS_CHARS]}"
-    return key
-
-
-def conversation_memories(conv: Conversation, *, user_id: str, cube_id: str, context: str = "full"
-                          ) -> list[MemoryItem]:
-    """One memory per turn, with speaker, session date and dia_id as source ref; stable ids (replays dedupe)."""
-    if context not in CONTEXT_LEVELS:
-        raise ValueError(f"context must be one of {CONTEXT_LEVELS}, not {context!r}")
-    items: list[MemoryItem] = []
-    previous: Turn | None = None
-    for turn in conv.turns:
-        if previous is not None and previous.session != turn.session:
-            previous = None
-        text = turn_text(turn)
-        key = turn_key(turn, previous, context=context)
-        items.append(MemoryItem(
-            id=stable_id(cube_id, conv.sample_id, turn.dia_id),
-            user_id=user_id,
-            cube_id=cube_id,
-            text=text,
-            key=key,
-            tags=[],
-            source="conversation",
-            source_refs=[SourceRef(kind="turn", ref=turn.dia_id,
-                                   extra={"speaker": turn.speaker, "date": turn.date, "sample_id": conv.sample_id})],
-            session_id=f"{conv.sample_id}:S{turn.session}",
-            turn_index=turn.index,
-            # Identical short replies ("Thanks!") in different places are different turns, not duplicates.
-            content_hash=content_hash(f"{turn.dia_id}\n{key}\n{text}"),
-            metadata={"speaker": turn.speaker, "session_date": turn.date, "dia_id": turn.dia_id,
-                      "sample_id": conv.sample_id},
-        ))
-        previous = turn
-    return items
 
 
 # -- scoring ------------------------------------------------------------------------------------------------
@@ -175,32 +134,52 @@ def recall_at(evidence: Iterable[str], retrieved: Sequence[str], k: int) -> floa
     return len(gold & set(retrieved[:k])) / len(gold)
 
 
+def session_any_at(evidence_sessions: Iterable[str], retrieved_sessions: Sequence[str], k: int) -> float:
+    """1.0 when an evidence session is among the first k distinct sessions of the hits (in rank order), else 0."""
+    gold = set(evidence_sessions)
+    first = list(dict.fromkeys(s for s in retrieved_sessions if s))[:k]
+    return 1.0 if gold & set(first) else 0.0
+
+
+@dataclass
+class Row:
+    """One scored question: its category, evidence and what a system retrieved (ids and their sessions)."""
+
+    category: str
+    evidence: list[str]
+    retrieved: list[str]
+    evidence_sessions: list[str] = field(default_factory=list)
+    retrieved_sessions: list[str] = field(default_factory=list)
+
+
 @dataclass
 class SystemResult:
-    """Per-question retrieved dia_id lists and latencies for one system."""
+    """Per-question retrieved id lists and latencies for one system."""
 
     name: str
-    rows: list[tuple[int, list[str], list[str]]] = field(default_factory=list)
-    """(category, evidence, retrieved dia_ids in rank order)."""
+    rows: list[Row] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
     cpu_ms: list[float] = field(default_factory=list)
     """CPU time of the process per search (all threads): the latency without other processes' contention."""
     ingest_seconds: float = 0.0
     ingest_turns: int = 0
 
-    def summary(self, ks: Sequence[int]) -> dict[str, Any]:
+    def _scores(self, rows: list[Row], ks: Sequence[int]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for k in ks:
-            out[f"recall@{k}"] = _mean(recall_at(ev, got, k) for _, ev, got in self.rows)
-        by_cat: dict[str, dict[str, Any]] = {}
-        for cat in SCORED_CATEGORIES:
-            rows = [r for r in self.rows if r[0] == cat]
-            if not rows:
-                continue
-            entry: dict[str, Any] = {"questions": len(rows)}
+            out[f"recall@{k}"] = _mean(recall_at(r.evidence, r.retrieved, k) for r in rows if r.evidence)
+        if any(r.evidence_sessions for r in rows):
             for k in ks:
-                entry[f"recall@{k}"] = _mean(recall_at(ev, got, k) for _, ev, got in rows)
-            by_cat[CATEGORY_NAMES[cat]] = entry
+                out[f"session_any@{k}"] = _mean(
+                    session_any_at(r.evidence_sessions, r.retrieved_sessions, k) for r in rows)
+        return out
+
+    def summary(self, ks: Sequence[int]) -> dict[str, Any]:
+        out: dict[str, Any] = self._scores(self.rows, ks)
+        by_cat: dict[str, dict[str, Any]] = {}
+        for cat in dict.fromkeys(r.category for r in self.rows):
+            rows = [r for r in self.rows if r.category == cat]
+            by_cat[cat] = {"questions": len(rows), **self._scores(rows, ks)}
         out["by_category"] = by_cat
         lat = np.array(self.latencies_ms or [0.0])
         out["search_p50_ms"] = round(float(np.percentile(lat, 50)), 2)
@@ -227,81 +206,98 @@ Retriever = Callable[[str, int], list[str]]
 """query, k -> dia_ids in rank order."""
 
 
-def run_questions(name: str, questions: Sequence[Question], retrieve: Retriever, k: int,
-                  result: SystemResult | None = None) -> SystemResult:
-    result = result or SystemResult(name)
-    for q in questions:
-        start, cpu = time.perf_counter(), time.process_time()
-        got = retrieve(q.question, k)
-        result.latencies_ms.append((time.perf_counter() - start) * 1000.0)
-        result.cpu_ms.append((time.process_time() - cpu) * 1000.0)
-        result.rows.append((q.category, q.evidence, got))
-    return result
+def ask(result: SystemResult, retrieve: Retriever, question: str, k: int, *, category: str, evidence: list[str],
+        session_of: Callable[[str], str]) -> list[str]:
+    """Time one retrieval and record its row (sessions mapped with `session_of`)."""
+    start, cpu = time.perf_counter(), time.process_time()
+    got = retrieve(question, k)
+    result.latencies_ms.append((time.perf_counter() - start) * 1000.0)
+    result.cpu_ms.append((time.process_time() - cpu) * 1000.0)
+    result.rows.append(Row(category=category, evidence=list(evidence), retrieved=got,
+                           evidence_sessions=sorted({session_of(e) for e in evidence}),
+                           retrieved_sessions=[session_of(g) for g in got]))
+    return got
 
 
-# -- the run ------------------------------------------------------------------------------------------------
+# -- hippograph through its public API ---------------------------------------------------------------------
 
 EVAL_USER = "locomo"
 
 
-class NullPreferenceStore:
-    """A preference store with nothing in it (LoCoMo has no preference data; keeps evals free of Milvus)."""
-
-    def add(self, prefs: Sequence[Any]) -> list[str]:
-        return []
-
-    def search(self, query: str, **_: Any) -> list[Any]:
-        return []
-
-    def close(self) -> None:
-        return None
+def cube_for(conv: Conversation, suffix: str = "") -> str:
+    return f"{EVAL_USER}.{re.sub(r'[^A-Za-z0-9_.:@-]', '-', conv.sample_id)}{suffix}"
 
 
-def cube_for(conv: Conversation) -> str:
-    return f"{EVAL_USER}.{re.sub(r'[^A-Za-z0-9_.:@-]', '-', conv.sample_id)}"
-
-
-def open_services(data_dir: Path, *, backend: str = "embedded", embeddings: Any = None, preferences: str = "none"
-                  ) -> Any:
-    """Services for an eval run in its own data dir (a fresh embedded store, or a Neo4j server from settings)."""
+def open_memory(data_dir: Path, *, backend: str = "embedded", embeddings: Any = None, turn_key: str = "full"
+                ) -> Any:
+    """A `Memory` for an eval run in its own data dir, with the product's default stores (Milvus Lite preference
+    memory in the search path). The enrichment worker stays off so that the figures measure what was written."""
     from graphs.services import Services
+    from hippograph.memory import Memory
     from hippograph.settings import Settings
 
-    settings = Settings(data_dir=data_dir, embedder="minilm", tree_backend=backend)  # type: ignore[arg-type]
-    prefs: Any = NullPreferenceStore() if preferences == "none" else None
-    return Services.from_settings(settings, embeddings=embeddings, preferences=prefs)
+    settings = Settings(data_dir=data_dir, embedder="minilm", tree_backend=backend,  # type: ignore[arg-type]
+                        worker_in_process=False, turn_key=turn_key)  # type: ignore[arg-type]
+    return Memory(services=Services.from_settings(settings, embeddings=embeddings))
 
 
-def ingest_conversation(services: Any, conv: Conversation, *, context: str = "full") -> tuple[str, int, float]:
-    """Write a conversation's turns into its own cube; returns (cube id, turns written, seconds)."""
-    from stores.write import write_memories
-
-    services.registry.create_user(EVAL_USER)
-    cube_id = cube_for(conv)
-    services.registry.create_cube(EVAL_USER, cube_id, name=conv.sample_id)
-    items = conversation_memories(conv, user_id=EVAL_USER, cube_id=cube_id, context=context)
+def ingest_conversation(memory: Any, conv: Conversation, cube_id: str) -> tuple[int, float]:
+    """Write a conversation into its own cube with `Memory.ingest(conversations=...)` (one entry per session).
+    Returns (turns written, seconds)."""
+    assert conv.raw is not None
+    memory.create_cube(cube_id, user_id=EVAL_USER, name=conv.sample_id)
     start = time.perf_counter()
-    _, written = write_memories(services.tree, services.embeddings, items)
-    return cube_id, written, time.perf_counter() - start
+    out = memory.ingest(user_id=EVAL_USER, cube_id=cube_id, conversations=locomo_ingest_input(conv.raw))
+    if out["summary"].get("errors"):
+        raise RuntimeError(f"ingest of {conv.sample_id} failed: {out['results']}")
+    return int(out["summary"].get("added", 0)), time.perf_counter() - start
 
 
-class GraphRetriever:
-    """Ask the compiled `search` graph; map the memories it returns to their dia_ids (and keep them for QA)."""
+def replay_through_chat(memory: Any, chat: Any, conv: Conversation, cube_id: str) -> tuple[int, float]:
+    """Replay a conversation turn by turn through the chat graph, as an agent that listens to a conversation
+    would receive it: one thread per session, each turn a `HumanMessage` named by its speaker, with its dia_id as
+    message id and the session date as its timestamp. Returns (turns, seconds)."""
+    from langchain_core.messages import HumanMessage
 
-    def __init__(self, graph: Any, cube_id: str) -> None:
-        self.graph, self.cube_id = graph, cube_id
+    from graphs.state import ChatContext
+
+    assert conv.raw is not None
+    memory.create_cube(cube_id, user_id=EVAL_USER, name=f"{conv.sample_id} (chat)")
+    start, turns = time.perf_counter(), 0
+    for session in conv.raw.sessions:
+        session_key = f"{conv.sample_id}:{session.session_id}"
+        context = ChatContext(user_id=EVAL_USER, cube_ids=[cube_id], write_cube_id=cube_id, session_id=session_key,
+                              top_k=10, threshold=0.0)
+        config = {"configurable": {"thread_id": f"{cube_id}/{session_key}"}}
+        for turn in session.turns:
+            if not (turn.content or "").strip():
+                continue
+            extra = {"timestamp": session.date_time, **({"blip_caption": turn.blip_caption}
+                                                         if turn.blip_caption else {})}
+            message = HumanMessage(content=turn.content, name=turn.speaker, id=turn.dia_id, additional_kwargs=extra)
+            chat.invoke({"messages": [message]}, config, context=context)
+            turns += 1
+    return turns, time.perf_counter() - start
+
+
+class MemoryRetriever:
+    """Ask `Memory.search` in one cube; map the memories it returns to their dia_ids (and keep them for QA)."""
+
+    def __init__(self, memory: Any, cube_id: str) -> None:
+        self.memory, self.cube_id = memory, cube_id
         self.last_hits: list[Any] = []
 
     def __call__(self, query: str, k: int) -> list[str]:
-        from graphs.state import ChatContext
-
-        context = ChatContext(user_id=EVAL_USER, cube_ids=[self.cube_id], top_k=k, threshold=0.0, min_keep=0,
-                              ingest=False)
-        self.last_hits = list(self.graph.invoke({"query": query}, context=context).get("memories", []))
-        return [ref.ref for hit in self.last_hits for ref in hit.source_refs if ref.kind == "turn"]
+        self.last_hits = self.memory.search(query, user_id=EVAL_USER, cube_ids=[self.cube_id], top_k=k)
+        return dia_ids(self.last_hits)
 
 
-ALL_SYSTEMS = ("hippograph", "bm25", "dense", "langgraph_inmemory")
+def dia_ids(hits: Sequence[Any]) -> list[str]:
+    return [ref.ref for hit in hits for ref in hit.source_refs[:1] if ref.kind == "turn"]
+
+
+HIPPOGRAPH_SYSTEMS = ("hippograph", "hippograph_chat")
+ALL_SYSTEMS = (*HIPPOGRAPH_SYSTEMS, "bm25", "dense", "langgraph_inmemory")
 #: Peers that run when their optional extra is installed (`pip install -e ".[peers]"`).
 PEER_SYSTEMS = ("mem0",)
 
@@ -310,6 +306,11 @@ def default_systems() -> tuple[str, ...]:
     import importlib.util
 
     return ALL_SYSTEMS + tuple(p for p in PEER_SYSTEMS if importlib.util.find_spec(p) is not None)
+
+
+def _session_of_dia(dia_id: str) -> str:
+    """LoCoMo dia_ids are `D<session>:<turn>`: the session is the part before the colon."""
+    return dia_id.split(":", 1)[0]
 
 
 def run_locomo(
@@ -321,7 +322,6 @@ def run_locomo(
     limit: int | None = None,
     samples: Sequence[str] | None = None,
     systems: Sequence[str] | None = None,
-    context: str = "full",
     work_dir: str | Path | None = None,
     progress: bool = True,
     embeddings: Any = None,
@@ -336,7 +336,7 @@ def run_locomo(
     from tqdm import tqdm
 
     from evals.baselines import BM25Baseline, CachedEmbeddings, DenseBaseline, InMemoryStoreBaseline, Mem0Baseline
-    from graphs.search import build_search_graph
+    from graphs.chat import build_chat_graph
     from stores.embedders import MiniLMEmbeddings
 
     seed_everything()
@@ -348,11 +348,11 @@ def run_locomo(
     results = {name: SystemResult(name) for name in systems}
     tmp = tempfile.TemporaryDirectory(prefix="hippograph-locomo-") if work_dir is None else None
     root = Path(work_dir or tmp.name)  # type: ignore[union-attr]
-    services = open_services(root / "hippograph", backend=backend, embeddings=embeddings) \
-        if "hippograph" in systems else None
-    graph = build_search_graph(services) if services is not None else None
-    model: BaseChatModel | None = chat_model or (services.chat_model if services is not None else None)
-    qa = QAScores() if model is not None and graph is not None else None
+    memory = open_memory(root / "hippograph", backend=backend, embeddings=embeddings) \
+        if set(systems) & set(HIPPOGRAPH_SYSTEMS) else None
+    chat = build_chat_graph(memory.services) if memory is not None and "hippograph_chat" in systems else None
+    model: BaseChatModel | None = chat_model or (memory.services.chat_model if memory is not None else None)
+    qa = QAScores() if model is not None and "hippograph" in systems else None
     total_questions = sum(len(scored_questions(c)) for c in convs)
     bar = tqdm(total=total_questions * len(systems), desc="locomo", unit="q", disable=not progress)
     stats = {"dropped_evidence": 0, "questions_without_evidence": 0}
@@ -361,38 +361,46 @@ def run_locomo(
             for key in stats:
                 stats[key] += conv.stats.get(key, 0)
             questions = scored_questions(conv)
+            docs = [(t.dia_id, turn_text(t)) for t in conv.turns]
             for name in systems:
                 bar.set_postfix_str(f"{conv.sample_id} {name}")
                 result = results[name]
-                start = time.perf_counter()
                 retrieve: Retriever
+                start = time.perf_counter()
                 if name == "hippograph":
-                    cube_id, _, _ = ingest_conversation(services, conv, context=context)
-                    retrieve = GraphRetriever(graph, cube_id)
-                elif name == "bm25":
-                    retrieve = BM25Baseline(conv.turns).retrieve
-                elif name == "dense":
-                    retrieve = DenseBaseline(conv.turns, embeddings).retrieve
-                elif name == "langgraph_inmemory":
-                    retrieve = InMemoryStoreBaseline(conv.turns, embeddings, namespace=conv.sample_id).retrieve
-                elif name == "mem0":
-                    retrieve = Mem0Baseline(conv.turns, embeddings, namespace=conv.sample_id,
-                                            work_dir=str(root)).retrieve
+                    _, seconds = ingest_conversation(memory, conv, cube_for(conv))
+                    retrieve = MemoryRetriever(memory, cube_for(conv))
+                elif name == "hippograph_chat":
+                    _, seconds = replay_through_chat(memory, chat, conv, cube_for(conv, "-chat"))
+                    retrieve = MemoryRetriever(memory, cube_for(conv, "-chat"))
                 else:
-                    raise ValueError(f"unknown system {name!r}")
-                result.ingest_seconds += time.perf_counter() - start
+                    if name == "bm25":
+                        retrieve = BM25Baseline(docs).retrieve
+                    elif name == "dense":
+                        retrieve = DenseBaseline(docs, embeddings).retrieve
+                    elif name == "langgraph_inmemory":
+                        retrieve = InMemoryStoreBaseline(docs, embeddings, namespace=conv.sample_id).retrieve
+                    elif name == "mem0":
+                        retrieve = Mem0Baseline(docs, embeddings, namespace=conv.sample_id,
+                                                work_dir=str(root)).retrieve
+                    else:
+                        raise ValueError(f"unknown system {name!r}")
+                    seconds = time.perf_counter() - start
+                result.ingest_seconds += seconds
                 result.ingest_turns += len(conv.turns)
                 for q in questions:
-                    run_questions(name, [q], retrieve, kmax, result)
-                    if qa is not None and model is not None and isinstance(retrieve, GraphRetriever):
+                    ask(result, retrieve, q.question, kmax, category=CATEGORY_NAMES[q.category],
+                        evidence=q.evidence, session_of=_session_of_dia)
+                    if qa is not None and model is not None and name == "hippograph":
+                        assert isinstance(retrieve, MemoryRetriever)
                         prediction = answer(model, q.question, retrieve.last_hits)
                         qa.add(CATEGORY_NAMES[q.category], token_f1(prediction, q.answer),
                                judge(model, q.question, q.answer, prediction))
                     bar.update(1)
     finally:
         bar.close()
-        if services is not None:
-            services.close()
+        if memory is not None:
+            memory.close()
         if tmp is not None:
             tmp.cleanup()
     report: dict[str, Any] = {
@@ -400,8 +408,10 @@ def run_locomo(
         "systems": {name: results[name].summary(ks) for name in systems},
         "dataset": {"path": str(data), "conversations": [c.sample_id for c in convs],
                     "turns": sum(len(c.turns) for c in convs), **stats},
-        "config": {"backend": backend, "ks": ks, "context": context, "embedder": "all-MiniLM-L6-v2 (int8 ONNX)",
-                   "seed": SEED},
+        "config": {"backend": backend, "ks": ks, "embedder": "all-MiniLM-L6-v2 (int8 ONNX)", "seed": SEED,
+                   "write_path": {"hippograph": "Memory.ingest(conversations=...)",
+                                  "hippograph_chat": "chat graph, one turn per run"},
+                   "read_path": "Memory.search (default stores, Milvus Lite preferences in the path)"},
         "qa": qa.summary(_model_name(model)) if qa is not None else
         {"skipped": True, "reason": "no chat model configured (HIPPOGRAPH_CHAT_MODEL); retrieval only"},
     }
@@ -418,43 +428,61 @@ def _model_name(model: Any) -> str:
 
 # -- ablations ----------------------------------------------------------------------------------------------
 
-#: Cumulative steps from plain hybrid recall over raw turns to hippograph's defaults. Each row changes one idea:
-#: (label, ingest context, node settings). Node settings patch the module constants of nodes.retrieve_tree and
-#: nodes.rerank for the row, then restore them.
+
+def _cfg(**changes: Any) -> RecallConfig:
+    from nodes.recall_config import SignalWeights
+
+    weights = SignalWeights(**changes.pop("weights", {}))
+    return RecallConfig(weights=weights, **changes)
+
+
+#: Plain hybrid recall over raw turns: no key, flat RRF, no graph, no propagation, no question penalty.
+_PLAIN: dict[str, Any] = {"rrf_k": 60, "weights": {"vector": 1.0, "graph": 0.0}, "expand_seeds": 0,
+                          "propagate": 0.0, "question_penalty": 1.0}
+_SHARP: dict[str, Any] = {**_PLAIN, "rrf_k": 5, "weights": {"vector": 0.8, "graph": 0.0}}
+_GRAPH: dict[str, Any] = {**_SHARP, "weights": {"vector": 0.8, "graph": 0.1}, "expand_seeds": 5}
+_PROPAGATE: dict[str, Any] = {**_GRAPH, "propagate": 0.6}
+
+#: Cumulative steps from plain hybrid recall over raw turns to hippograph's defaults; each row adds one idea:
+#: (label, the turn key the memories were written with (`Settings.turn_key`), the `RecallConfig` of the search).
 ABLATION_STEPS: list[tuple[str, str, dict[str, Any]]] = [
-    ("dense + BM25, RRF k=60, raw turns", "none",
-     {"RRF_K": 60, "vector": 1.0, "graph": 0.0, "EXPAND_SEEDS": 0, "PROPAGATE": 0.0, "REWRITE": False}),
-    ("+ key: speaker and session date", "speaker_date",
-     {"RRF_K": 60, "vector": 1.0, "graph": 0.0, "EXPAND_SEEDS": 0, "PROPAGATE": 0.0, "REWRITE": False}),
-    ("+ key: the turn it replies to", "full",
-     {"RRF_K": 60, "vector": 1.0, "graph": 0.0, "EXPAND_SEEDS": 0, "PROPAGATE": 0.0, "REWRITE": False}),
-    ("+ sharper fusion (RRF k=5, dense weight 0.8)", "full",
-     {"RRF_K": 5, "vector": 0.8, "graph": 0.0, "EXPAND_SEEDS": 0, "PROPAGATE": 0.0, "REWRITE": False}),
-    ("+ graph neighbours of the top 5 seeds (weight 0.1)", "full",
-     {"RRF_K": 5, "vector": 0.8, "graph": 0.1, "EXPAND_SEEDS": 5, "PROPAGATE": 0.0, "REWRITE": False}),
-    ("+ adjacent-turn score propagation 0.6 (= default)", "full",
-     {"RRF_K": 5, "vector": 0.8, "graph": 0.1, "EXPAND_SEEDS": 5, "PROPAGATE": 0.6, "REWRITE": False}),
-    ("+ rule query rewriting (not kept)", "full",
-     {"RRF_K": 5, "vector": 0.8, "graph": 0.1, "EXPAND_SEEDS": 5, "PROPAGATE": 0.6, "REWRITE": True}),
-    ("+ MMR lambda 0.8 (not kept)", "full",
-     {"RRF_K": 5, "vector": 0.8, "graph": 0.1, "EXPAND_SEEDS": 5, "PROPAGATE": 0.6, "REWRITE": False,
-      "MMR_LAMBDA": 0.8}),
+    ("dense + BM25, RRF k=60, raw turns", "none", _PLAIN),
+    ("+ key: speaker and time", "speaker_date", _PLAIN),
+    ("+ key: the turn it replies to", "full", _PLAIN),
+    ("+ sharper fusion (RRF k=5, dense weight 0.8)", "full", _SHARP),
+    ("+ graph neighbours of the top 5 seeds (weight 0.1)", "full", _GRAPH),
+    ("+ adjacent-turn score propagation 0.6", "full", _PROPAGATE),
+    ("+ remembered questions ranked at half score (= default)", "full", {}),
+    ("+ MMR lambda 0.8 (not kept)", "full", {"mmr_lambda": 0.8}),
 ]
+
+
+class SearchGraphRetriever:
+    """Ask the search graph in one cube with a given `RecallConfig` (how an ablation row searches)."""
+
+    def __init__(self, graph: Any, cube_id: str, cfg: RecallConfig) -> None:
+        self.graph, self.cube_id, self.cfg = graph, cube_id, cfg
+
+    def __call__(self, query: str, k: int) -> list[str]:
+        from graphs.state import ChatContext
+
+        context = ChatContext(user_id=EVAL_USER, cube_ids=[self.cube_id], top_k=k, threshold=0.0, min_keep=0,
+                              ingest=False, recall=self.cfg)
+        return dia_ids(self.graph.invoke({"query": query}, context=context).get("memories", []))
 
 
 def run_ablations(data: str | Path, *, ks: Sequence[int] = DEFAULT_KS, limit: int | None = None,
                   samples: Sequence[str] | None = None, work_dir: str | Path | None = None,
                   progress: bool = True, embeddings: Any = None) -> list[dict[str, Any]]:
-    """Recall@k of each ablation step: the retrieve_tree `recall` and rerank `fuse`/`mmr` functions the search
-    graph runs, called directly with the step's settings."""
+    """Recall@k and session_any@k of each ablation step. Each turn-key level is written once through
+    `Memory.ingest`; each step asks the search graph with its own `RecallConfig` (`ChatContext.recall`)."""
     import tempfile
 
     from tqdm import tqdm
 
-    import nodes.rerank as rr
-    import nodes.retrieve_tree as rt
     from evals.baselines import CachedEmbeddings
-    from stores.embedders import MiniLMEmbeddings, embed_array
+    from graphs.search import build_search_graph
+    from stores.embedders import MiniLMEmbeddings
 
     seed_everything()
     ks = sorted(set(int(k) for k in ks))
@@ -463,41 +491,29 @@ def run_ablations(data: str | Path, *, ks: Sequence[int] = DEFAULT_KS, limit: in
     tmp = tempfile.TemporaryDirectory(prefix="hippograph-ablate-") if work_dir is None else None
     root = Path(work_dir or tmp.name)  # type: ignore[union-attr]
     questions = [(conv, q) for conv in convs for q in scored_questions(conv)]
-    vectors = embed_array(embeddings, [q.question for _, q in questions])
-    services: dict[str, Any] = {}
+    memories: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
-    saved_rr = {n: getattr(rr, n) for n in ("RRF_K", "SIGNAL_WEIGHTS", "PROPAGATE", "MMR_LAMBDA")}
-    saved_rt = {n: getattr(rt, n) for n in ("EXPAND_SEEDS", "REWRITE")}
     try:
-        for label, context, cfg in tqdm(ABLATION_STEPS, desc="ablations", disable=not progress):
-            if context not in services:
-                services[context] = open_services(root / f"ablate-{context}", embeddings=embeddings)
+        for label, turn_key, changes in tqdm(ABLATION_STEPS, desc="ablations", disable=not progress):
+            if turn_key not in memories:
+                memories[turn_key] = open_memory(root / f"ablate-{turn_key}", embeddings=embeddings,
+                                                 turn_key=turn_key)
                 for conv in convs:
-                    ingest_conversation(services[context], conv, context=context)
-            svc = services[context]
-            rr.RRF_K = cfg["RRF_K"]
-            rr.SIGNAL_WEIGHTS = {**saved_rr["SIGNAL_WEIGHTS"], "vector": cfg["vector"], "graph": cfg["graph"]}
-            rr.PROPAGATE = cfg["PROPAGATE"]
-            rr.MMR_LAMBDA = cfg.get("MMR_LAMBDA", 1.0)
-            rt.EXPAND_SEEDS, rt.REWRITE = cfg["EXPAND_SEEDS"], cfg["REWRITE"]
+                    ingest_conversation(memories[turn_key], conv, cube_for(conv))
+            memory = memories[turn_key]
+            graph = build_search_graph(memory.services)
+            cfg = _cfg(**changes)
             result = SystemResult(label)
-            for (conv, q), vec in zip(questions, vectors, strict=True):
-                hits = rt.recall(svc, q.question, vec.tolist(), cube_ids=[cube_for(conv)],
-                                 pool=max(rt.MIN_POOL, max(ks) * rt.POOL_FACTOR))
-                fused = rr.fuse(hits)
-                if rr.MMR_LAMBDA < 1.0:
-                    fused = rr.mmr(fused, svc.tree.embeddings([h.id for h in fused[: rr.MMR_DEPTH]]))
-                got = [ref.ref for h in fused[: max(ks)] for ref in h.source_refs if ref.kind == "turn"]
-                result.rows.append((q.category, q.evidence, got))
+            for conv, q in questions:
+                ask(result, SearchGraphRetriever(graph, cube_for(conv), cfg), q.question, max(ks),
+                    category=CATEGORY_NAMES[q.category], evidence=q.evidence, session_of=_session_of_dia)
             summary = result.summary(ks)
-            rows.append({"step": label, **{f"recall@{k}": summary[f"recall@{k}"] for k in ks}})
+            rows.append({"step": label, "turn_key": turn_key, "recall_config": cfg.model_dump(),
+                         **{f"recall@{k}": summary[f"recall@{k}"] for k in ks},
+                         **{f"session_any@{k}": summary[f"session_any@{k}"] for k in ks}})
     finally:
-        for name, value in saved_rr.items():
-            setattr(rr, name, value)
-        for name, value in saved_rt.items():
-            setattr(rt, name, value)
-        for svc in services.values():
-            svc.close()
+        for memory in memories.values():
+            memory.close()
         if tmp is not None:
             tmp.cleanup()
     return rows
@@ -507,13 +523,14 @@ def ablation_markdown(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
     ks = [k for k in rows[0] if k.startswith("recall@")]
-    lines = ["| step | " + " | ".join(f"R@{k.split('@')[1]}" for k in ks) + " | ΔR@10 |",
-             "|---|" + "---|" * (len(ks) + 1)]
+    lines = ["| step | " + " | ".join(f"R@{k.split('@')[1]}" for k in ks) + " | ΔR@10 | session_any@5 |",
+             "|---|" + "---|" * (len(ks) + 2)]
     previous = None
     for row in rows:
         r10 = row.get("recall@10", 0.0)
         delta = "" if previous is None else f"{r10 - previous:+.3f}"
-        lines.append(f"| {row['step']} | " + " | ".join(f"{row[k]:.3f}" for k in ks) + f" | {delta} |")
+        lines.append(f"| {row['step']} | " + " | ".join(f"{row[k]:.3f}" for k in ks)
+                     + f" | {delta} | {row.get('session_any@5', 0.0):.3f} |")
         if "not kept" not in row["step"]:
             previous = r10
     return "\n".join(lines) + "\n"

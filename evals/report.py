@@ -20,16 +20,18 @@ def markdown_table(report: dict[str, Any], *, title: str = "") -> str:
     ks = report.get("config", {}).get("ks") or sorted(
         int(k.split("@")[1]) for k in next(iter(systems.values()), {}) if k.startswith("recall@")
     )
+    sessions = any(f"session_any@{ks[0]}" in row for row in systems.values())
     lines = [f"## {title}", ""] if title else []
     note = report.get("questions_note", "categories 1-4 with evidence")
     lines.append(f"{report.get('questions', 0)} questions ({note}).")
     lines.append("")
-    head = ["system", *[f"R@{k}" for k in ks], "search p50 ms", "search p95 ms", "CPU p50 ms", "CPU p95 ms",
-            "ingest turns/s"]
+    head = ["system", *[f"R@{k}" for k in ks], *([f"session_any@{k}" for k in ks] if sessions else []),
+            "search p50 ms", "search p95 ms", "CPU p50 ms", "CPU p95 ms", "ingest turns/s"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in systems.items():
-        cells = [name, *[_fmt(row.get(f"recall@{k}")) for k in ks], _fmt(row.get("search_p50_ms")),
-                 _fmt(row.get("search_p95_ms")), _fmt(row.get("search_cpu_p50_ms")),
+        cells = [name, *[_fmt(row.get(f"recall@{k}")) for k in ks],
+                 *([_fmt(row.get(f"session_any@{k}")) for k in ks] if sessions else []),
+                 _fmt(row.get("search_p50_ms")), _fmt(row.get("search_p95_ms")), _fmt(row.get("search_cpu_p50_ms")),
                  _fmt(row.get("search_cpu_p95_ms")), _fmt(row.get("ingest_turns_per_s"))]
         lines.append("| " + " | ".join(cells) + " |")
     categories: list[str] = []
@@ -37,14 +39,17 @@ def markdown_table(report: dict[str, Any], *, title: str = "") -> str:
         categories += [c for c in row.get("by_category", {}) if c not in categories]
     if categories:
         k = 10 if 10 in ks else ks[len(ks) // 2]
-        lines += ["", f"R@{k} by category:", ""]
-        head = ["system", *[f"{c} ({systems[next(iter(systems))]['by_category'].get(c, {}).get('questions', '')})"
-                            for c in categories]]
-        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for name, row in systems.items():
-            by = row.get("by_category", {})
-            lines.append("| " + " | ".join([name, *[_fmt(by.get(c, {}).get(f"recall@{k}")) for c in categories]])
-                         + " |")
+        metrics = [f"recall@{k}", *([f"session_any@{k}"] if sessions else [])]
+        for metric in metrics:
+            label = f"R@{k}" if metric.startswith("recall") else metric
+            lines += ["", f"{label} by category:", ""]
+            head = ["system", *[f"{c} ({systems[next(iter(systems))]['by_category'].get(c, {}).get('questions', '')})"
+                                for c in categories]]
+            lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            for name, row in systems.items():
+                by = row.get("by_category", {})
+                lines.append("| " + " | ".join([name, *[_fmt(by.get(c, {}).get(metric)) for c in categories]])
+                             + " |")
     qa = report.get("qa") or {}
     if qa.get("skipped"):
         lines += ["", f"QA skipped: {qa.get('reason', '')}"]

@@ -40,11 +40,12 @@ def locomo(
     limit: Annotated[int | None, typer.Option(help="Only the first N conversations.")] = None,
     sample: Annotated[list[str] | None, typer.Option(help="Only these sample ids (repeatable).")] = None,
     systems: Annotated[str | None, typer.Option(
-        help="Comma-separated systems (default: hippograph,bm25,dense,langgraph_inmemory, plus mem0 when the "
-             "`peers` extra is installed).")] = None,
+        help="Comma-separated systems (default: hippograph,hippograph_chat,bm25,dense,langgraph_inmemory, plus "
+             "mem0 when the `peers` extra is installed).")] = None,
     ablations: Annotated[bool, typer.Option(help="Also run the ablation steps (adds locomo_ablations.*).")] = False,
 ) -> None:
-    """LoCoMo turn-level evidence recall@k: hippograph (through the search graph) vs BM25, dense, InMemoryStore."""
+    """LoCoMo evidence recall@k and session_any@k: hippograph through its public API (`Memory.ingest` and the chat
+    graph to write, `Memory.search` to ask) vs BM25, dense, InMemoryStore and mem0 on the same turns."""
     from evals.locomo import ablation_markdown, run_ablations, run_locomo
     from evals.report import markdown_table
 
@@ -75,14 +76,17 @@ def longmemeval(
     k: Annotated[str, typer.Option("--k", help="Cut-offs, comma-separated.")] = "5,10,20",
     limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
 ) -> None:
-    """LongMemEval `answer_session_ids` recall@k through the search graph."""
+    """LongMemEval turn recall@k, session recall and session_any@k per question type: hippograph through
+    `Memory.ingest` + `Memory.search` vs BM25 and dense on the same turns."""
     from evals.longmemeval import run_longmemeval
     from evals.report import markdown_table
 
     path = data or _default_data("longmemeval", "longmemeval_sample2.json")
+    if not path.is_file():
+        raise typer.BadParameter(f"no such file: {path}")
     report = run_longmemeval(path, ks=_ks(k), limit=limit)
     out.mkdir(parents=True, exist_ok=True)
     (out / "longmemeval.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    table = markdown_table(report, title="LongMemEval answer-session recall")
+    table = markdown_table(report, title="LongMemEval recall")
     (out / "longmemeval.md").write_text(table, encoding="utf-8")
     console.print(table)

@@ -8,7 +8,8 @@ Accepted message shapes (`to_turn`):
 
 - LangChain messages (`HumanMessage`, `AIMessage`, ...): speaker = `name`, else the user id for a human
   message (when the caller knows it), else the role (`human` -> `user`, `ai` -> `assistant`); ref = `id`;
-  time = `timestamp` in `additional_kwargs` or `response_metadata`.
+  time = `timestamp` in `additional_kwargs` or `response_metadata`; other scalar `additional_kwargs` (such as
+  `blip_caption`) are kept like a dict message's extra fields.
 - OpenAI-style dicts: `{"role", "content", "name"?, "id"?, "timestamp"?}`.
 - Dataset rows: `{"speaker", "text", "dia_id", "timestamp"?, "blip_caption"?}` (LoCoMo, LongMemEval).
 
@@ -122,8 +123,10 @@ def to_turn(message: BaseMessage | Mapping[str, Any] | str, *, user_name: str | 
     if isinstance(message, BaseMessage):
         role = _ROLE_NAMES.get(message.type, message.type)
         speaker = message.name or (user_name if message.type == "human" and user_name else role)
+        extra = {k: v for k, v in message.additional_kwargs.items()
+                 if k != "timestamp" and isinstance(v, str | int | float | bool)}
         return Turn(text=message_text(message.content), speaker=str(speaker), role=role,
-                    ref=str(message.id) if message.id else None, timestamp=_timestamp_of(message))
+                    ref=str(message.id) if message.id else None, timestamp=_timestamp_of(message), extra=extra)
     if not isinstance(message, Mapping):
         raise InvalidInputError(f"a turn must be a message, a dict or a string, not {type(message).__name__}")
     raw = dict(message)

@@ -1,4 +1,5 @@
-"""Evals: LoCoMo loading and scoring, the run's JSON shape, the LongMemEval loader, retrieval node helpers."""
+"""Evals: LoCoMo loading and scoring (turn and session level), the run's JSON shape through the public API, the
+LongMemEval run, recall configuration reaching the nodes."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from typing import Any
 import pytest
 
 from evals.locomo import (
+    Row,
     SystemResult,
-    conversation_memories,
     load_locomo,
     recall_at,
     run_locomo,
-    turn_key,
+    session_any_at,
 )
 from stores.models import MemoryItem, SearchHit
 from tests.conftest import shared_file
@@ -83,34 +84,34 @@ def test_loader_parses_sessions_and_counts_dropped_evidence(tiny_path: Path) -> 
     assert {q.answer for q in conv.questions} >= {"7", "yes"}
 
 
-def test_turn_memories_carry_speaker_date_previous_turn_and_dia_id(tiny_path: Path) -> None:
-    (conv,) = load_locomo(tiny_path)
-    items = conversation_memories(conv, user_id="u", cube_id="u.c")
-    assert len(items) == len(conv.turns) and len({i.id for i in items}) == len(items)
-    second = items[1]
-    assert second.source_refs[0].ref == "D1:2" and second.metadata["dia_id"] == "D1:2"
-    assert second.key.startswith("Ben on 1:00 pm on 3 May, 2023")
-    assert "replying to Ana: I adopted a grey cat" in second.key
-    assert "replying to" not in items[4].key  # first turn of session 2: no previous turn across sessions
-    assert "[shares a photo: a photo of a violin on a chair]" in items[3].text
-    assert turn_key(conv.turns[0], None, context="none") == ""
-    # Same id on replay (stable), different per cube.
-    again = conversation_memories(conv, user_id="u", cube_id="u.c")
-    assert [i.id for i in again] == [i.id for i in items]
-    assert conversation_memories(conv, user_id="u", cube_id="u.d")[0].id != items[0].id
+def test_evals_write_only_through_the_public_api() -> None:
+    """No eval module builds memories or calls the write path itself: they write with `Memory.ingest` / the chat
+    graph, like a user."""
+    root = Path(__file__).resolve().parent.parent / "evals"
+    for name in ("locomo.py", "longmemeval.py", "baselines.py", "qa.py", "report.py"):
+        source = (root / name).read_text(encoding="utf-8")
+        for banned in ("write_memories", "MemoryItem(", "stores.write", "tree.add(", "NullPreferenceStore"):
+            assert banned not in source, f"evals/{name} uses {banned}"
+    assert "evals.locomo" not in (root / "baselines.py").read_text(encoding="utf-8")  # no import cycle
 
 
-def test_recall_at_k() -> None:
+def test_recall_at_k_and_session_any() -> None:
     assert recall_at(["D1:1", "D1:2"], ["D1:2", "D3:3", "D1:1"], 1) == 0.5
     assert recall_at(["D1:1", "D1:2"], ["D1:2", "D3:3", "D1:1"], 3) == 1.0
     assert recall_at(["D1:1"], [], 10) == 0.0
     assert recall_at([], ["D1:1"], 10) == 0.0
-    result = SystemResult("x", rows=[(4, ["D1:1"], ["D1:1"]), (2, ["D1:1", "D1:2"], ["D9:9", "D1:2"])],
-                        latencies_ms=[1.0, 3.0])
+    # session_any@k counts distinct sessions in rank order: D3 twice is one session
+    assert session_any_at(["D1"], ["D3", "D3", "D1"], 2) == 1.0
+    assert session_any_at(["D1"], ["D3", "D2", "D1"], 2) == 0.0
+    result = SystemResult("x", rows=[Row("single-hop", ["D1:1"], ["D1:1"], ["D1"], ["D1"]),
+                                     Row("temporal", ["D1:1", "D1:2"], ["D9:9", "D1:2"], ["D1"], ["D9", "D1"])],
+                          latencies_ms=[1.0, 3.0])
     summary = result.summary([1, 2])
     assert summary["recall@1"] == 0.5 and summary["recall@2"] == 0.75
+    assert summary["session_any@1"] == 0.5 and summary["session_any@2"] == 1.0
     assert summary["by_category"]["single-hop"]["recall@1"] == 1.0
     assert summary["by_category"]["temporal"]["recall@2"] == 0.5
+    assert summary["by_category"]["temporal"]["session_any@1"] == 0.0
 
 
 def test_locomo_run_writes_fixed_keys_and_scores_small_conversation(tiny_path: Path, tmp_path: Path,
@@ -122,17 +123,24 @@ def test_locomo_run_writes_fixed_keys_and_scores_small_conversation(tiny_path: P
     saved = json.loads((out / "locomo.json").read_text())
     assert saved == json.loads(json.dumps(report))
     assert saved["questions"] == 4
-    assert set(saved["systems"]) == {"hippograph", "bm25", "dense", "langgraph_inmemory", "mem0"}
+    assert set(saved["systems"]) == {"hippograph", "hippograph_chat", "bm25", "dense", "langgraph_inmemory",
+                                     "mem0"}
     for name, row in saved["systems"].items():
         assert set(row) >= FIXED_SYSTEM_KEYS, name
         assert 0.0 <= row["recall@5"] <= row["recall@10"] <= row["recall@20"] <= 1.0
+        assert row["session_any@1"] <= row["session_any@5"] == 1.0  # two sessions: both are in the first five
         # Seven turns: the top 10 holds every turn, so every evidence id is found.
         assert row["recall@10"] == 1.0, name
-    hippo = saved["systems"]["hippograph"]
+    hippo, chat = saved["systems"]["hippograph"], saved["systems"]["hippograph_chat"]
     assert hippo["recall@1"] >= 0.5
+    # the same turns written by Memory.ingest and replayed through the chat graph are the same memories
+    assert {k: v for k, v in hippo.items() if k.startswith(("recall@", "session_any@"))} == \
+        {k: v for k, v in chat.items() if k.startswith(("recall@", "session_any@"))}
     assert set(hippo["by_category"]) == {"multi-hop", "temporal", "single-hop"}
     assert saved["qa"]["skipped"] is True
-    assert (out / "locomo.md").read_text().count("| hippograph |") == 2
+    assert saved["config"]["read_path"].startswith("Memory.search")
+    markdown = (out / "locomo.md").read_text()
+    assert markdown.count("| hippograph |") == 3 and "session_any@10 by category" in markdown
     assert (out / "locomo.png").stat().st_size > 1000
 
 
@@ -149,19 +157,25 @@ def test_cli_locomo_runs(tiny_path: Path, tmp_path: Path) -> None:
     assert set(saved["systems"]) == {"hippograph", "bm25"} and "recall@5" in saved["systems"]["bm25"]
 
 
-def test_longmemeval_loader_and_memories() -> None:
-    from evals.longmemeval import item_memories, load_longmemeval, session_recall
+def test_longmemeval_through_the_public_api(tmp_path: Path, minilm: Any) -> None:
+    from evals.baselines import CachedEmbeddings
+    from evals.longmemeval import load_longmemeval, run_longmemeval, session_recall, turn_docs
 
-    items = load_longmemeval(shared_file("longmemeval/longmemeval_sample2.json"))
-    assert len(items) == 2
-    item = items[0]
-    assert item.question and item.answer_session_ids
-    assert set(item.answer_session_ids) <= {s["session_id"] for s in item.sessions}
-    memories = item_memories(item, user_id="u", cube_id="u.lme")
-    assert {m.session_id for m in memories} == {s["session_id"] for s in item.sessions}
-    assert any(m.metadata["has_answer"] for m in memories)
-    assert all(m.source_refs[0].ref.startswith(m.session_id or "") for m in memories)
+    path = shared_file("longmemeval/longmemeval_sample2.json")
+    items = load_longmemeval(path)
+    docs = turn_docs(items[0])
+    assert any(has for _, _, has in docs) and all(d.rsplit(":", 1)[0] in {s["session_id"] for s in
+                                                                           items[0].sessions} for d, _, _ in docs)
     assert session_recall(["a", "b"], ["b", "c"], 2) == 0.5
+    report = run_longmemeval(path, ks=[1, 5, 10], embeddings=CachedEmbeddings(minilm), progress=False,
+                             work_dir=tmp_path)
+    assert report["questions"] == 2 and set(report["systems"]) == {"hippograph", "bm25", "dense"}
+    for row in report["systems"].values():
+        assert row["questions"] == 2
+        assert 0.0 <= row["session_any@1"] <= row["session_any@5"] <= row["session_any@10"] <= 1.0
+        assert row["recall@1"] <= row["recall@10"] and row["session_recall@1"] <= row["session_recall@10"]
+        assert set(row["by_category"]) == {i.question_type for i in items}
+    assert report["systems"]["hippograph"]["session_any@10"] == 1.0
 
 
 def _hit(turn: int, ranks: dict[str, int], session: str = "s1") -> SearchHit:
@@ -186,18 +200,38 @@ def test_fuse_propagates_to_adjacent_turns_of_the_same_session() -> None:
     assert fused[1].score > fused[1].scores["rrf"]
 
 
-def test_lexical_query_rules() -> None:
-    import nodes.retrieve_tree as rt
+def test_recall_config_reaches_the_nodes(tmp_path: Path) -> None:
+    """Tuning is a typed config: the run's `ChatContext.recall`, else `Settings.recall` — no module globals."""
+    from graphs.search import build_search_graph
+    from graphs.services import Services
+    from graphs.state import ChatContext
+    from hippograph.memory import Memory
+    from hippograph.settings import Settings
+    from nodes.recall_config import RecallConfig
 
-    saved = rt.REWRITE
-    try:
-        rt.REWRITE = True
-        assert rt.lexical_query("What would Caroline's dog like?") == "Caroline dog like?"
-        assert rt.lexical_query("What is it?") == "it?"
-        rt.REWRITE = False
-        assert rt.lexical_query("What is it?") == "What is it?"
-    finally:
-        rt.REWRITE = saved
+    settings = Settings(data_dir=tmp_path / "d", embedder="hashing:64", worker_in_process=False)
+    with Memory(services=Services.from_settings(settings)) as memory:
+        memory.add([{"role": "user", "content": f"turn number {n} about the garden"} for n in range(8)],
+                   user_id="rc", session_id="s1")
+        graph = build_search_graph(memory.services)
+
+        def signals(cfg: RecallConfig | None) -> set[str]:
+            context = ChatContext(user_id="rc", top_k=5, ingest=False, recall=cfg)
+            hits = graph.invoke({"query": "garden turn number 3"}, context=context)["memories"]
+            return {s for h in hits for s in h.ranks}
+
+        assert "graph" in signals(None)  # the default expands the best seeds' neighbours
+        assert "graph" not in signals(RecallConfig(expand_seeds=0))
+    # the deployment's settings are the default of every run
+    quiet = Settings(data_dir=tmp_path / "e", embedder="hashing:64", worker_in_process=False,
+                     recall=RecallConfig(expand_seeds=0))
+    with Memory(services=Services.from_settings(quiet)) as memory:
+        memory.add([{"role": "user", "content": f"turn number {n} about the garden"} for n in range(8)],
+                   user_id="rc", session_id="s1")
+        hits = memory.search("garden turn number 3", user_id="rc", top_k=5)
+        assert hits and all("graph" not in h.ranks for h in hits)
+    with pytest.raises(ValueError):
+        RecallConfig(rrf_k=-1)
 
 
 def test_locomo_qa_with_a_chat_model_scores_f1_and_judge(tiny_path: Path, tmp_path: Path, minilm: Any) -> None:
