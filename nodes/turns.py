@@ -158,9 +158,15 @@ def shown_text(turn: Turn) -> str:
     return f"{text} [shares a photo: {caption}]".strip() if caption else text
 
 
+_SENTENCE = re.compile(r"[^.!?]+[.!?]*")
+
+
 def is_question(text: str) -> bool:
-    """A turn that only asks (ends with `?`): tagged `question`, ranked below the statements that answer it."""
-    return text.rstrip().endswith("?")
+    """A turn that only asks — every sentence of it is a question: tagged `question`, ranked below statements
+    (`RecallConfig.question_penalty`) and stored once however often it is asked. A turn that tells something and
+    then asks ("I ran a marathon! Have you ever run one?") is a statement: it answers questions."""
+    sentences = [s.strip() for s in _SENTENCE.findall(text.strip()) if s.strip()]
+    return bool(sentences) and all(s.endswith("?") for s in sentences)
 
 
 def turn_key(speaker: str, when: str, previous: tuple[str, str] | None, *, context: TurnKey = "full") -> str:
