@@ -142,8 +142,8 @@ STAGES = ["convert", "chunk", "extract", "embed", "dedup", "write"]
 
 def run(docs: int, embedder: str, chunker: str, formats: list[str]) -> dict[str, Any]:
     from graphs.ingest import IngestContext, build_ingest_graph
-    from graphs.services import Services
     from hippograph.settings import Settings
+    from stores.services import Services
 
     root = Path(tempfile.mkdtemp(prefix="bench_ingest_"))
     settings = Settings(data_dir=root / "data", embedder=embedder, chunker=chunker)  # type: ignore[arg-type]

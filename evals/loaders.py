@@ -30,8 +30,8 @@ from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
-from graphs.services import Services
 from stores.models import MemoryItem
+from stores.services import Services
 
 _DIA = re.compile(r"D(\d+):(\d+)")
 

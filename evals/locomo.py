@@ -32,7 +32,7 @@ from langchain_core.language_models import BaseChatModel
 from evals.loaders import LocomoConversation, locomo_ingest_input, parse_evidence
 from evals.loaders import load_locomo as load_conversations
 from evals.qa import QAScores, answer, judge, token_f1
-from nodes.recall_config import RecallConfig
+from stores.recall_config import RecallConfig
 
 #: The categories the usual protocol scores (5 = adversarial, no evidence answer).
 SCORED_CATEGORIES = (1, 2, 3, 4)
@@ -232,9 +232,9 @@ def open_memory(data_dir: Path, *, backend: str = "embedded", embeddings: Any = 
                 ) -> Any:
     """A `Memory` for an eval run in its own data dir, with the product's default stores (Milvus Lite preference
     memory in the search path). The enrichment worker stays off so that the figures measure what was written."""
-    from graphs.services import Services
     from hippograph.memory import Memory
     from hippograph.settings import Settings
+    from stores.services import Services
 
     settings = Settings(data_dir=data_dir, embedder="minilm", tree_backend=backend,  # type: ignore[arg-type]
                         worker_in_process=False, turn_key=turn_key)  # type: ignore[arg-type]
@@ -259,7 +259,7 @@ def replay_through_chat(memory: Any, chat: Any, conv: Conversation, cube_id: str
     message id and the session date as its timestamp. Returns (turns, seconds)."""
     from langchain_core.messages import HumanMessage
 
-    from graphs.state import ChatContext
+    from nodes.state import ChatContext
 
     assert conv.raw is not None
     memory.create_cube(cube_id, user_id=EVAL_USER, name=f"{conv.sample_id} (chat)")
@@ -430,7 +430,7 @@ def _model_name(model: Any) -> str:
 
 
 def _cfg(**changes: Any) -> RecallConfig:
-    from nodes.recall_config import SignalWeights
+    from stores.recall_config import SignalWeights
 
     weights = SignalWeights(**changes.pop("weights", {}))
     return RecallConfig(weights=weights, **changes)
@@ -464,7 +464,7 @@ class SearchGraphRetriever:
         self.graph, self.cube_id, self.cfg = graph, cube_id, cfg
 
     def __call__(self, query: str, k: int) -> list[str]:
-        from graphs.state import ChatContext
+        from nodes.state import ChatContext
 
         context = ChatContext(user_id=EVAL_USER, cube_ids=[self.cube_id], top_k=k, threshold=0.0, min_keep=0,
                               ingest=False, recall=self.cfg)

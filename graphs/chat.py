@@ -14,8 +14,6 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from graphs.checkpoint import open_checkpointer
-from graphs.services import Services
-from graphs.state import ChatContext, ChatInput, ChatOutput, ChatState
 from nodes.ingest import make_ingest
 from nodes.rerank import make_rerank
 from nodes.respond import make_respond
@@ -23,7 +21,9 @@ from nodes.retrieve_prefs import make_retrieve_prefs
 from nodes.retrieve_tree import make_retrieve_tree
 from nodes.schedule_enrichment import make_schedule_enrichment
 from nodes.scope import make_scope
+from nodes.state import ChatContext, ChatInput, ChatOutput, ChatState
 from nodes.threshold import make_threshold
+from stores.services import Services
 
 Checkpointer = BaseCheckpointSaver | Literal["default"] | None
 ChatGraphBuilder = StateGraph[ChatState, ChatContext, ChatInput, Any]

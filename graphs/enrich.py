@@ -18,8 +18,6 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from graphs.services import Services
-from hippograph.settings import Settings
 from nodes.enrich_common import ENRICH_KIND, EnrichState
 from nodes.enrich_dedup import make_enrich_dedup
 from nodes.enrich_entities import make_enrich_entities
@@ -29,6 +27,8 @@ from nodes.enrich_supersede import make_enrich_supersede
 from nodes.enrich_topics import make_enrich_topics
 from nodes.enrich_working import make_enrich_working
 from stores.files import private_file
+from stores.services import Services
+from stores.settings import Settings
 
 __all__ = ["ENRICH_KIND", "NODES", "EnrichState", "build_enrich_graph", "open_enrich_checkpointer"]
 

@@ -32,7 +32,6 @@ from langgraph.types import Send
 from pydantic import ValidationError
 
 from graphs.chat import Checkpointer, resolve_checkpointer
-from graphs.services import Services
 from nodes._timing import timed
 from nodes.enrich_entities import make_schedule_ingest_enrichment
 from nodes.ingest_chunk import chunk_config, make_chunk
@@ -45,6 +44,7 @@ from stores.documents import DocumentRegistry
 from stores.errors import InvalidInputError
 from stores.models import check_id
 from stores.registry import default_cube_id
+from stores.services import Services
 
 __all__ = ["IngestContext", "IngestInput", "IngestState", "build_ingest_graph", "documents_registry",
            "expand_paths"]

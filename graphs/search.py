@@ -8,8 +8,8 @@ from __future__ import annotations
 from langgraph.graph import END, StateGraph
 
 from graphs.chat import ChatGraph, ChatGraphBuilder, Checkpointer, add_recall_nodes, resolve_checkpointer
-from graphs.services import Services
-from graphs.state import ChatContext, ChatInput, ChatState, SearchOutput
+from nodes.state import ChatContext, ChatInput, ChatState, SearchOutput
+from stores.services import Services
 
 
 def build_search_graph(

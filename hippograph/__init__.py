@@ -32,10 +32,9 @@ _EXPORTS = {
 if TYPE_CHECKING:
     from graphs.chat import build_chat_graph
     from graphs.search import build_search_graph
-    from graphs.services import Services
-    from graphs.state import ChatContext, ChatState
     from hippograph.memory import AsyncMemory, ChatResult, Memory
     from hippograph.settings import Settings
+    from nodes.state import ChatContext, ChatState
     from stores.errors import (
         AccessDeniedError,
         BackendUnavailableError,
@@ -44,6 +43,7 @@ if TYPE_CHECKING:
         NotFoundError,
     )
     from stores.models import MemoryItem, SearchHit
+    from stores.services import Services
 
 
 def __getattr__(name: str) -> Any:

@@ -1,43 +1,77 @@
-"""The `hippograph` command line."""
+"""The `hippograph` command line.
+
+Start-up matters for a command people type: this module imports only typer and rich at load time (`--help`
+needs nothing else); each command imports and opens what it uses, when it runs. `stats` and `add` never
+compile a graph or open preference memory, and the one-shot commands run without the in-process worker
+thread (jobs wait in the durable outbox for `chat`, `serve` or `hippograph worker`).
+"""
 
 from __future__ import annotations
 
-import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from hippograph.settings import get_settings
+if TYPE_CHECKING:
+    from hippograph.memory import Memory
+    from stores.models import SearchHit
 
 app = typer.Typer(help="hippograph: long-term memory for AI agents, built as LangGraph graphs.", no_args_is_help=True)
 console = Console()
 
 UserOpt = Annotated[str | None, typer.Option("--user", "-u", help="User id (default: HIPPOGRAPH_DEFAULT_USER).")]
 CubeOpt = Annotated[str | None, typer.Option("--cube", "-c", help="Cube id (default: the user's default cube).")]
+ReadCubeOpt = Annotated[str | None, typer.Option(
+    "--cube", "-c", help="Read only this cube (default: every cube you may read: yours and accepted shares).")]
+
+#: Characters of a memory `search` shows unless `--full`.
+SNIPPET_CHARS = 240
+#: Retrievers whose names `search` shows as "found by" (fusion's own numbers, rrf/relative, are not signals).
+SIGNALS = ("vector", "bm25", "entity", "prf", "graph", "time", "working")
 
 
-def _memory():  # type: ignore[no-untyped-def]
+def open_memory(*, worker: bool = False) -> Memory:
+    """A `Memory` from settings. One-shot commands pass `worker=False`: a worker thread that dies with the
+    command would only slow it down (chat and demo keep the `HIPPOGRAPH_WORKER_IN_PROCESS` setting)."""
     from hippograph.memory import Memory
+    from hippograph.settings import Settings, get_settings
 
-    with console.status("Opening memory (loading the embedding model)..."):
-        return Memory()
-
-
-def _user(user: str | None) -> str:
-    return user or get_settings().default_user
+    settings = get_settings() if worker else Settings(worker_in_process=False)
+    with console.status("Opening memory..."):
+        return Memory(settings)
 
 
-def _hits_table(hits, title: str) -> Table:  # type: ignore[no-untyped-def]
-    table = Table(title=title, show_lines=False)
-    table.add_column("#", justify="right")
-    table.add_column("score", justify="right")
-    table.add_column("signals")
-    table.add_column("memory")
+def default_user(user: str | None) -> str:
+    if user:
+        return user
+    from hippograph.settings import get_settings
+
+    return get_settings().default_user
+
+
+def found_by(hit: SearchHit) -> str:
+    """The retrievers that found the memory (rank 1 = best), with their own scores: no zeros for the others."""
+    names = [name for name in SIGNALS if name in hit.ranks]
+    return ", ".join(f"{name} {hit.scores.get(name, 0.0):.2f} (#{hit.ranks[name] + 1})" for name in names) or "-"
+
+
+def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def hits_table(hits: list[SearchHit], title: str, *, full: bool = False) -> Table:
+    table = Table(title=title, show_lines=full)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("score", justify="right", no_wrap=True)
+    table.add_column("found by", max_width=26)
+    table.add_column("memory", ratio=1, overflow="fold")
     for n, hit in enumerate(hits, 1):
-        signals = " ".join(f"{k}={v:.3f}" for k, v in hit.scores.items() if k in ("vector", "bm25", "graph"))
-        table.add_row(str(n), f"{hit.score:.4f}", signals, hit.text)
+        body = hit.text if full else snippet(hit.text)
+        where = f"[dim]{hit.item.key} · {hit.item.cube_id}[/dim]\n" if full else ""
+        table.add_row(str(n), f"{hit.score:.3f}", found_by(hit), where + body)
     return table
 
 
@@ -46,28 +80,10 @@ def demo(
     user: Annotated[str, typer.Option("--user", "-u", help="User the demo creates and talks as.")] = "demo",
     cube: CubeOpt = None,
 ) -> None:
-    """Ingest a short built-in conversation, ask three questions, show memories and answers (offline)."""
-    from hippograph.demo import CONVERSATION, DEMO_SESSION, QUESTIONS
+    """Store a short built-in conversation, ask three questions, show memories and answers (offline)."""
+    from hippograph.demo import run_demo
 
-    started = time.perf_counter()
-    memory = _memory()
-    try:
-        if cube and cube not in {c.cube.id for c in memory.cubes(user_id=user)}:  # cubes() creates the user
-            memory.create_cube(cube, user_id=user)
-        ids = memory.add(CONVERSATION, user_id=user, cube_id=cube, session_id=DEMO_SESSION)
-        console.print(f"[bold]Stored[/bold] {len(set(ids))} memories for user [cyan]{user}[/cyan] "
-                      f"(cube {cube or memory.cubes(user_id=user)[0].cube.id}).")
-        for question in QUESTIONS:
-            console.rule(f"[bold]Q:[/bold] {question}")
-            result = memory.chat(question, user_id=user, thread_id="demo", top_k=5,
-                                 cube_ids=[cube] if cube else None, cube_id=cube)
-            console.print(_hits_table(result.memories, "retrieved memories"))
-            console.print(f"[bold green]A:[/bold green] {result.answer}")
-            timings = ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings.items())
-            console.print(f"[dim]{timings}[/dim]")
-    finally:
-        memory.close()
-    console.print(f"[dim]demo finished in {time.perf_counter() - started:.1f} s[/dim]")
+    run_demo(open_memory(worker=True), user=user, cube=cube, console=console, table=hits_table)
 
 
 @app.command()
@@ -78,9 +94,9 @@ def add(
     session: Annotated[str | None, typer.Option(help="Session id.")] = None,
 ) -> None:
     """Remember a piece of text."""
-    memory = _memory()
+    memory = open_memory()
     try:
-        ids = memory.add(text, user_id=_user(user), cube_id=cube, session_id=session)
+        ids = memory.add(text, user_id=default_user(user), cube_id=cube, session_id=session)
     finally:
         memory.close()
     console.print(f"stored: {', '.join(ids)}")
@@ -90,27 +106,30 @@ def add(
 def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     user: UserOpt = None,
-    cube: CubeOpt = None,
-    top_k: Annotated[int, typer.Option("--top-k", "-k")] = 10,
+    cube: ReadCubeOpt = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many memories to show.")] = 10,
+    full: Annotated[bool, typer.Option("--full", help="Whole memories with key and cube, not snippets.")] = False,
 ) -> None:
-    """Search memories (hybrid recall, fused, thresholded)."""
-    memory = _memory()
+    """Search memories (hybrid recall, fused, thresholded): best first, with the retrievers that found each."""
+    memory = open_memory()
     try:
-        hits = memory.search(query, user_id=_user(user), cube_ids=[cube] if cube else None, top_k=top_k)
+        hits = memory.search(query, user_id=default_user(user), cube_ids=[cube] if cube else None, top_k=top_k)
     finally:
         memory.close()
-    console.print(_hits_table(hits, f"memories for: {query}"))
+    console.print(hits_table(hits, f"{len(hits)} memories for: {query}", full=full))
 
 
 @app.command()
 def chat(
     user: UserOpt = None,
-    cube: CubeOpt = None,
+    cube: Annotated[str | None, typer.Option(
+        "--cube", "-c", help="Read only this cube and remember the turns in it (default: read every readable "
+        "cube, remember in your default cube).")] = None,
     thread: Annotated[str, typer.Option(help="Conversation thread (resumed from its checkpoint).")] = "main",
 ) -> None:
     """Chat with memory (interactive). Empty line or Ctrl-D quits."""
-    memory = _memory()
-    user_id = _user(user)
+    memory = open_memory(worker=True)
+    user_id = default_user(user)
     console.print(f"[dim]user {user_id}, thread {thread}; empty line to quit[/dim]")
     try:
         while True:
@@ -130,15 +149,15 @@ def chat(
 
 
 @app.command()
-def stats(user: UserOpt = None, cube: CubeOpt = None) -> None:
+def stats(user: UserOpt = None, cube: ReadCubeOpt = None) -> None:
     """Memory counts per readable cube (or just `--cube`), and enrichment job counts."""
-    memory = _memory()
+    memory = open_memory()
     try:
-        info = memory.stats(user_id=_user(user), cube_ids=[cube] if cube else None)
+        info = memory.stats(user_id=default_user(user), cube_ids=[cube] if cube else None)
     finally:
         memory.close()
     table = Table(title=f"user {info['user_id']}")
-    table.add_column("cube")
+    table.add_column("cube", overflow="fold")
     table.add_column("memories", justify="right")
     for cube_id, n in info["cubes"].items():
         table.add_row(cube_id, str(n))
@@ -147,9 +166,10 @@ def stats(user: UserOpt = None, cube: CubeOpt = None) -> None:
 
 
 def _mount() -> None:
-    """Sub-commands that live in their own modules (each owns one interface)."""
-    from hippograph import cli_jobs
-    from hippograph.cli_eval import eval_app
+    """Sub-commands that live in their own modules (each owns one interface; all import lazily)."""
+    from importlib.metadata import entry_points
+
+    from hippograph import cli_admin, cli_jobs
     from hippograph.cli_ingest import documents_app, ingest
     from hippograph.cli_neo4j import neo4j_app
     from hippograph.cli_serve import mcp, serve
@@ -157,8 +177,11 @@ def _mount() -> None:
     app.command(help="Ingest files and folders (markitdown -> chunk -> memories).")(ingest)
     app.command(help="Serve the HTTP API (LangServe + REST).")(serve)
     app.command(help="Run the MCP server (stdio or streamable HTTP).")(mcp)
-    cli_jobs.mount(app, eval_app)  # worker, jobs, eval prefeval
-    app.add_typer(eval_app, name="eval")
+    cli_admin.mount(app)  # users, keys, cubes, share, export, import, erase
+    cli_jobs.mount(app)  # worker, jobs
+    # Plugins (`hippograph eval` from the evals package): they sit above the runtime, which never imports them.
+    for plugin in entry_points(group="hippograph.cli"):
+        app.add_typer(plugin.load(), name=plugin.name)
     app.add_typer(documents_app, name="documents")
     app.add_typer(neo4j_app, name="neo4j", help="Run a local Neo4j 5.26 (needs Java 17+).")
 
@@ -167,14 +190,12 @@ _mount()
 
 
 def main() -> None:
-    from stores.errors import HippographError
-
     try:
         app()
-    except HippographError as exc:
+    except Exception as exc:
+        from stores.errors import HippographError
+
+        if not isinstance(exc, HippographError):
+            raise
         console.print(f"[red]error:[/red] {exc}")
         raise SystemExit(2) from None
-
-
-if __name__ == "__main__":
-    main()

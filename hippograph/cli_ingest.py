@@ -60,9 +60,9 @@ def ingest(
 ) -> None:
     """Ingest documents into tree memory: convert, chunk, extract, dedup, write (idempotent)."""
     from graphs.ingest import IngestContext, build_ingest_graph
-    from graphs.services import Services
     from hippograph.settings import Settings
     from stores.errors import HippographError
+    from stores.services import Services
 
     settings = Settings()
     if mode not in ("fast", "fine"):

@@ -1,7 +1,7 @@
 """CLI commands for the enrichment worker and the job outbox, plus `eval prefeval`.
 
 The lead mounts them: `app.command("worker")(worker)`, `app.command("jobs")(jobs)`,
-`eval_app.command("prefeval")(prefeval)` (or `mount(app, eval_app)`).
+(or `mount(app)`). `hippograph eval` is a plugin the `evals` package registers (entry point group `hippograph.cli`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -49,9 +48,9 @@ def jobs(
     """List enrichment jobs with status, attempts and last error."""
     if ctx.invoked_subcommand is not None:
         return
-    from graphs.services import open_outbox
     from hippograph.settings import get_settings
     from stores.outbox import JobStatus
+    from stores.services import open_outbox
 
     if status is not None and status not in {s.value for s in JobStatus}:
         raise typer.BadParameter(f"status must be one of {', '.join(s.value for s in JobStatus)}")
@@ -83,9 +82,9 @@ def retry(
     failed: Annotated[bool, typer.Option("--failed", help="Requeue every failed job.")] = False,
 ) -> None:
     """Requeue a failed job (or every failed one) with a fresh set of attempts; a worker picks it up next."""
-    from graphs.services import open_outbox
     from hippograph.settings import get_settings
     from stores.outbox import JobStatus
+    from stores.services import open_outbox
 
     if (job_id is None) == (not failed):
         raise typer.BadParameter("give one job id or --failed")
@@ -112,56 +111,6 @@ def retry(
             close()
 
 
-def prefeval(
-    data: Annotated[Path | None, typer.Option(help="A PrefEval-layout dir (default: ../shared/data/prefeval).")
-                    ] = None,
-    out: Annotated[Path, typer.Option(help="Output dir for prefeval.json, .md and .png.")] = Path(
-        "evals/results/prefeval"),
-    k: Annotated[str, typer.Option("--k", help="Distractor turns, comma-separated.")] = "10,300",
-    limit: Annotated[int | None, typer.Option(help="Only the first N items per topic.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for distractor sampling.")] = 0,
-    kinds: Annotated[str, typer.Option(help="explicit,implicit_choice,implicit_persona")] = (
-        "explicit,implicit_choice,implicit_persona"),
-    model: Annotated[str | None, typer.Option(help="Extract with this chat model (init_chat_model string).")
-                     ] = None,
-) -> None:
-    """PrefEval retrieval: is the stated preference in the top 1/3/5 recalled, with k distractor turns?"""
-    from evals.prefeval import KINDS, run_prefeval
-
-    if data is None:
-        import os
-
-        root = Path(os.environ.get("HIPPOGRAPH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-        data = root / "prefeval"
-    if not (data / "explicit_preference").is_dir():
-        raise typer.BadParameter(f"{data} does not look like PrefEval data (no explicit_preference/)")
-    chosen = [x.strip() for x in kinds.split(",") if x.strip()]
-    if bad := [x for x in chosen if x not in KINDS]:
-        raise typer.BadParameter(f"unknown kinds {bad}; choose from {', '.join(KINDS)}")
-    try:
-        ks = sorted({int(v) for v in k.split(",") if v.strip()})
-    except ValueError:
-        raise typer.BadParameter(f"--k must be comma-separated integers, not {k!r}") from None
-    chat_model = None
-    if model:
-        from graphs.services import load_chat_model
-
-        chat_model = load_chat_model(model)
-    results = run_prefeval(data, out, ks=ks, kinds=chosen, limit_per_topic=limit, seed=seed,
-                           chat_model=chat_model)
-    table = Table(title="PrefEval preference retrieval")
-    for col in ("kind", "k", "top1", "top3", "top5"):
-        table.add_column(col)
-    for kind, per_k in results.items():
-        for kk, res in per_k.items():
-            o = res["overall"]
-            table.add_row(kind, kk, f"{o['top1']:.3f}", f"{o['top3']:.3f}", f"{o['top5']:.3f}")
-    console.print(table)
-    console.print(f"wrote {out / 'prefeval.json'}, {out / 'prefeval.md'}, {out / 'prefeval.png'}")
-
-
-def mount(app: typer.Typer, eval_app: typer.Typer | None = None) -> None:
+def mount(app: typer.Typer) -> None:
     app.command("worker")(worker)
     app.add_typer(jobs_app, name="jobs")
-    if eval_app is not None:
-        eval_app.command("prefeval")(prefeval)

@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from hippograph.memory import Memory
+    from stores.models import SearchHit
+
 DEMO_USER = "demo"
 DEMO_SESSION = "demo-session-1"
 
@@ -23,3 +34,28 @@ QUESTIONS: list[str] = [
     "When and where is the wedding?",
     "What instrument am I learning, and who teaches me?",
 ]
+
+
+def run_demo(memory: Memory, *, user: str, cube: str | None, console: Console,
+             table: Callable[[list[SearchHit], str], Table]) -> None:
+    """Store the conversation (idempotent: a re-run adds nothing), then one chat turn per question."""
+    started = time.perf_counter()
+    try:
+        if cube and cube not in {c.cube.id for c in memory.cubes(user_id=user)}:  # cubes() creates the user
+            memory.create_cube(cube, user_id=user)
+        # message ids make the replay idempotent: a second demo finds the same turns and adds nothing
+        messages = [{**message, "id": f"demo-{n}"} for n, message in enumerate(CONVERSATION, 1)]
+        ids = memory.add(messages, user_id=user, cube_id=cube, session_id=DEMO_SESSION)
+        console.print(f"[bold]Stored[/bold] {len(set(ids))} memories for user [cyan]{user}[/cyan] "
+                      f"(cube {cube or memory.cubes(user_id=user)[0].cube.id}).")
+        for question in QUESTIONS:
+            console.rule(f"[bold]Q:[/bold] {question}")
+            result = memory.chat(question, user_id=user, thread_id="demo", top_k=5,
+                                 cube_ids=[cube] if cube else None, cube_id=cube)
+            console.print(table(result.memories, "retrieved memories"))
+            console.print(f"[bold green]A:[/bold green] {result.answer}")
+            timings = ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings.items())
+            console.print(f"[dim]{timings}[/dim]")
+    finally:
+        memory.close()
+    console.print(f"[dim]demo finished in {time.perf_counter() - started:.1f} s[/dim]")

@@ -23,11 +23,11 @@ from typing import Any, Literal
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from graphs.services import Services
 from hippograph.memory import Memory
 from hippograph.settings import Settings, get_settings
 from stores.errors import AccessDeniedError, HippographError, NotFoundError
 from stores.models import MemoryItem, check_id
+from stores.services import Services
 
 log = logging.getLogger(__name__)
 

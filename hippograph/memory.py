@@ -25,10 +25,9 @@ from pydantic import BaseModel, Field
 from graphs.chat import build_chat_graph
 from graphs.checkpoint import erase_threads
 from graphs.search import build_search_graph
-from graphs.services import Services
-from graphs.state import ChatContext
 from hippograph.settings import Settings, get_settings
 from nodes.scope import message_text
+from nodes.state import ChatContext
 from stores import limits
 from stores.erasure import ErasureReport, erase_cubes, erase_memories
 from stores.errors import AccessDeniedError, InvalidInputError, NotFoundError
@@ -37,6 +36,7 @@ from stores.outbox import Job, JobStatus
 from stores.portability import Portable, export_user, import_user
 from stores.preferences.base import Preference
 from stores.registry import Access, Cube, CubeAccess, Share, ShareStatus, User, check_user_id, default_cube_id
+from stores.services import Services
 from stores.tree.base import Edge, Rel
 from stores.write import write_memories
 

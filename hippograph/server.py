@@ -44,13 +44,12 @@ from fastapi.responses import FileResponse, JSONResponse
 from langchain_core.messages import AnyMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.runnables.utils import ConfigurableFieldSpec
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from graphs.services import Services
-from graphs.state import ChatContext
 from hippograph.memory import ChatResult, Memory, thread_key, turn_messages
 from hippograph.settings import Settings, get_settings
+from nodes.state import ChatContext
 from stores import limits
 from stores.erasure import ErasureReport
 from stores.errors import AccessDeniedError, HippographError, InvalidInputError, NotFoundError
@@ -59,6 +58,7 @@ from stores.models import MemoryItem, MemoryStatus, SearchHit, check_id, check_t
 from stores.outbox import Job, JobStatus
 from stores.preferences.base import Preference
 from stores.registry import Access, Cube, CubeAccess, Share, User
+from stores.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,11 @@ class Reason(BaseModel):
     status: int
 
 
+#: The message types a chat turn may carry (tool messages belong to an agent's loop, not to a memory turn).
+TURN_MESSAGE_TYPES = frozenset({"human", "ai", "system"})
+_MESSAGE: TypeAdapter[AnyMessage] = TypeAdapter(AnyMessage)
+
+
 class ChatRequest(BaseModel):
     """LangServe chat input: the new message(s) of this turn."""
 
@@ -84,13 +89,20 @@ class ChatRequest(BaseModel):
     @field_validator("messages", mode="before")
     @classmethod
     def _shape_ok(cls, messages: Any) -> Any:
-        # LangChain's message discriminator raises TypeError (not a validation error) on a non-object.
+        # LangChain's message validators raise TypeError/KeyError (not validation errors) on some malformed
+        # messages, which would be 500s: check each one here and turn any failure into a reason.
         if not isinstance(messages, list):
             raise InvalidInputError("`messages` must be a list of message objects")
         for message in messages:
-            if not isinstance(message, BaseMessage) and not (isinstance(message, dict)
-                                                             and isinstance(message.get("type"), str)):
-                raise InvalidInputError("each message is an object with a string `type` (human, ai, system ...)")
+            if isinstance(message, BaseMessage):
+                continue
+            kind = message.get("type") if isinstance(message, dict) else None
+            if not isinstance(kind, str) or kind not in TURN_MESSAGE_TYPES:
+                raise InvalidInputError(f"each message is an object with `type` one of {sorted(TURN_MESSAGE_TYPES)}")
+            try:
+                _MESSAGE.validate_python(message)
+            except (ValidationError, TypeError, KeyError, ValueError) as exc:
+                raise InvalidInputError(f"invalid {message['type']} message: {str(exc)[:200]}") from None
         return messages
 
     @field_validator("messages")
@@ -437,6 +449,24 @@ def make_config_modifier(registry: Any) -> Any:
         return {**config, "configurable": configurable}
 
     return modify
+
+
+async def check_json_body(request: Request) -> None:
+    """An app-wide dependency: a JSON body nested deeper than `MAX_JSON_DEPTH`, or too deep to parse, is a 422
+    before any route sees it (deep input makes JSON encoders and stores fail with 500s, and burns CPU).
+    Bodies that are not JSON are left to the route, which answers with its own reason."""
+    if request.method not in ("POST", "PUT", "PATCH", "DELETE") or "json" not in request.headers.get(
+            "content-type", ""):
+        return
+    if not (await request.body()).strip():
+        return
+    try:
+        body = await request.json()  # cached on the request: the route does not parse it again
+    except RecursionError:
+        raise InvalidInputError("request body is nested too deeply") from None
+    except ValueError:
+        return
+    limits.check_json_depth(body, "request body")
 
 
 #: The LangServe endpoints that take a JSON body (stream_log is disabled).
@@ -890,6 +920,7 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
 
     app = FastAPI(
         lifespan=lifespan,
+        dependencies=[Depends(check_json_body)],
         title="hippograph",
         version="0.1.0",
         description="Long-term memory for AI agents: LangServe routes for the chat and search graphs, and REST. "

@@ -37,12 +37,12 @@ from langgraph.store.base import (
     SearchOp,
 )
 
-from graphs.services import Services
 from nodes.turns import to_turn, turn_memories
 from stores.embedders import embed_array
 from stores.errors import InvalidInputError
 from stores.models import MAX_TEXT_CHARS, MemoryItem, MemoryStatus, check_id, content_hash, now
 from stores.registry import default_cube_id
+from stores.services import Services
 from stores.write import stable_id
 
 SCAN_LIMIT = 10_000

@@ -18,8 +18,8 @@ from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
-from graphs.services import Services
 from hippograph.settings import get_settings
+from stores.services import Services
 
 _lock = threading.Lock()
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from graphs.services import Services
 from nodes.enrich_common import EnrichState, fault_injection, node_update
 from stores.dedup import Candidate, NearDuplicateIndex
 from stores.embedders import embed_array
 from stores.models import MemoryItem, MemoryStatus, MemoryType, SourceRef
+from stores.services import Services
 
 _SKIP_TYPES = {MemoryType.TOPIC, MemoryType.WORKING}
 

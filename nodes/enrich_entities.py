@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from graphs.services import Services
 from nodes.enrich_common import ENRICH_KIND, EnrichState, fault_injection, node_update
 from nodes.time_grounding import event_time, grounded_key, time_labels
 from stores.entities import EntityExtractor, default_extractor, names_of
 from stores.models import MemoryItem, MemoryStatus, MemoryType
+from stores.services import Services
 from stores.tree.base import TreeStore
 
 #: Memories per enrichment job an ingest schedules (a long conversation becomes several jobs).

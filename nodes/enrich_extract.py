@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from graphs.services import Services
 from nodes.enrich_common import EnrichState, fact_id, fault_injection, node_update
 from stores.models import content_hash
 from stores.preferences.extract import LLMExtractor, as_messages, extract_facts_by_rules, preferences_from
+from stores.services import Services
 
 
 def make_enrich_extract(services: Services):  # type: ignore[no-untyped-def]

@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from graphs.services import Services
 from nodes.enrich_common import EnrichState, fault_injection, node_update
 from stores.dedup import tokens
 from stores.embedders import embed_array
 from stores.models import MemoryStatus, content_hash
 from stores.preferences.base import Evidence, Preference
 from stores.preferences.extract import RuleExtractor, match_preference
+from stores.services import Services
 from stores.write import stable_id
 
 PARAPHRASE_COSINE = 0.75

@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from graphs.services import Services
 from nodes.enrich_common import EnrichState, fault_injection, node_update
 from stores.models import MemoryStatus, now
+from stores.services import Services
 from stores.tree.base import Edge, Rel
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from graphs.services import Services
 from nodes.enrich_common import (
     TOPIC_ATTACH_COSINE,
     TOPIC_CLUSTER_COSINE,
@@ -26,6 +25,7 @@ from nodes.enrich_common import (
 from nodes.enrich_dedup import candidate_vectors
 from stores.dedup import _STOP, tokens
 from stores.models import MemoryItem, MemoryStatus, MemoryType, SourceRef
+from stores.services import Services
 from stores.tree.base import Edge, Rel
 from stores.write import stable_id
 

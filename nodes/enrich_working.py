@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from graphs.services import Services
 from nodes.enrich_common import WORKING_MEMORY_SIZE, EnrichState, fault_injection, node_update
 from nodes.enrich_dedup import candidate_vectors
 from stores.models import MemoryItem, MemoryType, SourceRef
+from stores.services import Services
 from stores.write import stable_id
 
 

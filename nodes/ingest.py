@@ -13,10 +13,10 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.runtime import Runtime
 
-from graphs.services import Services
-from graphs.state import ChatContext, ChatState
 from nodes._timing import timed
+from nodes.state import ChatContext, ChatState
 from nodes.turns import is_question, shown_text, to_turn, turn_id, turn_memories
+from stores.services import Services
 from stores.tree.base import Edge, Rel
 from stores.write import write_memories
 

@@ -23,9 +23,9 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graphs.services import Services
 from nodes._timing import timed
 from nodes.ingest_state import DocState, IngestContext
+from stores.services import Services
 
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$")
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)")

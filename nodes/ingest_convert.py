@@ -19,11 +19,11 @@ from typing import Any
 from langchain_core.messages import BaseMessage
 from langgraph.runtime import Runtime
 
-from graphs.services import Services
 from nodes._timing import timed
 from nodes.ingest_state import DocState, IngestContext
 from nodes.turns import to_turn
 from stores.documents import DocumentRegistry
+from stores.services import Services
 from stores.write import stable_id
 
 #: Read directly as UTF-8 (offsets stay file offsets).

@@ -13,12 +13,12 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graphs.services import Services
 from nodes._timing import timed
 from nodes.ingest_state import DocState, IngestContext
 from stores.documents import DocumentRegistry, diff_chunks
 from stores.embedders import embed_array
 from stores.models import MemoryItem
+from stores.services import Services
 
 
 def make_dedup(services: Services, documents: DocumentRegistry):  # type: ignore[no-untyped-def]

@@ -21,11 +21,11 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
-from graphs.services import Services
 from nodes._timing import timed
 from nodes.ingest_state import DocState, IngestContext
 from nodes.turns import Turn, TurnKey, parse_time, turn_memories
 from stores.models import MemoryItem, MemoryType, SourceRef, content_hash
+from stores.services import Services
 from stores.write import stable_id
 
 SEP = " › "

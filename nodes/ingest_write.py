@@ -14,12 +14,12 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graphs.services import Services
 from nodes._timing import timed
 from nodes.ingest_extract import SEP
 from nodes.ingest_state import DocState, IngestContext
 from stores.documents import ChunkRecord, DocumentRecord, DocumentRegistry
 from stores.models import MemoryItem
+from stores.services import Services
 from stores.tree.base import Edge, Rel, TreeStore
 from stores.write import write_memories
 

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 from langgraph.runtime import Runtime
 
-from graphs.services import Services
-from graphs.state import ChatContext, ChatState
 from nodes._timing import timed
-from nodes.recall_config import RecallConfig
+from nodes.state import ChatContext, ChatState
 from stores.models import SearchHit
+from stores.recall_config import RecallConfig
+from stores.services import Services
 
 
 def recall_config(services: Services, ctx: ChatContext | None) -> RecallConfig:
@@ -52,7 +52,39 @@ def _propagate(hits: list[SearchHit], base: list[float], cfg: RecallConfig) -> l
         near = [turns.get(item.turn_index + d, 0.0) for d in range(-window, window + 1)
                 if d] if turns and item.turn_index is not None else []
         out.append(score + cfg.propagate * max(near, default=0.0))
+    return _keep_dominance(hits, base, out, window)
+
+
+def dominates(a: SearchHit, b: SearchHit) -> bool:
+    """`a` beats `b` on every signal that found `b` (same or better rank in each, and found by each)."""
+    return bool(b.ranks) and all(s in a.ranks and a.ranks[s] <= r for s, r in b.ranks.items())
+
+
+def _keep_dominance(hits: list[SearchHit], base: list[float], final: list[float], window: int) -> list[float]:
+    """Propagation may lift a turn, never above an adjacent turn that beats it on every signal (with a handful of
+    memories, a neighbour's inherited score must not outrank the real hit)."""
+    by_turn: dict[tuple[str, str, int], int] = {}
+    for i, hit in enumerate(hits):
+        if hit.item.session_id is not None and hit.item.turn_index is not None:
+            by_turn[(hit.item.cube_id, hit.item.session_id, hit.item.turn_index)] = i
+    out = list(final)
+    for j, hit in enumerate(hits):
+        item = hit.item
+        if out[j] <= base[j] or item.session_id is None or item.turn_index is None:
+            continue
+        for d in range(-window, window + 1):
+            other = by_turn.get((item.cube_id, item.session_id, item.turn_index + d))
+            if other is not None and other != j and out[j] >= out[other] and dominates(hits[other], hit):
+                out[j] = max(base[j], out[other] * (1 - 1e-6))
     return out
+
+
+def _questions_last(hits: list[SearchHit]) -> list[SearchHit]:
+    """Statements a content signal found first, then remembered questions, each group in fused order."""
+    content = ("vector", "bm25", "entity", "prf")
+    found = [h for h in hits if "question" not in h.item.tags and any(s in h.ranks for s in content)]
+    seen = {h.id for h in found}
+    return found + [h for h in hits if h.id not in seen]
 
 
 def fuse(candidates: list[SearchHit], cfg: RecallConfig | None = None) -> list[SearchHit]:
@@ -65,7 +97,7 @@ def fuse(candidates: list[SearchHit], cfg: RecallConfig | None = None) -> list[S
         for hit, rrf, score in zip(candidates, base, final, strict=True)
     ]
     fused.sort(key=lambda h: (-h.score, -h.scores.get("vector", 0.0)))
-    return fused
+    return _questions_last(fused) if cfg.questions_last else fused
 
 
 def mmr(hits: list[SearchHit], vectors: dict[str, np.ndarray], *, lam: float, depth: int) -> list[SearchHit]:

@@ -6,9 +6,9 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graphs.services import Services
-from graphs.state import ChatContext, ChatState
 from nodes._timing import timed
+from nodes.state import ChatContext, ChatState
+from stores.services import Services
 
 PREFERENCES_K = 5
 

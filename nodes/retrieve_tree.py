@@ -1,22 +1,30 @@
-"""retrieve_tree: hybrid recall from tree memory — dense + full text + graph neighbours + working memory.
+"""retrieve_tree: hybrid recall from tree memory — dense + full text + graph neighbours + working memory, and
+(when their weights are on) the entity graph, a second pseudo-relevance-feedback round and the query's period.
 
-Every candidate keeps the score and rank each signal gave it; fusion is the rerank node's job.
+Every candidate keeps the score and rank each signal gave it; fusion is the rerank node's job. With `as_of`
+(time-travel search) recall reads what was true then: superseded memories too, each kept only if it was valid
+at `as_of` (`nodes/time_grounding.valid_at`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graphs.services import Services
-from graphs.state import ChatContext, ChatState
 from nodes._timing import timed
-from nodes.recall_config import RecallConfig
 from nodes.rerank import recall_config
+from nodes.state import ChatContext, ChatState
+from nodes.time_grounding import event_time, query_window, valid_at
 from stores.embedders import embed_array
-from stores.models import MemoryItem, MemoryType, SearchHit
+from stores.entities import query_entity_names
+from stores.models import MemoryItem, MemoryStatus, MemoryType, SearchHit
+from stores.recall_config import RecallConfig
+from stores.services import Services
+from stores.tree.base import TreeStore
 
 
 def merge_hits(*lists: Iterable[SearchHit]) -> dict[str, SearchHit]:
@@ -35,11 +43,17 @@ def merge_hits(*lists: Iterable[SearchHit]) -> dict[str, SearchHit]:
 
 def recall(services: Services, query: str, vector: list[float], *, cube_ids: list[str], pool: int,
            session_id: str | None = None, write_cube_id: str | None = None,
-           cfg: RecallConfig | None = None) -> list[SearchHit]:
+           cfg: RecallConfig | None = None, as_of: float | None = None) -> list[SearchHit]:
     cfg = cfg or RecallConfig()
     tree = services.tree
-    dense, lexical = tree.hybrid_search(vector, query, cube_ids=cube_ids, k=pool)
-    merged = merge_hits(dense, lexical)
+    # Time travel reads superseded versions too; `valid_at` below keeps those that were true at `as_of`.
+    statuses = (MemoryStatus.ACTIVE,) if as_of is None else (MemoryStatus.ACTIVE, MemoryStatus.SUPERSEDED)
+    dense, lexical = tree.hybrid_search(vector, query, cube_ids=cube_ids, k=pool, statuses=statuses)
+    merged = merge_hits(tied_ranks(dense, "vector"), tied_ranks(found_by_text(lexical), "bm25"))
+    query_names = query_entity_names(query) if cfg.weights.entity > 0 or cfg.weights.prf > 0 else []
+    if cfg.weights.entity > 0 and query_names:
+        entity = tree.entity_search(query_names, cube_ids=cube_ids, k=cfg.entity_pool, statuses=statuses)
+        merged = merge_hits(merged.values(), tied_ranks(entity, "entity"))
     if session_id and write_cube_id and cfg.working_memory_limit:
         working = tree.list(cube_ids=[write_cube_id], session_id=session_id,
                             memory_type=MemoryType.WORKING.value, limit=cfg.working_memory_limit)
@@ -51,7 +65,68 @@ def recall(services: Services, query: str, vector: list[float], *, cube_ids: lis
     if ordered:
         near = tree.neighbours([h.id for h in ordered], cube_ids=cube_ids, window=cfg.expand_window)
         merged = merge_hits(merged.values(), _graph_hits(ordered, near, cfg.expand_window))
-    return list(merged.values())
+    if cfg.weights.prf > 0:
+        seeds = sorted(merged.values(), key=_seed_order)[: cfg.prf_seeds]
+        merged = merge_hits(merged.values(), feedback_hits(tree, seeds, query_names, cfg, cube_ids=cube_ids,
+                                                           statuses=statuses))
+    hits = list(merged.values())
+    if as_of is not None:
+        hits = [h for h in hits if valid_at(h.item, as_of)]
+    if cfg.weights.time > 0:
+        hits = with_time_signal(hits, query, as_of)
+    return hits
+
+
+#: A BM25 score at or under this did not find the memory: FTS5 clamps the IDF of a word most memories hold
+#: to 1e-6, so in a small cube "where does ana live" "matches" every memory keyed "ana said" with score 0.
+BM25_FLOOR = 1e-4
+
+
+def found_by_text(hits: list[SearchHit]) -> list[SearchHit]:
+    """Only the full-text hits whose words told them apart (score above `BM25_FLOOR`)."""
+    return [h for h in hits if h.scores.get("bm25", 0.0) > BM25_FLOOR]
+
+
+def tied_ranks(hits: list[SearchHit], signal: str) -> list[SearchHit]:
+    """Equal scores share a rank (the best of the tie), so a signal that cannot tell two memories apart never
+    orders them: the other signals do. Ranks also close up after filtering."""
+    out: list[SearchHit] = []
+    rank, previous = -1, None
+    for position, hit in enumerate(hits):
+        score = hit.scores.get(signal)
+        if previous is None or score is None or abs(score - previous) > 1e-9:
+            rank = position
+        previous = score
+        out.append(hit.model_copy(update={"ranks": {**hit.ranks, signal: rank}}))
+    return out
+
+
+def feedback_hits(tree: TreeStore, seeds: Sequence[SearchHit], query_names: list[str], cfg: RecallConfig, *,
+                  cube_ids: list[str], statuses: Sequence[MemoryStatus]) -> list[SearchHit]:
+    """The second round (`prf` signal): the entities the best seeds share, with the query's own, through the
+    entity graph. Multi-hop: "what do Ana's sister and her coach have in common" finds the sister's memory
+    first, then the memories naming what that memory names."""
+    mentioned = tree.mentions([s.id for s in seeds])
+    counts = Counter(name for names in mentioned.values() for name in names if name not in query_names)
+    extra = [name for name, _ in sorted(counts.items(), key=lambda nc: (-nc[1], nc[0]))[: cfg.prf_entities]]
+    if not extra:
+        return []
+    hits = tree.entity_search([*query_names, *extra], cube_ids=cube_ids, k=cfg.entity_pool, statuses=statuses)
+    return [SearchHit(item=h.item, scores={"prf": h.scores["entity"]}, ranks={"prf": rank})
+            for rank, h in enumerate(hits)]
+
+
+def with_time_signal(hits: list[SearchHit], query: str, as_of: float | None) -> list[SearchHit]:
+    """A `time` signal for candidates that happened inside the period the query names (relative to `as_of`,
+    default now), ranked among themselves by their best primary rank. No period in the query: no signal."""
+    window = query_window(query, datetime.fromtimestamp(as_of, UTC) if as_of is not None else None)
+    if window is None:
+        return hits
+    inside = sorted((h for h in hits if window.contains(event_time(h.item))), key=_seed_order)
+    for rank, hit in enumerate(inside):
+        hit.scores = {**hit.scores, "time": 1.0}
+        hit.ranks = {**hit.ranks, "time": rank}
+    return hits
 
 
 def _graph_hits(seeds: list[SearchHit], near: list[MemoryItem], window: int) -> list[SearchHit]:
@@ -87,6 +162,7 @@ def make_retrieve_tree(services: Services):  # type: ignore[no-untyped-def]
         candidates = recall(
             services, query, vector, cube_ids=state["read_cube_ids"], pool=cfg.pool(ctx.top_k),
             session_id=state.get("session_id"), write_cube_id=state.get("write_cube_id"), cfg=cfg,
+            as_of=ctx.as_of,
         )
         return {"candidates": candidates, "query_vector": vector}
 

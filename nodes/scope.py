@@ -8,13 +8,13 @@ from langchain_core.messages import HumanMessage
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
-from graphs.services import Services
-from graphs.state import ChatContext, ChatState
 from nodes._timing import timed
+from nodes.state import ChatContext, ChatState
 from stores.embedders import embed_array
 from stores.errors import InvalidInputError
 from stores.models import check_id, check_text
 from stores.registry import default_cube_id
+from stores.services import Services
 
 
 def message_text(content: Any) -> str:

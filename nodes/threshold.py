@@ -6,10 +6,10 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graphs.services import Services
-from graphs.state import ChatContext, ChatState
 from nodes._timing import timed
+from nodes.state import ChatContext, ChatState
 from stores.models import SearchHit
+from stores.services import Services
 
 
 def apply_threshold(

@@ -209,9 +209,11 @@ def event_time(item: MemoryItem) -> float:
 
 
 def valid_at(item: MemoryItem, as_of: float) -> bool:
-    """Was this memory known and true at `as_of`? Written by then (`valid_from`) and not yet replaced or
-    deleted (`valid_to`). A memory the user deleted is never returned, whatever the time."""
+    """Was this memory true at `as_of`? It had happened by then (`occurred_at`: a conversation imported today
+    still happened on its own dates; else `valid_from`, when it was written) and was not yet replaced
+    (`valid_to`). A memory the user deleted is never returned, whatever the time."""
     if item.status == MemoryStatus.DELETED:
         return False
-    start = item.valid_from if item.valid_from is not None else item.created_at
+    occurred = getattr(item, "occurred_at", None)
+    start = occurred if occurred is not None else item.valid_from if item.valid_from is not None else item.created_at
     return start <= as_of and (item.valid_to is None or as_of < item.valid_to)

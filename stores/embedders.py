@@ -14,6 +14,7 @@ import re
 import threading
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -46,20 +47,31 @@ class MiniLMEmbeddings(Embeddings):
     dimension: int = MINILM_DIMENSION
 
     def __init__(self, *, batch_size: int = 8, max_length: int = 256, threads: int | None = None) -> None:
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
-
-        model_path, tokenizer_path = minilm_files()
         self.batch_size = batch_size
-        self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
-        self._tokenizer.enable_truncation(max_length=max_length)
-        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
-        options.log_severity_level = 3
-        self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self._max_length = max_length
+        self._threads = threads
         self._lock = threading.Lock()  # one session, many threads: onnxruntime's run is thread-safe but
         # running two batches at once on 2 cores only thrashes; serialise.
+        self._loaded: tuple[Any, Any] | None = None
+
+    def _model(self) -> tuple[Any, Any]:
+        """Tokenizer and ONNX session, loaded on first use: commands that embed nothing (stats, listings)
+        never pay for onnxruntime (the dimension is known without the model)."""
+        with self._lock:
+            if self._loaded is None:
+                import onnxruntime as ort
+                from tokenizers import Tokenizer
+
+                model_path, tokenizer_path = minilm_files()
+                tokenizer = Tokenizer.from_file(str(tokenizer_path))
+                tokenizer.enable_truncation(max_length=self._max_length)
+                tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = self._threads or min(4, os.cpu_count() or 1)
+                options.log_severity_level = 3
+                session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+                self._loaded = (tokenizer, session)
+            return self._loaded
 
     def embed_array(self, texts: list[str]) -> np.ndarray:
         """Embed texts into a float32 array of shape (len(texts), 384)."""
@@ -74,12 +86,13 @@ class MiniLMEmbeddings(Embeddings):
         return out
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
-        encodings = self._tokenizer.encode_batch(texts)
+        tokenizer, session = self._model()
+        encodings = tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         with self._lock:
-            (hidden,) = self._session.run(["last_hidden_state"], feeds)
+            (hidden,) = session.run(["last_hidden_state"], feeds)
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)

@@ -22,6 +22,8 @@ THRESHOLD_MIN, THRESHOLD_MAX = 0.0, 1.0
 #: and deep input is a cheap way to burn CPU), at most this many bytes as JSON.
 MAX_METADATA_DEPTH = 16
 MAX_METADATA_BYTES = 64_000
+#: Any JSON request body: nested containers at most this deep (a chat turn's content blocks need about 6).
+MAX_JSON_DEPTH = 32
 #: A chat thread id: any printable text up to this length (it is namespaced per user, never parsed).
 MAX_THREAD_ID_CHARS = 256
 #: Tags on a memory.
@@ -82,6 +84,23 @@ def check_tags(value: Any) -> list[str]:
         if not isinstance(tag, str) or not 1 <= len(tag) <= MAX_TAG_CHARS or not tag.isprintable():
             raise InvalidInputError(f"each tag must be 1-{MAX_TAG_CHARS} printable characters, not {tag!r:.80}")
     return list(value)
+
+
+def json_depth(value: Any) -> int:
+    """How deeply lists and dicts nest in `value` (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list | tuple):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def check_json_depth(value: Any, what: str = "input", max_depth: int = MAX_JSON_DEPTH) -> Any:
+    if json_depth(value) > max_depth:
+        raise InvalidInputError(f"{what} is nested more than {max_depth} levels deep")
+    return value
 
 
 def check_metadata(value: Any) -> dict[str, Any]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from graphs.services import Services
 from nodes.enrich_common import ENRICH_KIND
 from stores.models import MemoryItem, MemoryStatus
+from stores.services import Services
 from stores.write import stable_id, write_memories
 
 

@@ -9,16 +9,16 @@ from langchain_core.messages import HumanMessage, SystemMessage
 
 from graphs.chat import build_chat_graph
 from graphs.search import build_search_graph
-from graphs.services import Services
-from graphs.state import ChatContext
 from hippograph.memory import Memory
 from hippograph.settings import Settings
 from nodes.respond import NO_MODEL_NOTE, references_for, system_prompt
+from nodes.state import ChatContext
 from nodes.threshold import apply_threshold
 from nodes.turns import turn_id
 from stores.errors import AccessDeniedError, InvalidInputError
 from stores.models import MemoryItem, SearchHit
 from stores.preferences.base import Preference, PreferenceHit
+from stores.services import Services
 from tests.fakes import ScriptedChatModel
 
 NODES = ["scope", "retrieve_tree", "retrieve_prefs", "rerank", "threshold", "respond", "ingest", "schedule_enrichment"]

@@ -9,10 +9,10 @@ from langchain_core.messages import HumanMessage
 
 from graphs.chat import build_chat_graph
 from graphs.search import build_search_graph
-from graphs.services import Services
-from graphs.state import ChatContext
 from hippograph.settings import Settings
 from nodes.respond import NO_MODEL_NOTE
+from nodes.state import ChatContext
+from stores.services import Services
 from stores.tree.neo4j import Neo4jTreeStore
 from tests.neo4j_fixture import wipe_database
 

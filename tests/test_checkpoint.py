@@ -12,11 +12,11 @@ from langchain_core.messages import HumanMessage
 from graphs.chat import build_chat_graph
 from graphs.checkpoint import checkpoint_serializer, state_types
 from graphs.search import build_search_graph
-from graphs.services import Services
-from graphs.state import ChatContext, ChatState
 from hippograph.settings import Settings
+from nodes.state import ChatContext, ChatState
 from stores.models import MemoryItem, MemoryStatus, MemoryType, SearchHit
 from stores.preferences.base import PreferenceHit, PreferenceKind
+from stores.services import Services
 
 INTERNAL = {"query_vector", "read_cube_ids", "write_cube_id", "user_id", "session_id"}
 

@@ -12,14 +12,15 @@ from nodes.respond import NO_MODEL_NOTE
 HIPPOGRAPH = Path(sys.executable).parent / "hippograph"
 
 
-def run(tmp_path: Path, *args: str, embedder: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(tmp_path: Path, *args: str, embedder: str | None = None, stdin: str | None = None
+        ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HIPPOGRAPH_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200",
            "HIPPOGRAPH_WORKER_IN_PROCESS": "false"}
     env.pop("HIPPOGRAPH_CHAT_MODEL", None)
     if embedder:
         env["HIPPOGRAPH_EMBEDDER"] = embedder
     return subprocess.run([str(HIPPOGRAPH), *args], capture_output=True, text=True, env=env, timeout=300,
-                          cwd=tmp_path)
+                          cwd=tmp_path, input=stdin if stdin is not None else "")
 
 
 def test_demo_prints_memories_and_answers_offline_with_the_real_embedder(tmp_path: Path) -> None:
@@ -68,3 +69,76 @@ def test_demo_into_a_named_cube(tmp_path: Path) -> None:
                       "zed.notes") >= 9
     default = run(tmp_path, "stats", "--user", "zed", "--cube", "zed.default", embedder="hashing:64")
     assert cube_count(default, "zed.default") == 0  # nothing leaked into the default cube
+
+
+def test_help_and_stats_open_only_what_they_need(tmp_path: Path) -> None:
+    # the CLI module loads no graph library, embedder runtime or Milvus client: `--help` stays fast
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, hippograph.cli; heavy = ('langgraph', 'langchain_core', 'onnxruntime', "
+         "'pymilvus', 'datasketch', 'sqlalchemy'); print(sorted(m for m in heavy if m in sys.modules))"],
+        capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0 and probe.stdout.strip() == "[]", probe.stdout + probe.stderr
+    assert "users" in run(tmp_path, "--help").stdout
+    # stats on a fresh data dir: no chat checkpoints, no Milvus Lite file (preference memory stays closed)
+    unknown = run(tmp_path, "stats", "--user", "kim", embedder="hashing:64")
+    assert unknown.returncode == 2 and "unknown user 'kim'" in unknown.stdout
+    assert run(tmp_path, "users", "create", "kim", embedder="hashing:64").returncode == 0
+    assert cube_count(run(tmp_path, "stats", "--user", "kim", embedder="hashing:64"), "kim.default") == 0
+    data = tmp_path / "data"
+    assert (data / "registry.sqlite").exists()
+    assert not (data / "checkpoints.sqlite").exists() and not list(data.glob("preferences*"))
+
+
+def test_search_shows_snippets_and_only_the_signals_that_found_a_memory(tmp_path: Path) -> None:
+    long_text = "The quarterly report " + " ".join(f"paragraph{n} about budgets" for n in range(120))
+    assert run(tmp_path, "add", long_text, "--user", "kim", embedder="hashing:64").returncode == 0
+    short = run(tmp_path, "search", "quarterly report budgets", "--user", "kim", embedder="hashing:64")
+    assert short.returncode == 0, short.stderr[-2000:]
+    text = " ".join(short.stdout.split())
+    assert "The quarterly report" in text and "…" in text and "paragraph119" not in text
+    assert "vector" in text and "bm25 0.00" not in text and "=0.000" not in text
+    full = run(tmp_path, "search", "quarterly report budgets", "--user", "kim", "--full", embedder="hashing:64")
+    assert "paragraph119" in full.stdout.replace("│", "").replace("\n", "") and "kim.default" in full.stdout
+
+
+def test_users_keys_cubes_sharing_export_import_and_erase(tmp_path: Path) -> None:
+    def ok(*args: str) -> str:
+        out = run(tmp_path, *args, embedder="hashing:64")
+        assert out.returncode == 0, f"{args}: {out.stdout[-1500:]} {out.stderr[-1500:]}"
+        return " ".join(out.stdout.replace("│", " ").split())
+
+    assert "created user ana" in ok("users", "create", "ana", "--name", "Ana")
+    ok("users", "create", "ben")
+    assert {"ana", "ben"} <= set(ok("users", "list").split())
+    key = run(tmp_path, "keys", "create", "ana", embedder="hashing:64").stdout.strip().splitlines()[-1]
+    assert len(key) >= 20 and " " not in key
+    assert "revoked" in ok("keys", "revoke", key)
+
+    assert "created cube ana.work" in ok("cubes", "create", "ana.work", "--user", "ana")
+    ok("add", "The office moves to Porto in June", "--user", "ana", "--cube", "ana.work")
+    assert "ana.work ana write 1" in ok("cubes", "list", "--user", "ana")
+
+    # a share is an invitation: ben reads nothing until he accepts
+    ok("share", "invite", "ana.work", "--with", "ben", "--user", "ana")
+    assert "invitation to you" in ok("share", "list", "--user", "ben")
+    assert "Porto" not in ok("search", "office moves", "--user", "ben")
+    assert "accepted ana.work from ana" in ok("share", "accept", "ana.work", "--user", "ben")
+    assert "Porto" in ok("search", "office moves", "--user", "ben")
+    denied = run(tmp_path, "share", "invite", "ana.work", "--with", "lee", "--user", "ben", embedder="hashing:64")
+    assert denied.returncode == 2 and "error" in denied.stdout
+    ok("share", "leave", "ana.work", "--user", "ben")
+    assert "Porto" not in ok("search", "office moves", "--user", "ben")
+
+    # export, erase the user, import the file as someone new: the memory is back, in their cube
+    exported = tmp_path / "ana.jsonl"
+    assert "exported to" in ok("export", str(exported), "--user", "ana")
+    assert exported.stat().st_size > 0
+    erased = ok("erase", "--user", "ana", "--yes")
+    assert "erased user ana" in erased and "memories 1" in erased
+    assert "ana" not in ok("users", "list").split()
+    refused = run(tmp_path, "erase", "--user", "ben", embedder="hashing:64", stdin="n\n")
+    assert refused.returncode == 1 and "nothing changed" in refused.stdout
+    assert "imported from" in ok("import", str(exported), "--user", "cy")
+    assert "Porto" in ok("search", "office moves", "--user", "cy")
+    missing = run(tmp_path, "import", str(tmp_path / "nope.jsonl"), "--user", "cy", embedder="hashing:64")
+    assert missing.returncode == 2 and "no such file" in missing.stdout

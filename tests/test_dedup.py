@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from graphs.services import Services
 from hippograph.settings import Settings
 from hippograph.worker import Worker
 from stores.dedup import NearDuplicateIndex, dedup_batch, minhash, shingles
 from stores.models import MemoryStatus
 from stores.preferences.milvus import MilvusPreferenceStore
+from stores.services import Services
 from tests.conftest import SHARED_DATA
 from tests.enrich_helpers import fast_path_turn, memory_census
 

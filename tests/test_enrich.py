@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from graphs.enrich import NODES, build_enrich_graph, open_enrich_checkpointer
-from graphs.services import Services
 from hippograph.settings import Settings
 from hippograph.worker import Worker, start_in_process_worker
 from nodes.enrich_common import ENRICH_KIND, WORKING_MEMORY_SIZE
 from stores.models import MemoryStatus, MemoryType
 from stores.outbox import JobStatus, RetryPolicy
 from stores.preferences.milvus import MilvusPreferenceStore
+from stores.services import Services
 from stores.tree.base import Rel
 from tests.conftest import REPO
 from tests.enrich_helpers import fast_path_turn, memory_census

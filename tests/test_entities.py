@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from graphs.services import Services
 from hippograph.settings import Settings
 from hippograph.worker import Worker
 from nodes.enrich_entities import enrich_memories, schedule_memories
 from stores.embedders import HashingEmbeddings
 from stores.entities import EntityExtractor, normalise_entity, query_entity_names
 from stores.models import MemoryItem
+from stores.services import Services
 from stores.tree.embedded import EmbeddedTreeStore
 from stores.write import write_memories
 

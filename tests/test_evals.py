@@ -147,7 +147,7 @@ def test_locomo_run_writes_fixed_keys_and_scores_small_conversation(tiny_path: P
 def test_cli_locomo_runs(tiny_path: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from hippograph.cli_eval import eval_app
+    from evals.cli import eval_app
 
     out = tmp_path / "cli"
     result = CliRunner().invoke(eval_app, ["locomo", "--data", str(tiny_path), "--out", str(out),
@@ -203,11 +203,11 @@ def test_fuse_propagates_to_adjacent_turns_of_the_same_session() -> None:
 def test_recall_config_reaches_the_nodes(tmp_path: Path) -> None:
     """Tuning is a typed config: the run's `ChatContext.recall`, else `Settings.recall` — no module globals."""
     from graphs.search import build_search_graph
-    from graphs.services import Services
-    from graphs.state import ChatContext
     from hippograph.memory import Memory
     from hippograph.settings import Settings
-    from nodes.recall_config import RecallConfig
+    from nodes.state import ChatContext
+    from stores.recall_config import RecallConfig
+    from stores.services import Services
 
     settings = Settings(data_dir=tmp_path / "d", embedder="hashing:64", worker_in_process=False)
     with Memory(services=Services.from_settings(settings)) as memory:

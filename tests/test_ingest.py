@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from graphs.ingest import IngestContext, build_ingest_graph
-from graphs.services import Services
 from hippograph.settings import Settings
 from nodes.ingest_chunk import chunk_markdown, markdown_sections
 from nodes.ingest_convert import file_to_markdown
 from stores.documents import archive_document, diff_chunks
 from stores.embedders import HashingEmbeddings
 from stores.models import MemoryStatus, MemoryType
+from stores.services import Services
 from stores.tree.base import Rel
 
 CUBE = "ana.default"

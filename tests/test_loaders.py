@@ -18,10 +18,10 @@ from evals.loaders import (
     shared_data_dir,
 )
 from graphs.ingest import build_ingest_graph
-from graphs.services import Services
 from hippograph.settings import Settings
 from stores.embedders import HashingEmbeddings
 from stores.models import MemoryType
+from stores.services import Services
 from stores.tree.base import Rel
 
 DATA = shared_data_dir()

@@ -14,9 +14,9 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from graphs.services import Services
 from hippograph.memory import Memory
 from hippograph.settings import Settings
+from stores.services import Services
 from tests.conftest import REPO
 from tests.test_http import free_port, stop, wait_http
 

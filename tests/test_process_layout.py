@@ -21,13 +21,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from graphs.services import Services
 from hippograph.settings import Settings
 from hippograph.worker import Worker
 from stores.errors import ProcessLayoutError
 from stores.outbox import JobStatus
 from stores.preferences.base import Preference, PreferenceKind
 from stores.preferences.milvus import MilvusPreferenceStore
+from stores.services import Services
 from tests.conftest import REPO
 from tests.test_http import ADMIN, free_port, start_server, stop, wait_http
 

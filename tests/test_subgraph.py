@@ -15,11 +15,11 @@ from langgraph.store.base import BaseStore
 from typing_extensions import TypedDict
 
 from graphs.search import build_search_graph
-from graphs.services import Services
-from graphs.state import ChatContext
 from hippograph.examples.agent import AgentState, build_agent, build_ticket_agent
 from hippograph.memory import Memory
 from hippograph.store import HippoStore
+from nodes.state import ChatContext
+from stores.services import Services
 
 
 @pytest.fixture

@@ -77,3 +77,8 @@ def test_as_datetime_reads_numbers_datetimes_and_text() -> None:
     assert as_datetime(None) is None
     with pytest.raises(InvalidInputError):
         as_datetime("not a time at all zzz")
+
+
+def test_valid_at_uses_when_an_imported_turn_happened() -> None:
+    imported = MemoryItem(user_id="u", cube_id="c", text="we met in 2023", created_at=1_000_000.0, occurred_at=500.0)
+    assert valid_at(imported, 600.0) and not valid_at(imported, 400.0)

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from graphs.services import Services
 from hippograph.memory import Memory
 from hippograph.settings import Settings
 from hippograph.worker import Worker
 from stores.errors import AccessDeniedError, InvalidInputError, NotFoundError
 from stores.models import check_id
 from stores.registry import Registry
+from stores.services import Services
 from tests.conftest import DIM, TREE_BACKENDS
 from tests.fakes import ScriptedChatModel
 

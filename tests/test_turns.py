@@ -14,14 +14,14 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
 from graphs.chat import build_chat_graph
-from graphs.services import Services
-from graphs.state import ChatContext
 from hippograph.memory import Memory
 from hippograph.settings import Settings
 from hippograph.store import HippoStore
+from nodes.state import ChatContext
 from nodes.turns import format_time, parse_time, to_turn, turn_id, turn_memories
 from stores.errors import InvalidInputError
 from stores.models import MemoryItem
+from stores.services import Services
 from stores.tree.base import Rel, TreeStore
 from stores.tree.embedded import EmbeddedTreeStore
 

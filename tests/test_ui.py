@@ -21,6 +21,9 @@ from tests.test_http import ADMIN, free_port, start_server, stop, wait_http
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra")
 expect = playwright_api.expect
+#: Generous waits: CI runs the suite on two busy cores (a search or a page can take seconds there).
+WAIT_MS = 30_000
+expect.set_options(timeout=WAIT_MS)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 #: Chromium flags for a closed network and a root user (see the machine notes): no sandbox, no background calls.
@@ -103,6 +106,7 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def login(browser: Any, server: UIServer, user: str, start: str = "/ui/memories") -> Any:
     """A fresh browser context logged in through the form; returns its page (on `start`)."""
     context = browser.new_context(base_url=server.url, viewport={"width": 1360, "height": 860})
+    context.set_default_timeout(WAIT_MS)
     page = context.new_page()
     page.goto(start)
     expect(page).to_have_url(f"{server.url}/ui/login?next={start.replace('?', '%3F').replace('=', '%3D')}")
@@ -144,6 +148,7 @@ def test_nothing_readable_without_a_key(ui_server: UIServer, browser: Any, shots
         assert r.status_code == 403 and "cross-origin" in r.text
 
     context = browser.new_context(base_url=ui_server.url)
+    context.set_default_timeout(WAIT_MS)
     page = context.new_page()
     page.goto("/ui/search")
     screenshot(page, shots, ui_server, "login")

@@ -26,9 +26,9 @@ from langgraph.runtime import Runtime
 from typing_extensions import TypedDict
 
 from graphs.chat import build_chat_graph
-from graphs.services import Services
-from graphs.state import ChatContext
+from nodes.state import ChatContext
 from stores.models import SearchHit
+from stores.services import Services
 
 
 class AgentState(TypedDict, total=False):

@@ -1,5 +1,8 @@
-"""`hippograph eval ...`: offline benchmarks. `eval_app` is a Typer group other modules register commands onto
-(`eval_app.command("prefeval")(fn)`)."""
+"""`hippograph eval ...`: offline evals and benchmarks.
+
+The runtime never imports `evals`: this Typer group plugs into the `hippograph` CLI through the entry point group
+`hippograph.cli` (pyproject), so the layers point one way (evals on top) and `hippograph --help` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 eval_app = typer.Typer(help="Offline evals and benchmarks (LoCoMo, LongMemEval, ...).", no_args_is_help=True)
 console = Console()
@@ -90,3 +94,45 @@ def longmemeval(
     table = markdown_table(report, title="LongMemEval recall")
     (out / "longmemeval.md").write_text(table, encoding="utf-8")
     console.print(table)
+
+
+@eval_app.command("prefeval")
+def prefeval(
+    data: Annotated[Path | None, typer.Option(help="A PrefEval-layout dir (default: ../shared/data/prefeval).")
+                    ] = None,
+    out: Annotated[Path, typer.Option(help="Output dir for prefeval.json, .md and .png.")] = Path(
+        "evals/results/prefeval"),
+    k: Annotated[str, typer.Option("--k", help="Distractor turns, comma-separated.")] = "10,300",
+    limit: Annotated[int | None, typer.Option(help="Only the first N items per topic.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for distractor sampling.")] = 0,
+    kinds: Annotated[str, typer.Option(help="explicit,implicit_choice,implicit_persona")] = (
+        "explicit,implicit_choice,implicit_persona"),
+    model: Annotated[str | None, typer.Option(help="Extract with this chat model (init_chat_model string).")
+                     ] = None,
+) -> None:
+    """PrefEval retrieval: is the stated preference in the top 1/3/5 recalled, with k distractor turns?"""
+    from evals.prefeval import KINDS, run_prefeval
+
+    data = data or _default_data("prefeval")
+    if not (data / "explicit_preference").is_dir():
+        raise typer.BadParameter(f"{data} does not look like PrefEval data (no explicit_preference/)")
+    chosen = [x.strip() for x in kinds.split(",") if x.strip()]
+    if bad := [x for x in chosen if x not in KINDS]:
+        raise typer.BadParameter(f"unknown kinds {bad}; choose from {', '.join(KINDS)}")
+    ks = _ks(k)
+    chat_model = None
+    if model:
+        from stores.services import load_chat_model
+
+        chat_model = load_chat_model(model)
+    results = run_prefeval(data, out, ks=ks, kinds=chosen, limit_per_topic=limit, seed=seed,
+                           chat_model=chat_model)
+    table = Table(title="PrefEval preference retrieval")
+    for col in ("kind", "k", "top1", "top3", "top5"):
+        table.add_column(col)
+    for kind, per_k in results.items():
+        for kk, res in per_k.items():
+            o = res["overall"]
+            table.add_row(kind, kk, f"{o['top1']:.3f}", f"{o['top3']:.3f}", f"{o['top5']:.3f}")
+    console.print(table)
+    console.print(f"wrote {out / 'prefeval.json'}, {out / 'prefeval.md'}, {out / 'prefeval.png'}")

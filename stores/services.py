@@ -1,0 +1,112 @@
+"""The services a graph's nodes use, built once from settings: stores, embedder, chat model, outbox.
+
+Graph factories take a `Services` (tests pass their own); `Services.from_settings()` is what `langgraph dev`,
+LangServe and the CLI use, so every interface serves the same graph the tests compile.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
+
+from stores.embedders import embedding_dimension, load_embeddings
+from stores.files import private_dir
+from stores.outbox import Outbox, SqliteOutbox
+from stores.registry import Registry
+from stores.settings import Settings, get_settings
+from stores.tree.base import TreeStore
+
+if TYPE_CHECKING:
+    from stores.preferences.base import PreferenceStore
+
+
+@dataclass
+class Services:
+    """Everything a node needs that is not in the graph state. Heavy parts are opened on first use."""
+
+    settings: Settings
+    embeddings: Embeddings
+    tree: TreeStore
+    registry: Registry
+    outbox: Outbox
+    chat_model: BaseChatModel | None = None
+    _preferences: Any = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> Services:
+        settings = settings or get_settings()
+        private_dir(settings.data_dir)
+        embeddings = overrides.pop("embeddings", None) or load_embeddings(settings.embedder)
+        tree = overrides.pop("tree", None) or open_tree_store(settings, embedding_dimension(embeddings))
+        return cls(
+            settings=settings,
+            embeddings=embeddings,
+            tree=tree,
+            registry=overrides.pop("registry", None)
+            or Registry(settings.registry_path, auto_create_users=settings.auto_create_users),
+            outbox=overrides.pop("outbox", None) or open_outbox(settings),
+            chat_model=overrides.pop("chat_model", None) or load_chat_model(settings.chat_model),
+            _preferences=overrides.pop("preferences", None),
+        )
+
+    @property
+    def preferences(self) -> PreferenceStore:
+        """Preference memory (Milvus / Milvus Lite), opened on first use: Milvus Lite takes a second to start."""
+        with self._lock:
+            if self._preferences is None:
+                from stores.preferences.milvus import MilvusPreferenceStore
+
+                self._preferences = MilvusPreferenceStore(
+                    self.settings.milvus_path, embeddings=self.embeddings, token=self.settings.milvus_token
+                )
+                if not self.settings.milvus_uri:  # a Milvus Lite directory of ours: owner-only like the rest
+                    private_dir(self.settings.milvus_path)
+            return self._preferences
+
+    @cached_property
+    def dimension(self) -> int:
+        return embedding_dimension(self.embeddings)
+
+    def close(self) -> None:
+        for part in (self.tree, self._preferences, self.outbox):
+            close = getattr(part, "close", None)
+            if close is not None:
+                close()
+
+
+def open_tree_store(settings: Settings, dimension: int) -> TreeStore:
+    if settings.tree_backend == "neo4j":
+        from stores.tree.neo4j import Neo4jTreeStore
+
+        return Neo4jTreeStore(
+            settings.neo4j_uri,
+            auth=(settings.neo4j_user, settings.neo4j_password),
+            database=settings.neo4j_database,
+            dimension=dimension,
+        )
+    from stores.tree.embedded import EmbeddedTreeStore
+
+    return EmbeddedTreeStore(settings.tree_path, dimension=dimension)
+
+
+def open_outbox(settings: Settings) -> Outbox:
+    if settings.outbox_url.startswith("redis://"):
+        from stores.outbox_redis import RedisOutbox  # type: ignore[import-not-found]
+
+        return RedisOutbox(settings.outbox_url)  # type: ignore[no-any-return]
+    return SqliteOutbox(settings.outbox_path)
+
+
+def load_chat_model(spec: str) -> BaseChatModel | None:
+    """A chat model from an `init_chat_model` string (`openai:gpt-4o-mini`), or None when unset."""
+    if not spec:
+        return None
+    from langchain.chat_models import init_chat_model
+
+    return init_chat_model(spec)
