@@ -238,7 +238,10 @@ def open_memory(data_dir: Path, *, backend: str = "embedded", embeddings: Any = 
 
     settings = Settings(data_dir=data_dir, embedder="minilm", tree_backend=backend,  # type: ignore[arg-type]
                         worker_in_process=False, turn_key=turn_key)  # type: ignore[arg-type]
-    return Memory(services=Services.from_settings(settings, embeddings=embeddings))
+    memory = Memory(services=Services.from_settings(settings, embeddings=embeddings))
+    # Warm-up, untimed: starts Milvus Lite and loads the ONNX model, as a running service already has.
+    memory.search("warm-up", user_id=EVAL_USER)
+    return memory
 
 
 def ingest_conversation(memory: Any, conv: Conversation, cube_id: str) -> tuple[int, float]:

@@ -8,6 +8,7 @@ instead of a copy, and enrichment later refines it without ever changing the id.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -23,10 +24,10 @@ from stores.write import write_memories
 __all__ = ["is_question", "make_ingest"]
 
 
-def _replied_to(messages: list[BaseMessage], services: Services, user_id: str) -> tuple[str, str] | None:
+def _replied_to(messages: Sequence[BaseMessage], services: Services, user_id: str) -> tuple[str, str] | None:
     """(speaker, text) of the message before the newest human one. Without a chat model the assistant's
     messages only quote memories back (extractive answers), so the turn replies to the message before those."""
-    earlier = messages[:-1]
+    earlier = list(messages[:-1])
     if services.chat_model is None:
         earlier = [m for m in earlier if not isinstance(m, AIMessage)]
     if not earlier:

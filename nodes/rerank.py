@@ -6,7 +6,7 @@
    one fact over adjacent turns, so adjacency is evidence of relevance.
 3. Optional MMR (maximal marginal relevance) over the stored vectors, off by default (`mmr_lambda = 1.0`).
 
-Every knob is a field of `RecallConfig` (`nodes/recall_config.py`): the run's `ChatContext.recall`, else
+Every knob is a field of `RecallConfig` (`stores/recall_config.py`): the run's `ChatContext.recall`, else
 `settings.recall`.
 """
 

@@ -152,15 +152,15 @@ def test_the_same_conversation_through_every_write_path_is_the_same_memory(memor
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/healthz", proc)
         with httpx.Client(base_url=url, headers={"X-API-Key": ADMIN}, timeout=60) as admin:
-            r = admin.post("/v1/users", json={"user_id": "resty"})
-            assert r.status_code == 201, r.text
-            key = r.json()["api_key"]
+            created = admin.post("/v1/users", json={"user_id": "resty"})
+            assert created.status_code == 201, created.text
+            key = created.json()["api_key"]
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
             body = {"session_id": "s1", "messages": [
                 {"role": "user", "name": r["speaker"], "content": r["text"], "id": r["dia_id"],
                  "timestamp": r["timestamp"]} for r in ROWS]}
-            r = client.post("/v1/memories", json=body)
-            assert r.status_code == 201, r.text
+            written = client.post("/v1/memories", json=body)
+            assert written.status_code == 201, written.text
     finally:
         stop(proc)
     rest_tree = EmbeddedTreeStore(tmp_path / "rest" / "tree.sqlite", dimension=64)
