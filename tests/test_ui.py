@@ -203,6 +203,17 @@ def test_memories_history_graph_search_edit_delete(ui_server: UIServer, browser:
     ids = _seed(ui_server)
     page = login(browser, ui_server, "alice")
 
+    # Memory text is shown as text, never run as markup.
+    with ui_server.api("alice") as api:
+        markup = api.post("/v1/memories", json={"text": '<img src=x onerror="window.pwned=1"> tea'}).json()["ids"][0]
+    page.goto(f"/ui/memories/{markup}")
+    expect(page.locator("#memory-text")).to_have_text('<img src=x onerror="window.pwned=1"> tea')
+    page.goto("/ui/memories")
+    assert page.evaluate("window.pwned") is None and page.locator("main img").count() == 0
+    with ui_server.api("alice") as api:
+        assert api.delete(f"/v1/memories/{markup}", params={"hard": "true"}).status_code == 204
+    page.reload()
+
     # The list shows what was added, newest first; filters narrow it (htmx swaps the list in place).
     rows = row_texts(page, "tr.memory-row")
     assert any("My sister Ines plays the cello" in r for r in rows)
