@@ -65,18 +65,18 @@ class Running:
 
 
 @contextmanager
-def server(data_dir: Path, *, embedder: str, module: str = "hippograph.server", path: str = "/healthz",
+def server(data_dir: Path, *, embedder: str, command: str = "serve", path: str = "/healthz",
            extra_args: tuple[str, ...] = ()) -> Iterator[Running]:
-    """A server process (`python -m <module> --host 127.0.0.1 --port <free>`) on its own data dir."""
+    """A server process (`hippograph <command> --host 127.0.0.1 --port <free>`) on its own data dir."""
     port = free_port()
     env = {**os.environ, "HIPPOGRAPH_DATA_DIR": str(data_dir), "HIPPOGRAPH_EMBEDDER": embedder,
            "HIPPOGRAPH_ADMIN_KEY": ADMIN_KEY, "HIPPOGRAPH_WORKER_IN_PROCESS": "false",
            "HIPPOGRAPH_MAX_REQUEST_BYTES": "300000", "HIPPOGRAPH_CHAT_MODEL": ""}
     data_dir.mkdir(parents=True, exist_ok=True)
-    log = data_dir.parent / f"{module.rsplit('.', 1)[-1]}-{port}.log"
+    log = data_dir.parent / f"{command}-{port}.log"
     with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port),
-                                 *extra_args], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        argv = [sys.executable, "-m", "hippograph", command, "--host", "127.0.0.1", "--port", str(port), *extra_args]
+        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait(url + path, proc)
@@ -563,7 +563,7 @@ def run_injection(tenants: Tenants) -> dict[str, Any]:
             counts = per_route[route]
             counts["requests"] += 1
             counts[f"{response.status_code // 100}xx"] += 1
-            if tenants.secret in text or any(i in text for i in tenants.secret_ids):
+            if tenants.secret in text:  # (her memory ids may be echoed in a 404's reason: mallory sent them)
                 counts["reads"] += 1
                 problems.append(f"cross-tenant read: {method} {path} {params} {body!r:.120}")
             if response.status_code >= 500:
@@ -641,7 +641,7 @@ def main() -> None:
             results["fuzz"] = fuzz.as_json()
             results["fuzz"]["alice_view_changed"] = alice_view(tenants) != before
             results["injection"] = run_injection(tenants)
-        with server(Path(tmp) / "mcp", embedder=args.embedder, module="hippograph.mcp_server", path="/mcp",
+        with server(Path(tmp) / "mcp", embedder=args.embedder, command="mcp", path="/mcp",
                     extra_args=("--transport", "http")) as running:
             key = _mcp_key(Path(tmp) / "mcp")
             results["mcp"] = run_mcp_fuzz(running.url, key, requests=args.mcp_requests, seed=seed)

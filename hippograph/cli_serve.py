@@ -13,7 +13,7 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Run the HTTP server: LangServe /chat and /search, REST under /v1, OpenAPI at /docs (API-key auth)."""
-    from hippograph.server import serve as run
+    from hippograph.api import serve as run
 
     run(host, port, log_level=log_level)
 

@@ -9,8 +9,8 @@ Who the caller is:
 - stdio: the user of `HIPPOGRAPH_API_KEY` (settings.api_key) when set, else `HIPPOGRAPH_DEFAULT_USER`.
 - streamable HTTP: the API key of each request (`Authorization: Bearer <key>` or `X-API-Key`); no key, no access.
 
-    python -m hippograph.mcp_server                                   # stdio
-    python -m hippograph.mcp_server --transport http --port 8765      # http://127.0.0.1:8765/mcp
+    hippograph mcp                                   # stdio
+    hippograph mcp --transport http --port 8765      # http://127.0.0.1:8765/mcp
 """
 
 from __future__ import annotations
@@ -224,6 +224,7 @@ _DOCS = {
 
 def run(transport: Transport = "stdio", *, host: str = "127.0.0.1", port: int = 8765) -> None:
     if transport == "stdio":
+        logging.basicConfig(level=logging.WARNING)  # stderr: stdout belongs to the stdio transport
         create_mcp_server(transport="stdio").run("stdio")
         return
     import uvicorn
@@ -231,19 +232,3 @@ def run(transport: Transport = "stdio", *, host: str = "127.0.0.1", port: int = 
     server = create_mcp_server(transport="http")
     app = server.streamable_http_app(host=host)
     uvicorn.run(app, host=host, port=port, log_level="warning")
-
-
-def main() -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="hippograph MCP server")
-    parser.add_argument("--transport", choices=["stdio", "http"], default="stdio")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)  # stderr: stdout belongs to the stdio transport
-    run(args.transport, host=args.host, port=args.port)
-
-
-if __name__ == "__main__":
-    main()

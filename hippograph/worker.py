@@ -17,7 +17,6 @@ import os
 import signal
 import socket
 import threading
-import time
 import traceback
 import uuid
 from typing import Any
@@ -225,26 +224,3 @@ def run_worker(
         services.close()
         if claim is not None:
             claim.release()
-
-
-def main() -> None:  # `python -m hippograph.worker` (the CLI's `hippograph worker` calls run_worker too)
-    import argparse
-
-    parser = argparse.ArgumentParser(description="hippograph enrichment worker")
-    parser.add_argument("--once", action="store_true", help="exit when the outbox is empty")
-    parser.add_argument("--max-jobs", type=int, default=None)
-    parser.add_argument("--lease", type=float, default=120.0, help="lease seconds per claimed job")
-    parser.add_argument("--poll", type=float, default=0.5)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    started = time.time()
-    try:
-        n = run_worker(once=args.once, max_jobs=args.max_jobs, lease_seconds=args.lease, poll_interval=args.poll)
-    except ProcessLayoutError as exc:
-        log.error("%s", exc)
-        raise SystemExit(2) from None
-    log.info("processed %d jobs in %.1fs", n, time.time() - started)
-
-
-if __name__ == "__main__":
-    main()

@@ -139,11 +139,11 @@ def test_in_process_worker_thread(tmp_path: Path, minilm, prefs) -> None:  # typ
 
 
 def _worker_process(data_dir: Path, *args: str, delay: float = 0.0) -> subprocess.Popen[bytes]:
-    """`python -m hippograph.worker` on data_dir; its log goes to data_dir/worker.log (a pipe could fill up)."""
+    """`python -m hippograph worker` on data_dir; its log goes to data_dir/worker.log (a pipe could fill up)."""
     env = {**os.environ, "HIPPOGRAPH_DATA_DIR": str(data_dir), "HIPPOGRAPH_EMBEDDER": "minilm",
            "HIPPOGRAPH_WORKER_IN_PROCESS": "false", "HIPPOGRAPH_ENRICH_NODE_DELAY": str(delay),
            "HIPPOGRAPH_CHAT_MODEL": ""}
-    return subprocess.Popen([sys.executable, "-m", "hippograph.worker", "--poll", "0.1", *args], cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "hippograph", "worker", "--poll", "0.1", *args], cwd=REPO,
                             env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=(data_dir / "worker.log").open("ab"))
 

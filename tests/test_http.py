@@ -59,7 +59,7 @@ def start_server(data_dir: Path, port: int, log: Path, **env: str) -> subprocess
                 "HIPPOGRAPH_MAX_REQUEST_BYTES": "200000", "HIPPOGRAPH_CHAT_MODEL": "", **env}
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "hippograph.server", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "hippograph", "serve", "--host", "127.0.0.1", "--port", str(port)],
             cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT,
         )
 

@@ -56,7 +56,7 @@ async def _text(result: Any) -> str:
 
 
 def stdio_params(world: dict[str, Any], key: str) -> StdioServerParameters:
-    return StdioServerParameters(command=sys.executable, args=["-m", "hippograph.mcp_server"], cwd=str(REPO),
+    return StdioServerParameters(command=sys.executable, args=["-m", "hippograph", "mcp"], cwd=str(REPO),
                                  env=env_for(world["data"], HIPPOGRAPH_API_KEY=key))
 
 
@@ -153,7 +153,7 @@ async def _http_session(url: str, world: dict[str, Any]) -> None:
 def test_streamable_http_session(world: dict[str, Any], tmp_path: Path) -> None:
     port = free_port()
     with (tmp_path / "mcp.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "hippograph.mcp_server", "--transport", "http", "--port",
+        proc = subprocess.Popen([sys.executable, "-m", "hippograph", "mcp", "--transport", "http", "--port",
                                  str(port)], cwd=REPO, env=env_for(world["data"]), stdout=log,
                                 stderr=subprocess.STDOUT)
     try:

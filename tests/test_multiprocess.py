@@ -77,7 +77,7 @@ def _start_worker(data: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     full = {**os.environ, "HIPPOGRAPH_DATA_DIR": str(data), "HIPPOGRAPH_EMBEDDER": "hashing:64",
             "HIPPOGRAPH_CHAT_MODEL": "", "HIPPOGRAPH_WORKER_IN_PROCESS": "false",
             "HIPPOGRAPH_ENRICH_NODE_DELAY": str(NODE_DELAY), **env}
-    return subprocess.Popen([sys.executable, "-m", "hippograph.worker", "--poll", "0.1", "--lease", str(LEASE)],
+    return subprocess.Popen([sys.executable, "-m", "hippograph", "worker", "--poll", "0.1", "--lease", str(LEASE)],
                             cwd=REPO, env=full, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=(data / "worker.log").open("ab"))
 
@@ -214,3 +214,5 @@ def test_two_apis_two_workers_share_services_and_survive_a_killed_worker(
     finally:
         for proc in [*workers.values(), *apis]:
             stop(proc)
+        for log in sorted(tmp_path.glob("api*.log")) + sorted(tmp_path.glob("worker*/worker.log")):
+            print(f"== {log.name}\n{log.read_text(errors='replace')[-2000:]}")

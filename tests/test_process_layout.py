@@ -67,7 +67,7 @@ def owner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Owner]:
 
 
 def test_a_separate_worker_refuses_to_start_and_says_why(owner: Owner) -> None:
-    done = subprocess.run([sys.executable, "-m", "hippograph.worker", "--once"], cwd=REPO, env=_env(owner.data),
+    done = subprocess.run([sys.executable, "-m", "hippograph", "worker", "--once"], cwd=REPO, env=_env(owner.data),
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 2, done.stderr[-2000:]
     assert f"owned by process {owner.proc.pid}" in done.stderr
@@ -125,6 +125,6 @@ def test_the_next_process_takes_over_after_the_owner_is_killed(owner: Owner, has
     finally:
         store.close()
     # Released again on close: a worker process can own it now.
-    done = subprocess.run([sys.executable, "-m", "hippograph.worker", "--once"], cwd=REPO, env=_env(owner.data),
+    done = subprocess.run([sys.executable, "-m", "hippograph", "worker", "--once"], cwd=REPO, env=_env(owner.data),
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -4,7 +4,7 @@ libraries vendored under `static/vendor/` (no CDN). Every page acts through `Mem
 rules are those of REST.
 
     from hippograph.ui import install_ui
-    install_ui(app, memory)            # done by hippograph.server.create_app
+    install_ui(app, memory)            # done by hippograph.api.create_app
 """
 
 from hippograph.ui.routes import COOKIE, install_ui

@@ -18,8 +18,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from hippograph.api.auth import presented_key
 from hippograph.memory import Memory, SearchAudit
-from hippograph.server import presented_key
 from stores.errors import AccessDeniedError, HippographError, InvalidInputError, NotFoundError
 from stores.models import MemoryItem, MemoryStatus, MemoryType, SearchHit
 from stores.outbox import JobStatus
@@ -165,13 +165,15 @@ def build_ui_router(memory: Memory) -> APIRouter:
     @html_errors
     def memories(
         request: Request, user: Caller, cube: str = "", type: str = "", status: str = "active", source: str = "",
-        since: str = "", until: str = "", offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0, msg: str = "",
+        since: str = "", until: str = "", doc: Annotated[str, Query(max_length=128)] = "",
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0, msg: str = "",
     ) -> Response:
         statuses = [s.value for s in MemoryStatus] if status == "all" else [status or "active"]
         items = memory.browse(user_id=user.id, cube_ids=[cube] if cube else None, memory_type=type or None,
                               statuses=statuses, source=source or None, since=_day(since, "since"),
-                              until=_day(until, "until"), limit=PAGE + 1, offset=offset)
-        filters = {"cube": cube, "type": type, "status": status, "source": source, "since": since, "until": until}
+                              until=_day(until, "until"), doc_id=doc or None, limit=PAGE + 1, offset=offset)
+        filters = {"cube": cube, "type": type, "status": status, "source": source, "since": since, "until": until,
+                   "doc": doc}
         query = "&".join(f"{k}={quote(v)}" for k, v in filters.items() if v)
         return page("memories.html", request, user, items=items[:PAGE], filters=filters, query=query,
                     offset=offset, more=len(items) > PAGE, page_size=PAGE, msg=msg[:200],
