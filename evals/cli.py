@@ -59,11 +59,15 @@ def locomo(
     if not path.is_file():
         raise typer.BadParameter(f"no such file: {path}")
     ks = _ks(k)
-    report = run_locomo(path, out, backend=backend, ks=ks, limit=limit, samples=sample,
+    from evals.baselines import CachedEmbeddings
+    from stores.embedders import MiniLMEmbeddings
+
+    embeddings = CachedEmbeddings(MiniLMEmbeddings())  # one cache: the ablations re-embed nothing the run did
+    report = run_locomo(path, out, backend=backend, ks=ks, limit=limit, samples=sample, embeddings=embeddings,
                         systems=[s.strip() for s in systems.split(",") if s.strip()] if systems else None)
     console.print(markdown_table(report, title="LoCoMo evidence recall"))
     if ablations:
-        rows = run_ablations(path, ks=ks, limit=limit, samples=sample)
+        rows = run_ablations(path, ks=ks, limit=limit, samples=sample, embeddings=embeddings)
         (out / "locomo_ablations.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
         table = ablation_markdown(rows)
         (out / "locomo_ablations.md").write_text(table, encoding="utf-8")
