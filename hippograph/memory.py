@@ -513,12 +513,13 @@ class Memory:
     def browse(
         self, *, user_id: str, cube_ids: Sequence[str] | None = None, memory_type: str | None = None,
         statuses: Sequence[str] | None = None, source: str | None = None, since: float | None = None,
-        until: float | None = None, limit: int = 50, offset: int = 0,
+        until: float | None = None, doc_id: str | None = None, limit: int = 50, offset: int = 0,
     ) -> builtins.list[MemoryItem]:
-        """Memories of readable cubes, newest first, filtered by type, status, source and creation time.
+        """Memories of readable cubes, newest first, filtered by type, status, source, creation time and the
+        document they came from (`doc_id`, as `documents()` lists it).
 
-        `statuses` defaults to active only. Source and time are filtered while paging through the store, which
-        lists newest first, so paging stops at `since`.
+        `statuses` defaults to active only. Source, time and document are filtered while paging through the
+        store, which lists newest first, so paging stops at `since`.
         """
         from stores.models import MemoryType
 
@@ -533,7 +534,7 @@ class Memory:
         cubes = self.services.registry.readable(check_id(user_id, "user id"), _cubes(cube_ids))
         if not cubes:
             return []
-        if source is None and since is None and until is None:
+        if source is None and since is None and until is None and doc_id is None:
             return self.services.tree.list(cube_ids=cubes, limit=limit, offset=offset, statuses=wanted,
                                            memory_type=memory_type)
         matched: builtins.list[MemoryItem] = []
@@ -543,7 +544,7 @@ class Memory:
                                             memory_type=memory_type)
             for item in batch:
                 if (source is None or item.source == source) and (since is None or item.created_at >= since) \
-                        and (until is None or item.created_at < until):
+                        and (until is None or item.created_at < until) and (doc_id is None or _from_doc(item, doc_id)):
                     matched.append(item)
             if len(batch) < page or (since is not None and batch[-1].created_at < since):
                 break
@@ -710,6 +711,11 @@ class SearchAudit(BaseModel):
     """`{"id", "score", "reason"}` for each candidate the threshold dropped."""
     timings: dict[str, float] = Field(default_factory=dict)
     """Per-node wall time in milliseconds."""
+
+
+def _from_doc(item: MemoryItem, doc_id: str) -> bool:
+    """The memory is a chunk, section or fact of this document (or the document's own node)."""
+    return item.id == doc_id or any(r.kind == "document" and r.ref == doc_id for r in item.source_refs)
 
 
 def _job_visible(job: Job, user_id: str, readable: list[str]) -> bool:

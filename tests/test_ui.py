@@ -346,8 +346,12 @@ def test_documents_and_jobs_with_retry(ui_server: UIServer, browser: Any, shots:
 
     page = login(browser, ui_server, "alice", start="/ui/documents")
     expect(page.locator("#documents")).to_contain_text("garden")
-    expect(page.locator("#documents")).to_contain_text("about-me")
     screenshot(page, shots, ui_server, "documents")
+    page.locator("tr.doc", has_text="garden").locator("a.doc-memories").click()  # the document's memories
+    expect(page.locator("#doc-filter")).to_be_visible()
+    texts = row_texts(page, "tr.memory-row")
+    assert any("Tomatoes by the wall." in t for t in texts)
+    assert all("garden" in t or "Garden" in t or "Tomatoes" in t for t in texts), texts
 
     page.goto("/ui/jobs?status=failed")
     row = page.locator(f"tr.job[data-id='{failed['alice']}']")
