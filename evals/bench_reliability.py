@@ -22,7 +22,6 @@ import copy
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ import httpx
 from langserve.lzstring import LZString
 from tqdm import tqdm
 
-from evals.common import OUT, REPO, console, print_table, write_json
+from evals.common import OUT, REPO, console, free_port, print_table, stop_process, wait_http, write_json
 
 ADMIN_KEY = "reliability-admin-" + "0" * 16
 #: Routes the fuzzing user must not call: they end the run (deleting yourself revokes your key).
@@ -49,12 +48,6 @@ SELF_DESTRUCTIVE = frozenset({"DELETE /v1/me"})
 STREAM_ENDPOINTS = ("stream", "stream_events")
 
 # -- servers -------------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -79,29 +72,10 @@ def server(data_dir: Path, *, embedder: str, command: str = "serve", path: str =
         proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait(url + path, proc)
+        wait_http(url + path, proc)
         yield Running(url, proc, log)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-
-
-def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            httpx.get(url, timeout=2)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    raise TimeoutError(f"{url} did not come up in {timeout} s")
+        stop_process(proc)
 
 
 @dataclass

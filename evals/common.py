@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("HIPPOGRAPH_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared_data_dir() -> Path:
+    """The licensed shared data, read in place: `$HIPPOGRAPH_SHARED_DATA`, else `<repo>/../shared/data`."""
+    env = os.environ.get("HIPPOGRAPH_SHARED_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+SHARED_DATA = shared_data_dir()
 OUT = REPO / "evals" / "out"
 console = Console()
 
@@ -36,3 +48,39 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     for row in rows:
         table.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row])
     console.print(table)
+
+
+# -- server processes (benchmarks and tests start real servers on 127.0.0.1) -------------------------------
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 180.0) -> None:
+    """Wait until `url` answers below 500, or fail early if the server process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} did not come up in {timeout} s")
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a server process (kill it if it does not stop within 20 s)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

@@ -22,7 +22,6 @@ memory `metadata` (and `source_refs[0].extra`) with `speaker`, `timestamp` (the 
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,18 +29,11 @@ from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
+from evals.common import shared_data_dir
 from stores.models import MemoryItem
 from stores.services import Services
 
 _DIA = re.compile(r"D(\d+):(\d+)")
-
-
-def shared_data_dir() -> Path:
-    """`$HIPPOGRAPH_SHARED_DATA`, else `<repo>/../shared/data`."""
-    env = os.environ.get("HIPPOGRAPH_SHARED_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 # -- LoCoMo ---------------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
     START -> scope -> retrieve_tree  --\
                  \\-> retrieve_prefs ---> rerank -> threshold -> respond -> END
-                                   respond -> ingest (deferred) -> schedule_enrichment (deferred)
+                                                      threshold -> ingest (deferred: after respond)
+                                                                -> schedule_enrichment (deferred) -> END
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ def build_chat_graph(
     builder.add_node("ingest", make_ingest(services), defer=True)
     builder.add_node("schedule_enrichment", make_schedule_enrichment(services), defer=True)
     builder.add_edge("threshold", "respond")
-    builder.add_edge("respond", "ingest")
+    builder.add_edge("respond", END)
+    # Deferred: ingest waits until the answer is out (it would otherwise run beside respond, in its superstep).
+    builder.add_edge("threshold", "ingest")
     builder.add_edge("ingest", "schedule_enrichment")
     builder.add_edge("schedule_enrichment", END)
     return builder.compile(checkpointer=resolve_checkpointer(services, checkpointer), name=name)

@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from langgraph.types import Send
 from pydantic import ValidationError
 
 from graphs.chat import Checkpointer, resolve_checkpointer
-from nodes._timing import timed
+from nodes._timing import Node, timed
 from nodes.enrich_entities import make_schedule_ingest_enrichment
 from nodes.ingest_chunk import chunk_config, make_chunk
 from nodes.ingest_convert import make_convert
@@ -93,7 +94,7 @@ def build_document_graph(services: Services, documents: DocumentRegistry) -> Com
     return builder.compile(name="ingest_document")
 
 
-def make_document(services: Services, documents: DocumentRegistry):  # type: ignore[no-untyped-def]
+def make_document(services: Services, documents: DocumentRegistry) -> Node:
     """The per-document pipeline behind a guard: whatever fails inside one document becomes that document's
     error row (with the reason), so one bad document never aborts the batch after others were written."""
     pipeline = build_document_graph(services, documents)
@@ -122,7 +123,7 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
-def make_plan(services: Services):  # type: ignore[no-untyped-def]
+def make_plan(services: Services) -> Node:
     @timed("plan")
     def plan(state: IngestState, runtime: Runtime[IngestContext]) -> dict[str, Any]:
         ctx = runtime.context or IngestContext()
@@ -145,7 +146,7 @@ def make_plan(services: Services):  # type: ignore[no-untyped-def]
     return plan
 
 
-def make_fan_out(services: Services):  # type: ignore[no-untyped-def]
+def make_fan_out(services: Services) -> Callable[..., Any]:
     def fan_out(state: IngestState, runtime: Runtime[IngestContext]) -> list[Send]:
         ctx = runtime.context or IngestContext()
         chunking = chunk_config(services, ctx)

@@ -23,10 +23,11 @@ from typing import Any, Literal
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
+from hippograph.api.auth import api_key_from_headers
 from hippograph.memory import Memory
 from hippograph.settings import Settings, get_settings
-from stores.errors import AccessDeniedError, HippographError, NotFoundError
-from stores.models import MemoryItem, check_id
+from stores.errors import AccessDeniedError, HippographError
+from stores.models import MemoryItem
 from stores.services import Services
 
 log = logging.getLogger(__name__)
@@ -45,35 +46,30 @@ class HippoMCP:
 
     def __init__(self, memory: Memory, transport: Transport) -> None:
         self.memory = memory
-        self.services = memory.services
         self.transport = transport
         self._stdio_user: str | None = None
 
     # -- identity ------------------------------------------------------------------------------------------
 
     def caller(self, ctx: Context | None) -> str:
-        registry = self.services.registry
         if self.transport == "http":
             headers = ctx.headers if ctx is not None else None
-            key = None
-            if headers is not None:
-                auth = headers.get("authorization", "")
-                key = auth[7:].strip() if auth[:7].lower() == "bearer " else headers.get("x-api-key", "").strip()
+            key = api_key_from_headers(headers) if headers is not None else None
             if not key:
                 raise ToolError("unauthorized: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
             try:
-                return registry.user_for_key(key).id
-            except (AccessDeniedError, NotFoundError):
+                return self.memory.user_for_key(key).id
+            except AccessDeniedError:
                 raise ToolError("unauthorized: invalid or revoked API key") from None
         if self._stdio_user is None:
-            settings = self.services.settings
+            settings = self.memory.settings
             if settings.api_key:
                 try:
-                    self._stdio_user = registry.user_for_key(settings.api_key).id
-                except (AccessDeniedError, NotFoundError):
+                    self._stdio_user = self.memory.user_for_key(settings.api_key).id
+                except AccessDeniedError:
                     raise ToolError("unauthorized: HIPPOGRAPH_API_KEY is invalid or revoked") from None
             else:
-                self._stdio_user = registry.ensure_user(check_id(settings.default_user, "user id")).id
+                self._stdio_user = self.memory.ensure_user(settings.default_user).id
         return self._stdio_user
 
     # -- tools ---------------------------------------------------------------------------------------------
@@ -154,12 +150,8 @@ class HippoMCP:
         return self.memory.ingest(user_id=self.caller(ctx), texts=[doc], cube_id=cube_id)
 
     def job_status(self, job_id: str, ctx: Context | None = None) -> dict[str, Any]:
-        caller = self.caller(ctx)
-        job = self.services.outbox.get(job_id) if len(job_id) <= 128 else None
-        payload = job.payload if job is not None else {}
-        if job is None or (payload.get("user_id") != caller
-                           and payload.get("cube_id") not in self.services.registry.readable(caller)):
-            raise NotFoundError(f"job {job_id} not found")
+        job = self.memory.job(job_id, user_id=self.caller(ctx))
+        payload = job.payload or {}
         return {"id": job.id, "kind": job.kind, "status": job.status.value, "attempts": job.attempts,
                 "last_error": job.last_error, "cube_id": payload.get("cube_id"),
                 "memory_ids": list(payload.get("memory_ids") or [])}

@@ -37,6 +37,7 @@ from stores.portability import Portable, export_user, import_user
 from stores.preferences.base import Preference
 from stores.registry import Access, Cube, CubeAccess, Share, ShareStatus, User, check_user_id, default_cube_id
 from stores.services import Services
+from stores.tree import ops as tree_ops
 from stores.tree.base import Edge, Rel
 from stores.write import write_memories
 
@@ -53,6 +54,13 @@ class ChatResult(BaseModel):
     written_ids: list[str] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict)
     thread_id: str = ""
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], *, thread_id: str = "") -> ChatResult:
+        """A chat graph run's final state as the result every interface returns."""
+        return cls(answer=state.get("answer", ""), references=state.get("references", []),
+                   memories=state.get("memories", []), written_ids=state.get("written_ids", []),
+                   timings=state.get("timings", {}), thread_id=thread_id)
 
 
 def thread_key(user_id: str, thread_id: str | None) -> str:
@@ -283,27 +291,30 @@ class Memory:
             {"configurable": {"thread_id": thread}},
             context=context,
         )
-        return ChatResult(answer=state.get("answer", ""), references=state.get("references", []),
-                          memories=state.get("memories", []), written_ids=state.get("written_ids", []),
-                          timings=state.get("timings", {}), thread_id=thread)
+        return ChatResult.from_state(state, thread_id=thread)
 
     def history(self, memory_id: str, *, user_id: str) -> builtins.list[MemoryItem]:
-        """All versions of a memory, newest first (follows SUPERSEDES edges)."""
-        item = self._get_for(memory_id, user_id, write=False)
+        """Every version of a memory (its whole SUPERSEDES chain, in the cubes the user may read), newest first."""
+        self._get_for(memory_id, user_id, write=False)
         readable = self.services.registry.readable(user_id)
-        versions, frontier = [item], [item.id]
-        while frontier:
-            edges = self.services.tree.edges(frontier, rel=Rel.SUPERSEDES, direction="out")
-            older = self.services.tree.get([e.dst for e in edges], cube_ids=readable)
-            versions += older
-            frontier = [o.id for o in older]
-        return versions
+        return builtins.list(reversed(tree_ops.history(self.services.tree, memory_id, cube_ids=readable)))
 
     def list(self, *, user_id: str, cube_ids: Sequence[str] | None = None, limit: int = 100, offset: int = 0,
-             include_inactive: bool = False) -> builtins.list[MemoryItem]:
+             include_inactive: bool = False, session_id: str | None = None,
+             memory_type: str | None = None) -> builtins.list[MemoryItem]:
+        """Memories of the readable cubes (or `cube_ids`), newest first, optionally of one session or type."""
+        from stores.models import MemoryType
+
+        if memory_type is not None and memory_type not in {t.value for t in MemoryType}:
+            raise InvalidInputError(f"unknown memory_type {memory_type!r}")
+        if session_id is not None:
+            check_id(session_id, "session id")
         statuses = tuple(MemoryStatus) if include_inactive else (MemoryStatus.ACTIVE,)
         cubes = self.services.registry.readable(check_id(user_id, "user id"), _cubes(cube_ids))
-        return self.services.tree.list(cube_ids=cubes, limit=limit, offset=offset, statuses=statuses)
+        if not cubes:
+            return []
+        return self.services.tree.list(cube_ids=cubes, limit=limit, offset=offset, statuses=statuses,
+                                       session_id=session_id, memory_type=memory_type)
 
     # -- users, cubes and sharing ----------------------------------------------------------------------------
 
@@ -312,6 +323,10 @@ class Memory:
         return self.services.registry.create_user(check_user_id(user_id), name=name, is_admin=is_admin,
                                                   exist_ok=False)
 
+    def ensure_user(self, user_id: str) -> User:
+        """The user; created (with a default cube) on first use when `auto_create_users` is on, else NotFound."""
+        return self.services.registry.ensure_user(check_user_id(user_id))
+
     def users(self) -> builtins.list[User]:
         return self.services.registry.list_users()
 
@@ -319,7 +334,25 @@ class Memory:
         """A new API key for the user (shown once; only its hash is stored)."""
         return self.services.registry.create_api_key(check_id(user_id, "user id"))
 
-    def revoke_api_key(self, api_key: str) -> None:
+    def user_for_key(self, api_key: str) -> User:
+        """The user an API key belongs to (`AccessDeniedError` for a missing, unknown or revoked key)."""
+        if not isinstance(api_key, str) or not 0 < len(api_key) <= 512:
+            raise AccessDeniedError("invalid or revoked API key")
+        try:
+            return self.services.registry.user_for_key(api_key)
+        except NotFoundError:
+            raise AccessDeniedError("invalid or revoked API key") from None
+
+    def revoke_api_key(self, api_key: str, *, user_id: str | None = None) -> None:
+        """Revoke a key. With `user_id`, only one of that user's own keys: any other key is "not found", so
+        keys cannot be probed."""
+        if user_id is not None:
+            try:
+                owner = self.user_for_key(api_key)
+            except AccessDeniedError:
+                raise NotFoundError("no such active key") from None
+            if owner.id != user_id:
+                raise NotFoundError("no such active key")
         self.services.registry.revoke_api_key(api_key)
 
     def erase_user(self, user_id: str) -> ErasureReport:

@@ -7,7 +7,9 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-F = TypeVar("F", bound=Callable[..., dict[str, Any]])
+#: A graph node: `(state, runtime) -> partial state update`, as the `make_*` factories of `nodes/` return them.
+Node = Callable[..., dict[str, Any]]
+F = TypeVar("F", bound=Node)
 
 
 def timed(name: str) -> Callable[[F], F]:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from typing_extensions import TypedDict
 
+from nodes.state import merge_dicts
 from stores.models import content_hash
 from stores.write import stable_id
 
@@ -23,8 +24,6 @@ TOPIC_CLUSTER_COSINE = 0.5
 TOPIC_MIN_CLUSTER = 3
 
 
-def merge_dicts(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
-    return {**(left or {}), **(right or {})}
 
 
 class EnrichState(TypedDict, total=False):

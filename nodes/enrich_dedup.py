@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from nodes._timing import Node
 from nodes.enrich_common import EnrichState, fault_injection, node_update
 from stores.dedup import Candidate, NearDuplicateIndex
 from stores.embedders import embed_array
@@ -47,7 +48,7 @@ def candidate_vectors(services: Services, items: list[MemoryItem]) -> np.ndarray
     return np.stack([np.asarray(got[i.id], dtype=np.float32) for i in items])
 
 
-def make_enrich_dedup(services: Services):  # type: ignore[no-untyped-def]
+def make_enrich_dedup(services: Services) -> Node:
     def dedup(state: EnrichState) -> dict[str, Any]:
         fault_injection("dedup")
         start = time.perf_counter()

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from nodes._timing import Node
 from nodes.enrich_common import ENRICH_KIND, EnrichState, fault_injection, node_update
 from nodes.time_grounding import event_time, grounded_key, time_labels
 from stores.entities import EntityExtractor, default_extractor, names_of
@@ -61,7 +62,7 @@ def enrich_memories(tree: TreeStore, cube_id: str, ids: Sequence[str],
     return {"grounded": ground_times(tree, items), "mentions": link_entities(tree, items, extractor)}
 
 
-def make_enrich_entities(services: Services):  # type: ignore[no-untyped-def]
+def make_enrich_entities(services: Services) -> Node:
     def entities(state: EnrichState) -> dict[str, Any]:
         fault_injection("entities")
         start = time.perf_counter()
@@ -86,7 +87,7 @@ def schedule_memories(services: Services, *, user_id: str, cube_id: str, memory_
     return jobs
 
 
-def make_schedule_ingest_enrichment(services: Services):  # type: ignore[no-untyped-def]
+def make_schedule_ingest_enrichment(services: Services) -> Node:
     """Ingest graph node (after `summarize`): enrichment jobs for the memories this ingest added or changed, so
     ingested conversations and documents join the entity graph and get grounded dates, off the write path."""
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from nodes._timing import Node
 from nodes.enrich_common import EnrichState, fault_injection, node_update
 from stores.dedup import tokens
 from stores.embedders import embed_array
@@ -116,7 +117,7 @@ def _takes_vectors(store: Any) -> bool:
         return False
 
 
-def make_enrich_preferences(services: Services):  # type: ignore[no-untyped-def]
+def make_enrich_preferences(services: Services) -> Node:
     def preferences(state: EnrichState) -> dict[str, Any]:
         fault_injection("preferences")
         start = time.perf_counter()

@@ -9,13 +9,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from nodes._timing import Node
 from nodes.enrich_common import EnrichState, fault_injection, node_update
-from stores.models import MemoryStatus, now
+from stores.models import MemoryStatus
 from stores.services import Services
-from stores.tree.base import Edge, Rel
 
 
-def make_enrich_supersede(services: Services):  # type: ignore[no-untyped-def]
+def make_enrich_supersede(services: Services) -> Node:
     def supersede(state: EnrichState) -> dict[str, Any]:
         fault_injection("supersede")
         start = time.perf_counter()
@@ -24,14 +24,11 @@ def make_enrich_supersede(services: Services):  # type: ignore[no-untyped-def]
             found = services.tree.get([update["old"]], cube_ids=[state["cube_id"]])
             if not found:
                 continue
-            old = found[0]
-            if old.status == MemoryStatus.ACTIVE:
-                old.status = MemoryStatus.SUPERSEDED
-                old.valid_to = now()
-                old.metadata = {**old.metadata, "superseded_by": update["new"]}
-                services.tree.update(old)
-            services.tree.add_edges([Edge(src=update["new"], rel=Rel.SUPERSEDES, dst=old.id,
-                                          props={"reason": update.get("reason", "")})])
+            old, new = found[0], services.tree.get([update["new"]], cube_ids=[state["cube_id"]])
+            if old.status == MemoryStatus.ACTIVE and new:
+                # One atomic step: the old version closes (`valid_to`) and the SUPERSEDES edge appears together.
+                new[0].embedding = services.tree.embeddings([new[0].id])[new[0].id].tolist()
+                services.tree.supersede(old.id, new[0])
             done.append(old.id)
         return node_update("supersede", start, {"superseded": done})
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from nodes._timing import Node
 from nodes.enrich_common import (
     TOPIC_ATTACH_COSINE,
     TOPIC_CLUSTER_COSINE,
@@ -26,7 +27,7 @@ from nodes.enrich_dedup import candidate_vectors
 from stores.dedup import _STOP, tokens
 from stores.models import MemoryItem, MemoryStatus, MemoryType, SourceRef
 from stores.services import Services
-from stores.tree.base import Edge, Rel
+from stores.tree.ops import set_parent
 from stores.write import stable_id
 
 _MORE_STOP = frozenset(str.split("like love prefer really think know want get got go going lot much many thing things "
@@ -43,14 +44,7 @@ def topic_label(texts: list[str], n: int = 4) -> str:
     return "Topic: " + (", ".join(words) if words else "misc")
 
 
-def _attach(services: Services, item: MemoryItem, topic_id: str) -> None:
-    services.tree.add_edges([Edge(src=item.id, rel=Rel.PARENT, dst=topic_id)])
-    if item.parent_id != topic_id:
-        item.parent_id = topic_id
-        services.tree.update(item)
-
-
-def make_enrich_topics(services: Services):  # type: ignore[no-untyped-def]
+def make_enrich_topics(services: Services) -> Node:
     def topics(state: EnrichState) -> dict[str, Any]:
         fault_injection("topics")
         start = time.perf_counter()
@@ -67,7 +61,7 @@ def make_enrich_topics(services: Services):  # type: ignore[no-untyped-def]
                 hits = services.tree.vector_search(vec.tolist(), cube_ids=[cube], k=30)
                 topic_hits = [h for h in hits if h.item.memory_type == MemoryType.TOPIC]
                 if topic_hits and topic_hits[0].scores.get("vector", 0.0) >= TOPIC_ATTACH_COSINE:
-                    _attach(services, item, topic_hits[0].id)
+                    set_parent(services.tree, item.id, topic_hits[0].id)
                     touched.append(topic_hits[0].id)
                     continue
                 members = [item] + [
@@ -90,7 +84,7 @@ def make_enrich_topics(services: Services):  # type: ignore[no-untyped-def]
                 if not services.tree.get([topic.id]):
                     services.tree.add([topic])
                 for member in members:
-                    _attach(services, member, topic.id)
+                    set_parent(services.tree, member.id, topic.id)
                 touched.append(topic.id)
         return node_update("topics", start, {"topics": list(dict.fromkeys(touched))})
 

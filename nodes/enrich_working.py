@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from nodes._timing import Node
 from nodes.enrich_common import WORKING_MEMORY_SIZE, EnrichState, fault_injection, node_update
 from nodes.enrich_dedup import candidate_vectors
 from stores.models import MemoryItem, MemoryType, SourceRef
@@ -32,7 +33,7 @@ def rank_working_set(items: list[MemoryItem], size: int = WORKING_MEMORY_SIZE) -
     return scored[:size]
 
 
-def make_enrich_working(services: Services):  # type: ignore[no-untyped-def]
+def make_enrich_working(services: Services) -> Node:
     def working_memory(state: EnrichState) -> dict[str, Any]:
         fault_injection("working_memory")
         start = time.perf_counter()

@@ -14,7 +14,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.runtime import Runtime
 
-from nodes._timing import timed
+from nodes._timing import Node, timed
 from nodes.state import ChatContext, ChatState
 from nodes.turns import is_question, shown_text, to_turn, turn_id, turn_memories
 from stores.services import Services
@@ -36,7 +36,7 @@ def _replied_to(messages: Sequence[BaseMessage], services: Services, user_id: st
     return turn.speaker, shown_text(turn)
 
 
-def make_ingest(services: Services):  # type: ignore[no-untyped-def]
+def make_ingest(services: Services) -> Node:
     @timed("ingest")
     def ingest(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
         ctx = runtime.context or ChatContext()

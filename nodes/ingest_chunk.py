@@ -23,7 +23,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from nodes._timing import timed
+from nodes._timing import Node, timed
 from nodes.ingest_state import DocState, IngestContext
 from stores.services import Services
 
@@ -191,7 +191,7 @@ def chunk_config(services: Services, ctx: IngestContext) -> dict[str, Any]:
     }
 
 
-def make_chunk(services: Services):  # type: ignore[no-untyped-def]
+def make_chunk(services: Services) -> Node:
     @timed("chunk")
     def chunk(state: DocState, runtime: Runtime[IngestContext]) -> dict[str, Any]:
         if state["kind"] == "conversation":

@@ -19,7 +19,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage
 from langgraph.runtime import Runtime
 
-from nodes._timing import timed
+from nodes._timing import Node, timed
 from nodes.ingest_state import DocState, IngestContext
 from nodes.turns import to_turn
 from stores.documents import DocumentRegistry
@@ -127,7 +127,7 @@ def fingerprint(data: bytes, chunking: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
-def make_convert(services: Services, documents: DocumentRegistry):  # type: ignore[no-untyped-def]
+def make_convert(services: Services, documents: DocumentRegistry) -> Node:
     max_bytes = services.settings.ingest_max_bytes
 
     def describe(state: DocState) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from nodes._timing import timed
+from nodes._timing import Node, timed
 from nodes.ingest_state import DocState, IngestContext
 from stores.documents import DocumentRegistry, diff_chunks
 from stores.embedders import embed_array
@@ -21,7 +21,7 @@ from stores.models import MemoryItem
 from stores.services import Services
 
 
-def make_dedup(services: Services, documents: DocumentRegistry):  # type: ignore[no-untyped-def]
+def make_dedup(services: Services, documents: DocumentRegistry) -> Node:
     tree = services.tree
 
     @timed("dedup")

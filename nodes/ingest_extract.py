@@ -21,7 +21,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
-from nodes._timing import timed
+from nodes._timing import Node, timed
 from nodes.ingest_state import DocState, IngestContext
 from nodes.turns import Turn, TurnKey, parse_time, turn_memories
 from stores.models import MemoryItem, MemoryType, SourceRef, content_hash
@@ -153,7 +153,7 @@ def extract_facts(services: Services, state: DocState, chunk_items: list[MemoryI
     return derived
 
 
-def make_extract(services: Services):  # type: ignore[no-untyped-def]
+def make_extract(services: Services) -> Node:
     @timed("extract")
     def extract(state: DocState, runtime: Runtime[IngestContext]) -> dict[str, Any]:
         if state["kind"] == "conversation":

@@ -8,12 +8,9 @@ from typing import Annotated, Any, Literal
 
 from typing_extensions import TypedDict
 
+from nodes.state import merge_dicts
 from stores.models import MemoryItem
 from stores.tree.base import Edge
-
-
-def merge_dicts(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
-    return {**(left or {}), **(right or {})}
 
 
 @dataclass(kw_only=True)

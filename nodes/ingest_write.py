@@ -14,7 +14,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from nodes._timing import timed
+from nodes._timing import Node, timed
 from nodes.ingest_extract import SEP
 from nodes.ingest_state import DocState, IngestContext
 from stores.documents import ChunkRecord, DocumentRecord, DocumentRegistry
@@ -24,7 +24,7 @@ from stores.tree.base import Edge, Rel, TreeStore
 from stores.write import write_memories
 
 
-def make_write(services: Services, documents: DocumentRegistry):  # type: ignore[no-untyped-def]
+def make_write(services: Services, documents: DocumentRegistry) -> Node:
     tree, embeddings = services.tree, services.embeddings
 
     @timed("write")
@@ -143,7 +143,7 @@ def _stale_edges(tree: TreeStore, wanted: list[Edge], final: list[str], plan: di
     return [e for e in stale if (e.src, e.rel, e.dst) not in keep]
 
 
-def make_report(services: Services, documents: DocumentRegistry):  # type: ignore[no-untyped-def]
+def make_report(services: Services, documents: DocumentRegistry) -> Node:
     def report(state: DocState, runtime: Runtime[IngestContext]) -> dict[str, Any]:
         status = state.get("status", "error")
         stats = (state.get("plan") or {}).get("stats", {})

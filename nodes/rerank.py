@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from langgraph.runtime import Runtime
 
-from nodes._timing import timed
+from nodes._timing import Node, timed
 from nodes.state import ChatContext, ChatState
 from stores.models import SearchHit
 from stores.recall_config import RecallConfig
@@ -135,7 +135,7 @@ def rank(services: Services, candidates: list[SearchHit], cfg: RecallConfig) -> 
     return fused
 
 
-def make_rerank(services: Services):  # type: ignore[no-untyped-def]
+def make_rerank(services: Services) -> Node:
     @timed("rerank")
     def rerank(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
         cfg = recall_config(services, runtime.context)

@@ -13,7 +13,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
 from langgraph.runtime import Runtime
 
-from nodes._timing import timed
+from nodes._timing import Node, timed
 from nodes.state import ChatContext, ChatState
 from stores.models import MemoryStatus, SearchHit
 from stores.preferences.base import PreferenceHit
@@ -89,7 +89,7 @@ def extractive_answer(memories: list[SearchHit]) -> str:
     return f"{NO_MODEL_NOTE}\nMost relevant memories:\n{quoted}"
 
 
-def make_respond(services: Services):  # type: ignore[no-untyped-def]
+def make_respond(services: Services) -> Node:
     @timed("respond")
     def respond(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
         memories = state.get("memories", [])

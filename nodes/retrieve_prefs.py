@@ -6,14 +6,14 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from nodes._timing import timed
+from nodes._timing import Node, timed
 from nodes.state import ChatContext, ChatState
 from stores.services import Services
 
 PREFERENCES_K = 5
 
 
-def make_retrieve_prefs(services: Services):  # type: ignore[no-untyped-def]
+def make_retrieve_prefs(services: Services) -> Node:
     @timed("retrieve_prefs")
     def retrieve_prefs(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
         hits = services.preferences.search(

@@ -15,7 +15,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from nodes._timing import timed
+from nodes._timing import Node, timed
 from nodes.rerank import recall_config
 from nodes.state import ChatContext, ChatState
 from nodes.time_grounding import event_time, query_window, valid_at
@@ -152,7 +152,7 @@ def _seed_order(hit: SearchHit) -> float:
     return min(hit.ranks.get("vector", 10**6), hit.ranks.get("bm25", 10**6))
 
 
-def make_retrieve_tree(services: Services):  # type: ignore[no-untyped-def]
+def make_retrieve_tree(services: Services) -> Node:
     @timed("retrieve_tree")
     def retrieve_tree(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
         ctx = runtime.context or ChatContext()

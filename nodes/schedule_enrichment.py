@@ -8,7 +8,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
-from nodes._timing import timed
+from nodes._timing import Node, timed
 from nodes.scope import message_text
 from nodes.state import ChatContext, ChatState
 from stores.services import Services
@@ -16,7 +16,7 @@ from stores.services import Services
 ENRICH_TURN = "enrich_turn"
 
 
-def make_schedule_enrichment(services: Services):  # type: ignore[no-untyped-def]
+def make_schedule_enrichment(services: Services) -> Node:
     @timed("schedule_enrichment")
     def schedule_enrichment(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
         ids = state.get("written_ids", [])

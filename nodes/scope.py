@@ -8,7 +8,7 @@ from langchain_core.messages import HumanMessage
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
-from nodes._timing import timed
+from nodes._timing import Node, timed
 from nodes.state import ChatContext, ChatState
 from stores.embedders import embed_array
 from stores.errors import InvalidInputError
@@ -28,7 +28,7 @@ def message_text(content: Any) -> str:
     return str(content)
 
 
-def make_scope(services: Services):  # type: ignore[no-untyped-def]
+def make_scope(services: Services) -> Node:
     @timed("scope")
     def scope(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
         ctx = runtime.context or ChatContext()

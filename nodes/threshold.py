@@ -6,7 +6,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from nodes._timing import timed
+from nodes._timing import Node, timed
 from nodes.state import ChatContext, ChatState
 from stores.models import SearchHit
 from stores.services import Services
@@ -33,7 +33,7 @@ def apply_threshold(
     return kept, dropped
 
 
-def make_threshold(services: Services):  # type: ignore[no-untyped-def]
+def make_threshold(services: Services) -> Node:
     @timed("threshold")
     def threshold(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
         ctx = runtime.context or ChatContext()

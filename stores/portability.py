@@ -75,6 +75,8 @@ def export_user(stores: Portable, path: str | Path, *, user_id: str) -> dict[str
 def import_user(stores: Portable, path: str | Path, *, user_id: str) -> dict[str, int]:
     """Load an `export_user` file as `user_id`. Returns counts per type."""
     rows = list(read_jsonl(path))
+    if not all(isinstance(row, dict) for row in rows):
+        raise InvalidInputError(f"{str(path)[:200]} is not a hippograph user export (every line is a JSON object)")
     if not rows or rows[0].get("type") != "header" or rows[0].get("format") != FORMAT:
         raise InvalidInputError(f"{str(path)[:200]} is not a hippograph user export (no `{FORMAT}` header)")
     if rows[0].get("version") != VERSION:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from evals.common import shared_data_dir
 from stores.embedders import HashingEmbeddings
 from stores.tree.base import TreeStore
 from stores.tree.embedded import EmbeddedTreeStore
@@ -16,7 +16,7 @@ pytest_plugins = ["tests.neo4j_fixture"]
 
 REPO = Path(__file__).resolve().parent.parent
 #: The shared data folder (never copied into the repo): `../shared/data` or HIPPOGRAPH_SHARED_DATA.
-SHARED_DATA = Path(os.environ.get("HIPPOGRAPH_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED_DATA = shared_data_dir()
 DIM = 64
 TREE_BACKENDS = ["embedded", "neo4j"]
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -18,39 +17,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from evals.common import free_port, stop_process, wait_http
 from tests.conftest import REPO
 
 ADMIN = "test-admin-key-0123456789"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"{url} did not come up in {timeout} s")
-
-
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    stop_process(proc)
 
 
 def start_server(data_dir: Path, port: int, log: Path, **env: str) -> subprocess.Popen[bytes]:
@@ -77,9 +51,9 @@ class Server:
         return httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("http")
+@contextmanager
+def running_server(tmp: Path, users: tuple[str, ...]) -> Iterator[Server]:
+    """`hippograph serve` on `tmp/data` with these users (and their API keys) created by the admin."""
     port = free_port()
     proc = start_server(tmp / "data", port, tmp / "server.log")
     url = f"http://127.0.0.1:{port}"
@@ -87,7 +61,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         wait_http(url + "/healthz", proc)
         keys: dict[str, str] = {}
         with httpx.Client(base_url=url, headers={"X-API-Key": ADMIN}, timeout=30) as admin:
-            for user in ("alice", "bob", "carol"):
+            for user in users:
                 r = admin.post("/v1/users", json={"user_id": user})
                 assert r.status_code == 201, r.text
                 keys[user] = r.json()["api_key"]
@@ -95,6 +69,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     finally:
         stop(proc)
         print((tmp / "server.log").read_text()[-3000:])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(tmp_path_factory.mktemp("http"), ("alice", "bob", "carol")) as running:
+        yield running
 
 
 def _ids(hits: list[dict]) -> set[str]:

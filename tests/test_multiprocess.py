@@ -139,14 +139,18 @@ def test_two_apis_two_workers_share_services_and_survive_a_killed_worker(
     urls: list[str] = []
     workers: dict[int, subprocess.Popen[bytes]] = {}
     try:
-        for n in range(2):  # one after the other: the first creates the Postgres tables
+        started = time.monotonic()
+        for n in range(2):
             port = free_port()
             apis.append(start_server(tmp_path / f"api{n}", port, tmp_path / f"api{n}.log", **env))
             urls.append(f"http://127.0.0.1:{port}")
-            wait_http(urls[-1] + "/healthz", apis[-1])
-        for n in range(2):
-            proc = _start_worker(tmp_path / f"worker{n}", env)
-            workers[proc.pid] = proc
+            if n == 0:  # the first creates the Postgres tables; the rest start together
+                wait_http(urls[-1] + "/healthz", apis[-1])
+                for m in range(2):
+                    proc = _start_worker(tmp_path / f"worker{m}", env)
+                    workers[proc.pid] = proc
+        wait_http(urls[-1] + "/healthz", apis[-1])
+        print(f"up after {time.monotonic() - started:.1f}s")
         one, two = (httpx.Client(base_url=u, timeout=120) for u in urls)
 
         keys = {}
@@ -185,6 +189,7 @@ def test_two_apis_two_workers_share_services_and_survive_a_killed_worker(
         os.killpg(killed.pid, signal.SIGKILL)
         killed.wait(10)
 
+        print(f"killed a worker after {time.monotonic() - started:.1f}s")
         deadline = time.monotonic() + 240  # the survivor takes the job over once its lease runs out
         while time.monotonic() < deadline and any(j.get("status") != "done" for j in job_states()):
             time.sleep(0.2)
@@ -202,10 +207,12 @@ def test_two_apis_two_workers_share_services_and_survive_a_killed_worker(
             state = saver.get_tuple({"configurable": {"thread_id": victim["id"], "checkpoint_ns": ""}})
             assert state is not None and state.checkpoint["channel_values"]["trace"] == NODES
 
+        print(f"all jobs done after {time.monotonic() - started:.1f}s")
         # Read everything back through API process 2: same as one uninterrupted process.
         got = _census(two, keys)
         assert got == _census(one, keys)
         expected = _reference(tmp_path / "reference")
+        print(f"reference run done after {time.monotonic() - started:.1f}s")
         assert got == expected
         assert sum(len(u["preferences"]) for u in got.values()) >= 3  # preference memory was shared
         r = two.post("/v1/search", json={"query": "cello orchestra"},

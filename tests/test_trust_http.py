@@ -6,10 +6,9 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.test_http import ADMIN, Server, free_port, start_server, stop, wait_http
+from tests.test_http import ADMIN, Server, running_server
 from tests.test_trust import files_containing
 
 MARKER = "ZQXHTTPMARKER"
@@ -18,20 +17,8 @@ MARKER = "ZQXHTTPMARKER"
 @pytest.fixture(scope="module")
 def trust_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
     tmp = tmp_path_factory.mktemp("trust-http")
-    port = free_port()
-    proc = start_server(tmp / "data", port, tmp / "server.log")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/healthz", proc)
-        keys: dict[str, str] = {}
-        with httpx.Client(base_url=url, headers={"X-API-Key": ADMIN}, timeout=30) as admin:
-            for user in ("alice", "bob", "victim", "mallory", "gina"):
-                r = admin.post("/v1/users", json={"user_id": user})
-                assert r.status_code == 201, r.text
-                keys[user] = r.json()["api_key"]
-        yield Server(url, proc, keys), tmp / "data"
-    finally:
-        stop(proc)
+    with running_server(tmp, ("alice", "bob", "victim", "mallory", "gina")) as server:
+        yield server, tmp / "data"
 
 
 def test_deleted_cube_and_user_ids_never_come_back_with_data(trust_server: tuple[Server, Path]) -> None:

@@ -72,10 +72,7 @@ class ScopedGraph(RunnableSerializable[dict[str, Any], dict[str, Any]]):
             if not messages:
                 raise InvalidInputError("a chat turn needs at least one message")
             state = self.graph.invoke({"messages": messages}, config, context=context)
-            return ChatResult(answer=state.get("answer", ""), references=state.get("references", []),
-                              memories=state.get("memories", []), written_ids=state.get("written_ids", []),
-                              timings=state.get("timings", {}),
-                              thread_id=str(conf.get("thread_id") or "")).model_dump(mode="json")
+            return ChatResult.from_state(state, thread_id=str(conf.get("thread_id") or "")).model_dump(mode="json")
         query = data.get("query")
         if not isinstance(query, str) or not query.strip():
             raise InvalidInputError("a search needs a non-empty `query`")

@@ -4,7 +4,6 @@ Every route is a thin call into `Memory`, which holds the rules (access, limits,
 
 from __future__ import annotations
 
-import hmac
 import os
 import tempfile
 from typing import Annotated, Any
@@ -13,7 +12,7 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
-from hippograph.api.auth import Admin, Caller, authenticate, presented_key
+from hippograph.api.auth import Admin, Caller, authenticate, presents_admin_key
 from hippograph.api.schemas import (
     MAX_PAGE,
     ChatTurn,
@@ -36,8 +35,8 @@ from hippograph.api.schemas import (
 )
 from hippograph.memory import ChatResult, Memory
 from stores.erasure import ErasureReport
-from stores.errors import AccessDeniedError, InvalidInputError, NotFoundError
-from stores.models import MemoryItem, MemoryStatus, SearchHit, check_id
+from stores.errors import InvalidInputError, NotFoundError
+from stores.models import MemoryItem, SearchHit
 from stores.outbox import Job, JobStatus
 from stores.preferences.base import Preference
 from stores.registry import Cube, CubeAccess, Share, User
@@ -50,14 +49,7 @@ def _job_out(job: Job) -> JobOut:
                   memory_ids=list(payload.get("memory_ids") or []))
 
 
-def _visible_job(job: Job, user_id: str, readable: list[str]) -> bool:
-    payload = job.payload or {}
-    return payload.get("user_id") == user_id or payload.get("cube_id") in readable
-
-
 def build_rest(memory: Memory) -> APIRouter:
-    services = memory.services
-    registry = services.registry
     api = APIRouter(prefix="/v1")
 
     # users and keys (admin)
@@ -78,23 +70,13 @@ def build_rest(memory: Memory) -> APIRouter:
 
     @api.post("/users/{user_id}/keys", status_code=201, response_model=KeyOut, tags=["users"])
     def new_key(user_id: str, _: Admin) -> KeyOut:
-        return KeyOut(api_key=registry.create_api_key(check_id(user_id, "user id")))
+        return KeyOut(api_key=memory.create_api_key(user_id))
 
     @api.post("/keys/revoke", status_code=204, tags=["users"])
     def revoke_key(body: RevokeKey, request: Request) -> None:
-        presented = presented_key(request)
-        admin_key = services.settings.admin_key
-        is_admin = bool(presented and admin_key and hmac.compare_digest(presented.encode(), admin_key.encode()))
-        if not is_admin:
-            caller = authenticate(request)
-            if not caller.is_admin:
-                try:
-                    owner = registry.user_for_key(body.api_key)
-                except (AccessDeniedError, NotFoundError):
-                    raise NotFoundError("no such active key") from None
-                if owner.id != caller.id:
-                    raise NotFoundError("no such active key")
-        registry.revoke_api_key(body.api_key)
+        """Revoke a key: any key with the admin key (or as an admin user), else only one of your own."""
+        caller = None if presents_admin_key(request) else authenticate(request)
+        memory.revoke_api_key(body.api_key, user_id=None if caller is None or caller.is_admin else caller.id)
 
     @api.get("/me", response_model=Me, tags=["users"])
     def me(caller: Caller) -> Me:
@@ -211,14 +193,8 @@ def build_rest(memory: Memory) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     ) -> MemoryPage:
-        cubes = registry.readable(caller.id, [check_id(c, "cube id") for c in cube_id] if cube_id else None)
-        if session_id is not None:
-            check_id(session_id, "session id")
-        if memory_type is not None and memory_type not in {t.value for t in _memory_types()}:
-            raise InvalidInputError(f"unknown memory_type {memory_type!r}")
-        statuses = tuple(MemoryStatus) if include_inactive else (MemoryStatus.ACTIVE,)
-        items = services.tree.list(cube_ids=cubes, limit=limit + 1, offset=offset, statuses=statuses,
-                                   session_id=session_id, memory_type=memory_type) if cubes else []
+        items = memory.list(user_id=caller.id, cube_ids=cube_id, limit=limit + 1, offset=offset,
+                            include_inactive=include_inactive, session_id=session_id, memory_type=memory_type)
         more = len(items) > limit
         return MemoryPage(items=items[:limit], limit=limit, offset=offset,
                           next_offset=offset + limit if more else None)
@@ -280,16 +256,12 @@ def build_rest(memory: Memory) -> APIRouter:
     def list_jobs(
         caller: Caller, status: JobStatus | None = None, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50
     ) -> list[JobOut]:
-        readable = registry.readable(caller.id)
-        jobs = services.outbox.list(status=status, limit=5_000)
-        return [_job_out(j) for j in jobs if _visible_job(j, caller.id, readable)][:limit]
+        return [_job_out(j) for j in memory.jobs(user_id=caller.id, status=status.value if status else None,
+                                                 limit=limit)]
 
     @api.get("/jobs/{job_id}", response_model=JobOut, tags=["jobs"])
     def get_job(job_id: str, caller: Caller) -> JobOut:
-        job = services.outbox.get(job_id) if len(job_id) <= 128 else None
-        if job is None or not _visible_job(job, caller.id, registry.readable(caller.id)):
-            raise NotFoundError(f"job {job_id} not found")
-        return _job_out(job)
+        return _job_out(memory.job(job_id, user_id=caller.id))
 
     @api.post("/jobs/{job_id}/retry", response_model=JobOut, tags=["jobs"])
     def retry_job(job_id: str, caller: Caller) -> JobOut:
@@ -303,9 +275,3 @@ def _mid(memory_id: str) -> str:
     if not memory_id or len(memory_id) > 128:
         raise NotFoundError("memory not found")
     return memory_id
-
-
-def _memory_types() -> Any:
-    from stores.models import MemoryType
-
-    return MemoryType

@@ -88,16 +88,13 @@ def install_ui(app: FastAPI, memory: Memory) -> None:
 
 
 def build_ui_router(memory: Memory) -> APIRouter:
-    registry = memory.services.registry
     ui = APIRouter(prefix="/ui", include_in_schema=False)
 
     def caller(request: Request) -> User:
         key = presented_key(request) or request.cookies.get(COOKIE)
-        if not key or len(key) > 512:
-            raise LoginRequired
         try:
-            return registry.user_for_key(key)
-        except (AccessDeniedError, NotFoundError):
+            return memory.user_for_key(key or "")
+        except AccessDeniedError:
             raise LoginRequired from None
 
     def same_origin(request: Request) -> None:
@@ -140,8 +137,8 @@ def build_ui_router(memory: Memory) -> APIRouter:
     def login(request: Request, api_key: Annotated[str, Form(max_length=512)],
               next: Annotated[str, Form()] = "/ui/memories") -> Response:
         try:
-            registry.user_for_key(api_key.strip())
-        except (AccessDeniedError, NotFoundError):
+            memory.user_for_key(api_key.strip())
+        except AccessDeniedError:
             return RedirectResponse(f"/ui/login?failed=true&next={quote(_safe_next(next))}", status_code=303)
         response = RedirectResponse(_safe_next(next), status_code=303)
         response.set_cookie(COOKIE, api_key.strip(), httponly=True, samesite="strict", path="/ui",
@@ -187,7 +184,7 @@ def build_ui_router(memory: Memory) -> APIRouter:
         edges = memory.edges(item.id, user_id=user.id)
         others = _others(memory, item.id, edges, user.id)
         entities = memory.mentions([item.id], user_id=user.id).get(item.id, [])
-        writable = item.cube_id in registry.writable(user.id)
+        writable = any(c.cube.id == item.cube_id and c.access == "write" for c in memory.cubes(user_id=user.id))
         return page("memory.html", request, user, item=item, history=history, edges=edges, others=others,
                     writable=writable, entities=entities, msg=msg[:200])
 

@@ -75,6 +75,10 @@ class TreeStore(Protocol):
         """Soft delete (status `deleted`, kept) or hard delete (gone, edges too). Returns how many changed."""
         ...
 
+    def embeddings(self, ids: Sequence[str]) -> dict[str, Any]:
+        """Stored (normalised) vectors by id, as numpy arrays: for dedup, MMR and supersede without re-embedding."""
+        ...
+
     def erase_cube(self, cube_id: str) -> int:
         """Hard-delete every memory, edge and entity of a cube, leaving no recoverable copy in the backend's
         files where the backend controls that. Returns how many memories went."""

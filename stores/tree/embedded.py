@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import sqlite3
 import threading
 import time
@@ -24,6 +23,7 @@ import numpy as np
 from stores.errors import InvalidInputError, NotFoundError
 from stores.files import private_file
 from stores.models import MemoryItem, MemoryStatus, SearchHit, now
+from stores.text import STOP_WORDS, WORD
 from stores.tree.base import ENTITY_FANOUT, Edge, Rel, entity_key, entity_weight
 
 _SCHEMA = """
@@ -65,22 +65,12 @@ CREATE INDEX IF NOT EXISTS mentions_entity ON mentions(entity);
 INSERT OR IGNORE INTO meta VALUES ('seq', 0);
 """
 
-# Words that match most documents and only slow FTS5 down and blur BM25.
-_STOPWORDS = frozenset(
-    {
-        "a", "an", "and", "are", "as", "at", "be", "but", "by", "did", "do", "does", "for", "from", "had", "has",
-        "have", "he", "her", "his", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "of", "on", "or",
-        "our", "she", "so", "that", "the", "their", "them", "they", "this", "to", "was", "we", "were", "what", "when",
-        "where", "which", "who", "whom", "why", "will", "with", "you", "your",
-    }
-)
-_WORD = re.compile(r"\w+", re.UNICODE)
 
 
 def query_terms(text: str) -> list[str]:
     """Plain text -> distinct lower-case words (stopwords dropped unless nothing else is left)."""
-    words = [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
-    return list(dict.fromkeys(words or _WORD.findall(text.lower())))[:64]
+    words = [w for w in WORD.findall(text.lower()) if w not in STOP_WORDS]
+    return list(dict.fromkeys(words or WORD.findall(text.lower())))[:64]
 
 
 def quoted(term: str) -> str:

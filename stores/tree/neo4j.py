@@ -40,6 +40,7 @@ from neo4j import exceptions as nx
 
 from stores.errors import BackendUnavailableError, InvalidInputError, NotFoundError
 from stores.models import MemoryItem, MemoryStatus, SearchHit, now
+from stores.text import STOP_WORDS, WORD
 from stores.tree.base import ENTITY_FANOUT, Edge, Rel, entity_key
 
 LABEL = "Memory"
@@ -64,13 +65,6 @@ _JSON_FIELDS = ("source_refs", "metadata")
 _INTERNAL = ("embedding", "_ord")
 _BATCH = 1000
 
-_STOPWORD_TEXT = (
-    "a an and are as at be but by did do does for from had has have he her his how i if in into is it its "
-    "me my of on or our she so that the their them they this to was we were what when where which who "
-    "whom why will with you your"
-)
-_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-_WORD = re.compile(r"\w+", re.UNICODE)
 #: Characters with a meaning in Lucene's query syntax (escaped in `lucene_escape`).
 _LUCENE_SPECIAL = re.compile(r'([+\-!(){}\[\]^"~*?:\\/&|])')
 
@@ -85,9 +79,9 @@ def lucene_escape(text: str) -> str:
 def lucene_query(text: str) -> str:
     """Plain text -> a safe Lucene query: its words (lower-cased, so `AND`/`OR`/`NOT` are no operators),
     escaped and OR-ed. Empty when `text` has no words."""
-    words = [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
+    words = [w for w in WORD.findall(text.lower()) if w not in STOP_WORDS]
     if not words:
-        words = _WORD.findall(text.lower())
+        words = WORD.findall(text.lower())
     unique = list(dict.fromkeys(words))[:64]
     return " ".join(lucene_escape(w) for w in unique)
 
