@@ -603,6 +603,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--embedder", default="minilm")
     parser.add_argument("--out", type=Path, default=OUT / "bench_reliability.json")
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the tables as Markdown here")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     console.print(f"seed {seed}")
@@ -635,6 +636,29 @@ def main() -> None:
     for problem in (fuzz.problems + inj["problems"] + results["mcp"]["problems"])[:10]:
         console.print(f"[red]{problem}")
     console.print(f"wrote {write_json(args.out, results)}")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(markdown_report(results, fuzz))
+        console.print(f"wrote {args.markdown}")
+
+
+def markdown_report(results: dict[str, Any], fuzz: FuzzReport) -> str:
+    inj, mcp = results["injection"], results["mcp"]
+    lines = [f"# Reliability: fuzzing and cross-tenant injection (seed {results['seed']}, "
+             f"embedder {results['embedder']})", "",
+             "`python -m evals.bench_reliability` against a real `hippograph serve` / `hippograph mcp` process.", "",
+             "| part | requests | 5xx | problems | cross-tenant reads | cross-tenant writes |",
+             "|---|---:|---:|---:|---:|---:|",
+             f"| fuzz (REST + LangServe) | {fuzz.requests} | {fuzz.server_errors} | {len(fuzz.problems)} | "
+             f"{fuzz.leaks} | {int(results['fuzz']['alice_view_changed'])} |",
+             f"| injection corpus | {inj['requests']} | {inj['server_errors']} | {len(inj['problems'])} | "
+             f"{inj['reads']} | {inj['writes']} |",
+             f"| MCP streamable HTTP | {mcp['requests']} | {mcp['server_errors']} | {len(mcp['problems'])} | - | - |",
+             "", f"Fuzz: {fuzz.requests} requests in {fuzz.seconds:.0f} s.", "",
+             "| route | requests | 2xx | 4xx | 5xx | problems |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| `{route}` | {c['requests']} | {c['2xx']} | {c['4xx']} | {c['5xx']} | {c['problems']} |"
+              for route, c in sorted(fuzz.per_route.items())]
+    return "\n".join(lines) + "\n"
 
 
 def _mcp_key(data_dir: Path) -> str:

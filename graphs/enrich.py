@@ -11,13 +11,17 @@ The fast path's memory ids (`memory_ids`) are only ever linked to, never rewritt
 
 from __future__ import annotations
 
+import functools
 import sqlite3
+import time
 from itertools import pairwise
+from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
+from nodes._timing import Node
 from nodes.enrich_common import ENRICH_KIND, EnrichState
 from nodes.enrich_dedup import make_enrich_dedup
 from nodes.enrich_entities import make_enrich_entities
@@ -49,17 +53,31 @@ def open_enrich_checkpointer(settings: Settings) -> BaseCheckpointSaver:
     return SqliteSaver(conn)
 
 
+def _slowed(node: Node, seconds: float) -> Node:
+    """The node, after a pause of `seconds` (`Settings.enrich_node_delay`, for crash tests; 0 = the node itself)."""
+    if seconds <= 0:
+        return node
+
+    @functools.wraps(node)
+    def slowed(state: EnrichState) -> dict[str, Any]:
+        time.sleep(seconds)
+        return node(state)
+
+    return slowed
+
+
 def build_enrich_graph(services: Services | None = None, *, checkpointer: BaseCheckpointSaver | None = None
                        ) -> CompiledStateGraph:
     services = services or Services.from_settings()
+    delay = services.settings.enrich_node_delay
     builder = StateGraph(EnrichState)
-    builder.add_node("extract", make_enrich_extract(services))
-    builder.add_node("dedup", make_enrich_dedup(services))
-    builder.add_node("supersede", make_enrich_supersede(services))
-    builder.add_node("topics", make_enrich_topics(services))
-    builder.add_node("preferences", make_enrich_preferences(services))
-    builder.add_node("working_memory", make_enrich_working(services))
-    builder.add_node("entities", make_enrich_entities(services))
+    builder.add_node("extract", _slowed(make_enrich_extract(services), delay))
+    builder.add_node("dedup", _slowed(make_enrich_dedup(services), delay))
+    builder.add_node("supersede", _slowed(make_enrich_supersede(services), delay))
+    builder.add_node("topics", _slowed(make_enrich_topics(services), delay))
+    builder.add_node("preferences", _slowed(make_enrich_preferences(services), delay))
+    builder.add_node("working_memory", _slowed(make_enrich_working(services), delay))
+    builder.add_node("entities", _slowed(make_enrich_entities(services), delay))
     builder.add_edge(START, "extract")
     for a, b in pairwise(NODES):
         builder.add_edge(a, b)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# Imported lazily: `hippograph.settings` is read by the stores, and the graphs import the stores.
+# Imported lazily, so `import hippograph` (and `hippograph --help`) stays fast.
 _EXPORTS = {
     "Memory": "hippograph.memory",
     "AsyncMemory": "hippograph.memory",
@@ -17,9 +17,10 @@ _EXPORTS = {
     "Settings": "hippograph.settings",
     "build_chat_graph": "graphs.chat",
     "build_search_graph": "graphs.search",
-    "ChatContext": "graphs.state",
-    "ChatState": "graphs.state",
-    "Services": "graphs.services",
+    "ChatContext": "nodes.state",
+    "ChatState": "nodes.state",
+    "RecallConfig": "stores.recall_config",
+    "Services": "stores.services",
     "MemoryItem": "stores.models",
     "SearchHit": "stores.models",
     "HippographError": "stores.errors",
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
         NotFoundError,
     )
     from stores.models import MemoryItem, SearchHit
+    from stores.recall_config import RecallConfig
     from stores.services import Services
 
 
@@ -66,6 +68,7 @@ __all__ = [
     "Memory",
     "MemoryItem",
     "NotFoundError",
+    "RecallConfig",
     "SearchHit",
     "Services",
     "Settings",

@@ -705,11 +705,9 @@ def _cubes(cube_ids: Sequence[str] | None) -> list[str] | None:
 
 
 def _start_worker(services: Services) -> Any:
-    """The in-process enrichment worker (embedded default), when the worker module is available."""
-    try:
-        from hippograph.worker import start_in_process_worker
-    except ImportError:
-        return None
+    """The in-process enrichment worker (the embedded default), imported only when it runs."""
+    from hippograph.worker import start_in_process_worker
+
     return start_in_process_worker(services)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import operator
-import os
 import time
 from typing import Annotated, Any
 
@@ -62,13 +61,6 @@ class EnrichState(TypedDict, total=False):
 def fact_id(cube_id: str, text: str) -> str:
     """A derived fact's id: deterministic, so a retried or resumed job writes the same memory."""
     return stable_id(cube_id, "fact", content_hash(text))
-
-
-def fault_injection(node: str) -> None:
-    """Test hook: `HIPPOGRAPH_ENRICH_NODE_DELAY=seconds` slows every node (to SIGKILL a worker mid-job)."""
-    delay = float(os.environ.get("HIPPOGRAPH_ENRICH_NODE_DELAY", "0") or 0)
-    if delay > 0:
-        time.sleep(delay)
 
 
 def node_update(name: str, start: float, update: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from nodes._timing import Node
-from nodes.enrich_common import EnrichState, fault_injection, node_update
+from nodes.enrich_common import EnrichState, node_update
 from stores.dedup import Candidate, NearDuplicateIndex
 from stores.embedders import embed_array
 from stores.models import MemoryItem, MemoryStatus, MemoryType, SourceRef
@@ -50,7 +50,6 @@ def candidate_vectors(services: Services, items: list[MemoryItem]) -> np.ndarray
 
 def make_enrich_dedup(services: Services) -> Node:
     def dedup(state: EnrichState) -> dict[str, Any]:
-        fault_injection("dedup")
         start = time.perf_counter()
         facts = state.get("facts", [])
         cube, user = state["cube_id"], state["user_id"]

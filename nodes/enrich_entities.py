@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nodes._timing import Node
-from nodes.enrich_common import ENRICH_KIND, EnrichState, fault_injection, node_update
+from nodes.enrich_common import ENRICH_KIND, EnrichState, node_update
 from nodes.time_grounding import event_time, grounded_key, time_labels
 from stores.entities import EntityExtractor, default_extractor, names_of
 from stores.models import MemoryItem, MemoryStatus, MemoryType
@@ -64,7 +64,6 @@ def enrich_memories(tree: TreeStore, cube_id: str, ids: Sequence[str],
 
 def make_enrich_entities(services: Services) -> Node:
     def entities(state: EnrichState) -> dict[str, Any]:
-        fault_injection("entities")
         start = time.perf_counter()
         ids = [*state.get("memory_ids", []), *state.get("written", [])]
         enrich_memories(services.tree, state["cube_id"], ids)

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from nodes._timing import Node
-from nodes.enrich_common import EnrichState, fact_id, fault_injection, node_update
+from nodes.enrich_common import EnrichState, fact_id, node_update
 from stores.models import content_hash
 from stores.preferences.extract import LLMExtractor, as_messages, extract_facts_by_rules, preferences_from
 from stores.services import Services
@@ -19,7 +19,6 @@ from stores.services import Services
 
 def make_enrich_extract(services: Services) -> Node:
     def extract(state: EnrichState) -> dict[str, Any]:
-        fault_injection("extract")
         start = time.perf_counter()
         cube = state["cube_id"]
         messages = as_messages(state.get("messages", []))

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from nodes._timing import Node
-from nodes.enrich_common import EnrichState, fault_injection, node_update
+from nodes.enrich_common import EnrichState, node_update
 from stores.dedup import tokens
 from stores.embedders import embed_array
 from stores.models import MemoryStatus, content_hash
@@ -119,7 +119,6 @@ def _takes_vectors(store: Any) -> bool:
 
 def make_enrich_preferences(services: Services) -> Node:
     def preferences(state: EnrichState) -> dict[str, Any]:
-        fault_injection("preferences")
         start = time.perf_counter()
         user, cube = state["user_id"], state["cube_id"]
         raw = state.get("pref_candidates")

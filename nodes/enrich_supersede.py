@@ -10,14 +10,13 @@ import time
 from typing import Any
 
 from nodes._timing import Node
-from nodes.enrich_common import EnrichState, fault_injection, node_update
+from nodes.enrich_common import EnrichState, node_update
 from stores.models import MemoryStatus
 from stores.services import Services
 
 
 def make_enrich_supersede(services: Services) -> Node:
     def supersede(state: EnrichState) -> dict[str, Any]:
-        fault_injection("supersede")
         start = time.perf_counter()
         done: list[str] = []
         for update in state.get("updates", []):

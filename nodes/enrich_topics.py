@@ -20,7 +20,6 @@ from nodes.enrich_common import (
     TOPIC_CLUSTER_COSINE,
     TOPIC_MIN_CLUSTER,
     EnrichState,
-    fault_injection,
     node_update,
 )
 from nodes.enrich_dedup import candidate_vectors
@@ -46,7 +45,6 @@ def topic_label(texts: list[str], n: int = 4) -> str:
 
 def make_enrich_topics(services: Services) -> Node:
     def topics(state: EnrichState) -> dict[str, Any]:
-        fault_injection("topics")
         start = time.perf_counter()
         cube, user = state["cube_id"], state["user_id"]
         items = [i for i in services.tree.get(state.get("written", []), cube_ids=[cube])

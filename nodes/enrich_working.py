@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from nodes._timing import Node
-from nodes.enrich_common import WORKING_MEMORY_SIZE, EnrichState, fault_injection, node_update
+from nodes.enrich_common import WORKING_MEMORY_SIZE, EnrichState, node_update
 from nodes.enrich_dedup import candidate_vectors
 from stores.models import MemoryItem, MemoryType, SourceRef
 from stores.services import Services
@@ -35,7 +35,6 @@ def rank_working_set(items: list[MemoryItem], size: int = WORKING_MEMORY_SIZE) -
 
 def make_enrich_working(services: Services) -> Node:
     def working_memory(state: EnrichState) -> dict[str, Any]:
-        fault_injection("working_memory")
         start = time.perf_counter()
         cube, user, session = state["cube_id"], state["user_id"], state.get("session_id")
         if not session:

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     """The threshold node always keeps at least this many memories."""
     mode: Literal["fast", "fine"] = "fast"
     """`fast`: rules only on the chat path; `fine`: LLM extraction in enrichment when a model is set."""
+    enrich_node_delay: float = Field(default=0.0, ge=0.0, le=60.0)
+    """Seconds every enrichment node waits before it runs: only for crash tests that kill a worker mid-job."""
     worker_in_process: bool = True
     """Run the enrichment worker as a thread inside the process (the embedded default)."""
     job_max_attempts: int = Field(default=5, ge=1)

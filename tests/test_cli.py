@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from nodes.respond import NO_MODEL_NOTE
@@ -17,6 +18,10 @@ def run(tmp_path: Path, *args: str, embedder: str | None = None, stdin: str | No
     env = {**os.environ, "HIPPOGRAPH_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200",
            "HIPPOGRAPH_WORKER_IN_PROCESS": "false"}
     env.pop("HIPPOGRAPH_CHAT_MODEL", None)
+    # each command is a new interpreter: cache its bytecode (outside the tree) as an installed copy would,
+    # or every run recompiles langgraph & co from source
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "hippograph-test-pycache"))
     if embedder:
         env["HIPPOGRAPH_EMBEDDER"] = embedder
     return subprocess.run([str(HIPPOGRAPH), *args], capture_output=True, text=True, env=env, timeout=300,
@@ -134,6 +139,6 @@ def test_users_keys_cubes_sharing_export_import_and_erase(tmp_path: Path) -> Non
     erased = ok("erase", "--user", "ana", "--yes")
     assert "erased user ana" in erased and "memories 1" in erased
     assert "imported from" in ok("import", str(exported), "--user", "cy")
-    assert cube_count(run(tmp_path, "stats", "--user", "cy", embedder="hashing:64"), "ana.work") == 1
+    assert cube_count(run(tmp_path, "stats", "--user", "cy", embedder="hashing:64"), "cy.work") == 1
     missing = run(tmp_path, "import", str(tmp_path / "nope.jsonl"), "--user", "cy", embedder="hashing:64")
     assert missing.returncode == 2 and "no such file" in missing.stdout
