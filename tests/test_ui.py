@@ -331,6 +331,7 @@ def test_documents_and_jobs_with_retry(ui_server: UIServer, browser: Any, shots:
     with ui_server.api("alice") as api:
         r = api.post("/v1/documents", json={"texts": [{"name": "garden", "text": "# Garden\n\nTomatoes by the wall."}]})
         assert r.status_code == 200, r.text
+        garden = r.json()["results"][0]["memory_ids"][0]
     # A job that failed for good (as a worker records it) for alice's cube, and one for bob's, in the server's own
     # outbox file: the in-process worker is off in this server, and a real failure would hang on enrichment
     # internals. (Claiming first would lease whichever job is oldest, not necessarily this one.)
@@ -338,7 +339,8 @@ def test_documents_and_jobs_with_retry(ui_server: UIServer, browser: Any, shots:
     try:
         failed = {}
         for user in ("alice", "bob"):
-            job_id = outbox.enqueue("enrich_turn", {"user_id": user, "cube_id": f"{user}.default", "memory_ids": []})
+            job_id = outbox.enqueue("enrich_turn", {"user_id": user, "cube_id": f"{user}.default",
+                                                    "memory_ids": [garden] if user == "alice" else []})
             outbox.fail(job_id, f"RuntimeError: model timed out for {user}", retry=False)
             failed[user] = job_id
     finally:
@@ -357,6 +359,7 @@ def test_documents_and_jobs_with_retry(ui_server: UIServer, browser: Any, shots:
     row = page.locator(f"tr.job[data-id='{failed['alice']}']")
     expect(row.locator(".job-status")).to_have_text("failed")
     expect(row.locator(".job-error")).to_have_text("RuntimeError: model timed out for alice")
+    expect(row.locator(f".job-memories a[href='/ui/memories/{garden}']")).to_have_count(1)
     expect(page.locator(f"tr.job[data-id='{failed['bob']}']")).to_have_count(0)  # bob's job is not alice's
     screenshot(page, shots, ui_server, "jobs")
     row.locator("button.retry").click()
