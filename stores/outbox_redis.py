@@ -120,16 +120,20 @@ class RedisOutbox:
             self._release_due(kind)
             stream = self._stream(kind)
             entries = self._expired(stream, worker)
-            if not entries:
-                got = self._redis.xreadgroup(self._group, worker, {stream: ">"}, count=1)
-                entries = got[0][1] if got else []
-            for entry_id, fields in entries:
-                if fields is None:  # the entry was deleted while pending
-                    self._redis.xack(stream, self._group, entry_id)
-                    continue
-                job = self._take(stream, entry_id, fields.get("job", ""), worker, lease_seconds)
-                if job is not None:
-                    return job
+            while True:
+                if not entries:  # entries of purged or finished jobs are skipped until a live one comes
+                    got = self._redis.xreadgroup(self._group, worker, {stream: ">"}, count=1)
+                    entries = got[0][1] if got else []
+                    if not entries:
+                        break
+                for entry_id, fields in entries:
+                    if fields is None:  # the entry was deleted while pending
+                        self._redis.xack(stream, self._group, entry_id)
+                        continue
+                    job = self._take(stream, entry_id, fields.get("job", ""), worker, lease_seconds)
+                    if job is not None:
+                        return job
+                entries = []
         return None
 
     def _expired(self, stream: str, worker: str) -> list[tuple[str, dict[str, str] | None]]:

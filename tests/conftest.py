@@ -12,7 +12,7 @@ from stores.embedders import HashingEmbeddings
 from stores.tree.base import TreeStore
 from stores.tree.embedded import EmbeddedTreeStore
 
-pytest_plugins = ["tests.neo4j_fixture"]
+pytest_plugins = ["tests.neo4j_fixture", "tests.redis_fixture"]
 
 REPO = Path(__file__).resolve().parent.parent
 #: The shared data folder (never copied into the repo): `../shared/data` or HIPPOGRAPH_SHARED_DATA.

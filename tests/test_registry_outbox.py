@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from stores.errors import AccessDeniedError, InvalidInputError, NotFoundError
-from stores.outbox import JobStatus, Outbox, RetryPolicy, SqliteOutbox
+from stores.outbox import JobStatus, RetryPolicy, SqliteOutbox
 from stores.registry import Access, Registry, hash_key
 from tests.conftest import REPO
 
@@ -58,26 +58,6 @@ def test_cubes_and_shares(tmp_path: Path) -> None:
         registry.create_cube("ana", "bad cube id; DROP TABLE cubes")
 
 
-def test_outbox_dedups_leases_and_retries(tmp_path: Path) -> None:
-    outbox = SqliteOutbox(tmp_path / "o.sqlite")
-    a = outbox.enqueue("enrich_turn", {"n": 1}, dedup_key="k1")
-    assert outbox.enqueue("enrich_turn", {"n": 1}, dedup_key="k1") == a
-    b = outbox.enqueue("enrich_turn", {"n": 2})
-    job = outbox.claim(worker="w1", lease_seconds=0.05)
-    assert job is not None and job.id == a and job.attempts == 1
-    assert outbox.claim(worker="w2", lease_seconds=10).id == b  # type: ignore[union-attr]
-    assert outbox.claim(worker="w2") is None
-    time.sleep(0.1)  # w1's lease on `a` runs out: the job is handed out again (at-least-once)
-    again = outbox.claim(worker="w2")
-    assert again is not None and again.id == a and again.attempts == 2
-    outbox.fail(a, "boom", max_attempts=2)
-    assert outbox.get(a).status == JobStatus.FAILED and outbox.get(a).last_error == "boom"  # type: ignore[union-attr]
-    outbox.fail(b, "flaky")
-    assert outbox.get(b).status == JobStatus.PENDING  # type: ignore[union-attr]
-    outbox.complete(outbox.claim(worker="w3").id)  # type: ignore[union-attr]
-    assert outbox.counts() == {"pending": 0, "running": 0, "done": 1, "failed": 1}
-
-
 def test_outbox_heartbeat_keeps_a_long_job_from_being_claimed_twice(tmp_path: Path) -> None:
     outbox = SqliteOutbox(tmp_path / "o.sqlite")
     job_id = outbox.enqueue("enrich_turn", {"n": 1})
@@ -88,43 +68,6 @@ def test_outbox_heartbeat_keeps_a_long_job_from_being_claimed_twice(tmp_path: Pa
     time.sleep(0.3)  # the first lease has run out; the extension holds
     assert outbox.claim(worker="w2") is None
     assert outbox.get(job_id).status == JobStatus.RUNNING  # type: ignore[union-attr]
-
-
-def check_backoff_and_retry(outbox: Outbox) -> None:
-    """The Outbox contract for retries (run on SQLite here and on Redis in test_outbox_redis)."""
-    job_id = outbox.enqueue("enrich_turn", {"n": 1})
-    assert outbox.claim(worker="w1").id == job_id  # type: ignore[union-attr]
-    outbox.fail(job_id, "backend down", max_attempts=2, retry_in=0.6)
-    waiting = outbox.get(job_id)
-    assert waiting is not None and waiting.status == JobStatus.PENDING and waiting.available_at > time.time()
-    assert outbox.claim(worker="w2") is None  # backing off
-    time.sleep(0.7)
-    again = outbox.claim(worker="w2")
-    assert again is not None and again.id == job_id and again.attempts == 2
-    assert outbox.claim(worker="w3") is None  # handed out once
-    outbox.fail(job_id, "still down", max_attempts=2, retry_in=0.0)
-    failed = outbox.get(job_id)
-    assert failed is not None and failed.status == JobStatus.FAILED and failed.last_error == "still down"
-    assert outbox.claim(worker="w3") is None
-    # `hippograph jobs retry`: a failed job is requeued with a fresh set of attempts, at once.
-    assert outbox.retry(job_id) is True
-    requeued = outbox.claim(worker="w3")
-    assert requeued is not None and requeued.id == job_id and requeued.attempts == 1
-    outbox.complete(job_id)
-    assert outbox.retry(job_id) is False  # done stays done
-    assert outbox.retry("no-such-job") is False
-    # A pending job waiting out a long back-off is requeued now.
-    other = outbox.enqueue("enrich_turn", {"n": 2})
-    outbox.claim(worker="w4")
-    outbox.fail(other, "flaky", max_attempts=5, retry_in=3600)
-    assert outbox.claim(worker="w4") is None
-    assert outbox.retry(other) is True
-    assert outbox.claim(worker="w4").id == other  # type: ignore[union-attr]
-    assert outbox.claim(worker="w5") is None
-
-
-def test_outbox_backs_off_and_requeues(tmp_path: Path) -> None:
-    check_backoff_and_retry(SqliteOutbox(tmp_path / "o.sqlite"))
 
 
 def test_retry_policy_backs_off_exponentially_with_jitter() -> None:
