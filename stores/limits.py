@@ -33,9 +33,10 @@ MAX_MESSAGES = 500
 MAX_CUBE_IDS = 256
 MAX_BATCH_INPUTS = 100
 
-#: Unicode categories that show nothing: controls, format (zero-width, BOM), surrogates, private use,
-#: unassigned, and separators (spaces, line/paragraph separators).
-INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
+#: Unicode categories that show nothing: controls, format (zero-width, BOM, soft hyphen), surrogates, and
+#: separators (spaces, line/paragraph separators). Private-use and unassigned code points count as visible
+#: (icon fonts; characters newer than this Python's Unicode database).
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"})
 
 
 def has_visible_char(text: str) -> bool:
