@@ -15,6 +15,7 @@ import functools
 import itertools
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
@@ -28,6 +29,7 @@ from graphs.search import build_search_graph
 from hippograph.settings import Settings, get_settings
 from nodes.scope import message_text
 from nodes.state import ChatContext
+from nodes.time_grounding import as_datetime
 from stores import limits
 from stores.erasure import ErasureReport, erase_cubes, erase_memories
 from stores.errors import AccessDeniedError, InvalidInputError, NotFoundError
@@ -261,13 +263,18 @@ class Memory:
 
     def search(
         self, query: str, *, user_id: str, cube_ids: Sequence[str] | None = None, top_k: int = 10,
-        threshold: float = 0.0,
+        threshold: float = 0.0, as_of: float | datetime | str | None = None,
     ) -> list[SearchHit]:
-        """Memories for a query, best first, each with its fused score and per-signal scores."""
+        """Memories for a query, best first, each with its fused score and per-signal scores.
+
+        `as_of` (epoch seconds, a datetime, or a date string such as "2023/05/30 (Tue) 23:40"): when the question
+        is asked. Recall then answers what was true at that moment (memories that had happened by then, a
+        superseded version if it was still valid), and the query's "last year" counts from it."""
         limits.check_top_k(top_k)
         limits.check_threshold(threshold)
+        when = as_datetime(as_of)
         context = ChatContext(user_id=check_id(user_id, "user id"), cube_ids=_cubes(cube_ids), top_k=top_k,
-                              threshold=threshold, ingest=False)
+                              threshold=threshold, ingest=False, as_of=when.timestamp() if when else None)
         state = self._search.invoke({"query": check_text(query, "query")}, context=context)
         return list(state.get("memories", []))
 

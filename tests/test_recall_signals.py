@@ -1,0 +1,139 @@
+"""Recall signals of issue 12 through the search graph: small-memory ranking, entity and second-round signals,
+the query's period, time-travel search (`ChatContext.as_of`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from graphs.search import build_search_graph
+from hippograph.memory import Memory
+from hippograph.settings import Settings
+from nodes.enrich_entities import enrich_memories
+from nodes.rerank import dominates, fuse
+from nodes.state import ChatContext
+from stores.embedders import HashingEmbeddings
+from stores.models import MemoryItem, SearchHit
+from stores.recall_config import RecallConfig, SignalWeights
+from stores.registry import default_cube_id
+from stores.services import Services
+from stores.write import write_memories
+
+USER = "ana"
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Services]:
+    s = Services.from_settings(Settings(data_dir=tmp_path / "d", worker_in_process=False),
+                               embeddings=HashingEmbeddings(64))
+    s.registry.ensure_user(USER)
+    yield s
+    s.close()
+
+
+def _write(services: Services, *texts: str, **fields: object) -> list[str]:
+    items = [MemoryItem(user_id=USER, cube_id=default_cube_id(USER), text=t, **fields) for t in texts]  # type: ignore[arg-type]
+    return write_memories(services.tree, services.embeddings, items)[0]
+
+
+def _search(services: Services, query: str, **ctx: object) -> list[SearchHit]:
+    context = ChatContext(user_id=USER, ingest=False, top_k=10, **ctx)  # type: ignore[arg-type]
+    return list(build_search_graph(services).invoke({"query": query}, context=context)["memories"])
+
+
+def test_lisbon_ranks_above_curry_and_a_zero_bm25_is_no_signal(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(data_dir=tmp_path / "m", worker_in_process=False)
+    with Memory(services=Services.from_settings(settings, embeddings=minilm)) as memory:
+        memory.add("I moved to Lisbon in May", user_id=USER)
+        memory.add("I love curry", user_id=USER)
+        hits = memory.search("where does ana live", user_id=USER)
+        assert [h.text for h in hits] == ["I moved to Lisbon in May", "I love curry"]
+        # "ana" is in both keys ("ana said"): BM25 cannot tell them apart, so it is not a signal of either.
+        assert all("bm25" not in h.scores and "bm25" not in h.ranks for h in hits)
+
+
+def _hit(text: str, ranks: dict[str, int], *, turn: int | None = None, tags: list[str] | None = None) -> SearchHit:
+    item = MemoryItem(user_id=USER, cube_id="c", text=text, session_id="s" if turn is not None else None,
+                      turn_index=turn, tags=tags or [])
+    return SearchHit(item=item, ranks=ranks, scores={s: 1.0 for s in ranks})
+
+
+def test_propagation_never_lifts_a_turn_above_a_neighbour_that_beats_it_on_every_signal() -> None:
+    real = _hit("I moved to Lisbon in May", {"vector": 0, "bm25": 1}, turn=0)
+    neighbour = _hit("I love curry", {"vector": 1, "bm25": 2}, turn=1)
+    assert dominates(real, neighbour) and not dominates(neighbour, real)
+    cfg = RecallConfig(propagate=5.0)  # absurdly strong propagation: the neighbour would overtake without the cap
+    assert [h.text for h in fuse([neighbour, real], cfg)] == [real.text, neighbour.text]
+    # A neighbour that wins some signal may still overtake (propagation is evidence then).
+    other = _hit("Lisbon flat hunting", {"vector": 2, "bm25": 0}, turn=1)
+    assert fuse([other, real], cfg)[0].text == other.text
+
+
+def test_questions_last_puts_every_found_statement_before_a_remembered_question() -> None:
+    question = _hit("Where do I live now?", {"vector": 0, "bm25": 0}, tags=["question"])
+    answer = _hit("I moved to Lisbon in May", {"vector": 3})
+    assert [h.text for h in fuse([question, answer], RecallConfig(questions_last=True))] == [answer.text,
+                                                                                              question.text]
+    assert fuse([question, answer], RecallConfig())[0].text == question.text  # the default only halves its score
+
+
+def test_entity_signal_finds_a_memory_only_the_entity_graph_links(services: Services) -> None:
+    ids = _write(services, "Joe's sister Marta teaches chemistry", "The weather was nice", "We ate pasta")
+    enrich_memories(services.tree, default_cube_id(USER), ids)
+    on = RecallConfig(weights=SignalWeights(entity=1.0))
+    hits = _search(services, "what does marta do", recall=on)
+    assert hits[0].id == ids[0] and "entity" in hits[0].scores
+    assert all("entity" not in h.scores for h in _search(services, "what does marta do"))  # off by default
+
+
+def test_second_round_follows_the_seeds_entities(services: Services) -> None:
+    ids = _write(services, "Ana's coach is called Bruno", "Bruno grew up in Porto near the river",
+                 "Porridge recipes")
+    enrich_memories(services.tree, default_cube_id(USER), ids)
+    cfg = RecallConfig(weights=SignalWeights(prf=1.0), prf_seeds=1)
+    hits = {h.id: h for h in _search(services, "Ana's coach", recall=cfg)}
+    assert "prf" in hits[ids[1]].ranks  # reached through "bruno", named by the first round's best memory
+    assert "prf" not in hits.get(ids[2], hits[ids[0]]).ranks or ids[2] not in hits
+
+
+def test_time_window_signal_marks_memories_inside_the_queried_period(services: Services) -> None:
+    may = datetime(2023, 5, 10, tzinfo=UTC).timestamp()
+    july = datetime(2023, 7, 10, tzinfo=UTC).timestamp()
+    in_may = _write(services, "We went hiking in the mountains", occurred_at=may)[0]
+    in_july = _write(services, "We went hiking at the coast", occurred_at=july)[0]
+    cfg = RecallConfig(weights=SignalWeights(time=1.0))
+    hits = {h.id: h for h in _search(services, "where did we go hiking in May 2023", recall=cfg)}
+    assert "time" in hits[in_may].ranks and "time" not in hits[in_july].ranks
+    as_of = datetime(2023, 8, 1, tzinfo=UTC).timestamp()  # "last month" relative to the question's date
+    hits = {h.id: h for h in _search(services, "where did we go hiking last month", recall=cfg, as_of=as_of)}
+    assert "time" in hits[in_july].ranks and "time" not in hits[in_may].ranks
+
+
+def test_as_of_answers_what_was_true_then(services: Services) -> None:
+    (old,) = _write(services, "Ana lives in Porto", created_at=1_000.0)
+    new = MemoryItem(user_id=USER, cube_id=default_cube_id(USER), text="Ana lives in Lisbon", created_at=2_000.0,
+                     embedding=services.embeddings.embed_query("Ana lives in Lisbon"))
+    services.tree.supersede(old, new)
+    assert [h.text for h in _search(services, "where does Ana live")] == ["Ana lives in Lisbon"]
+    # At 1,500 the superseded version was the truth and the new one did not exist yet.
+    assert [h.text for h in _search(services, "where does Ana live", as_of=1_500.0)] == ["Ana lives in Porto"]
+    # Now (after the supersession) only the new version is true.
+    assert [h.text for h in _search(services, "where does Ana live", as_of=time.time() + 1)] == ["Ana lives in Lisbon"]
+    assert _search(services, "where does Ana live", as_of=500.0) == []
+
+
+def test_memory_search_takes_as_of_as_a_date(tmp_path: Path) -> None:
+    from stores.errors import InvalidInputError
+
+    settings = Settings(data_dir=tmp_path / "m", worker_in_process=False)
+    with Memory(services=Services.from_settings(settings, embeddings=HashingEmbeddings(64))) as memory:
+        memory.add("Ana lives in Porto", user_id=USER)
+        assert [h.text for h in memory.search("where does Ana live", user_id=USER)] == ["Ana lives in Porto"]
+        assert memory.search("where does Ana live", user_id=USER, as_of="2001/01/01 (Mon) 10:00") == []
+        assert len(memory.search("where does Ana live", user_id=USER, as_of=datetime.now(UTC))) == 1
+        with pytest.raises(InvalidInputError):
+            memory.search("where does Ana live", user_id=USER, as_of="no such time zzz")
