@@ -29,10 +29,10 @@ import pytest
 from tests.conftest import REPO
 from tests.neo4j_fixture import wipe_database
 from tests.test_http import ADMIN, free_port, start_server, stop, wait_http
-from tests.test_outbox_redis import redis_url  # noqa: F401  (a fixture: redis-server on a free port)
 from tests.test_postgres import postgres  # noqa: F401  (a fixture: PostgreSQL on a free port)
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
+# redis_url and neo4j_server are session fixtures (tests/redis_fixture.py, tests/neo4j_fixture.py).
 
 #: One user per turn: jobs of different users are independent, so two workers taking them in any order must
 #: end where one worker taking them in turn ends.
@@ -223,3 +223,33 @@ def test_two_apis_two_workers_share_services_and_survive_a_killed_worker(
             stop(proc)
         for log in sorted(tmp_path.glob("api*.log")) + sorted(tmp_path.glob("worker*/worker.log")):
             print(f"== {log.name}\n{log.read_text(errors='replace')[-2000:]}")
+
+
+def test_compose_file_is_the_tested_profile() -> None:
+    """deploy/docker-compose.yml runs the services and settings the test above runs (it cannot start here)."""
+    import yaml
+
+    from hippograph.settings import Settings
+
+    compose = yaml.safe_load((REPO / "deploy" / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"api", "worker", "neo4j", "milvus", "postgres", "redis"}
+    assert services["neo4j"]["image"].startswith("neo4j:5.26")
+    assert services["milvus"]["image"].startswith("milvusdb/milvus:v2.5")  # BM25 functions need 2.5+
+    assert services["worker"]["command"] == ["hippograph", "worker"]
+    assert "hippograph.api:create_app" in services["api"]["command"]
+    env = services["api"]["environment"]
+    assert env == services["worker"]["environment"]
+    fields = set(Settings.model_fields)
+    assert {k.removeprefix("HIPPOGRAPH_").lower() for k in env} <= fields
+    # The profile of the test: every store a network service, enrichment only in the worker processes.
+    assert env["HIPPOGRAPH_TREE_BACKEND"] == "neo4j" and env["HIPPOGRAPH_WORKER_IN_PROCESS"] == "false"
+    assert env["HIPPOGRAPH_MILVUS_URI"].startswith("http://")  # never a Lite file across processes
+    assert env["HIPPOGRAPH_REGISTRY_URL"].startswith("postgresql+psycopg://")
+    assert env["HIPPOGRAPH_CHECKPOINTER_URL"].startswith("postgresql://")
+    assert env["HIPPOGRAPH_OUTBOX_URL"].startswith("redis://")
+    example = (REPO / "deploy" / ".env.example").read_text()
+    for line in example.splitlines():
+        key = line.split("=", 1)[0].strip()
+        if key.startswith("HIPPOGRAPH_"):
+            assert key.removeprefix("HIPPOGRAPH_").lower() in fields, key
