@@ -365,3 +365,29 @@ def test_entity_names_are_data_never_syntax(tree_store: TreeStore, name: str) ->
     assert [h.id for h in tree_store.entity_search([name], cube_ids=["c1"])] == [a.id]
     assert tree_store.count(cube_ids=["c1"]) == 2
     assert tree_store.mentions([b.id]) == {b.id: ["plain"]}
+
+
+def test_erase_cube_removes_memories_edges_and_entities_of_that_cube_only(tree_store: TreeStore) -> None:
+    a, b, c = mem("Ana flew to Lisbon", cube="gone"), mem("Lisbon has trams", cube="gone"), mem("Ben stays home")
+    tree_store.add([a, b, c])
+    tree_store.add_edges([Edge(src=a.id, rel=Rel.NEXT, dst=b.id)])
+    tree_store.add_mentions({a.id: ["lisbon"], b.id: ["lisbon", "tram"], c.id: ["home"]})
+    tree_store.delete([b.id])  # soft-deleted memories go too
+
+    assert tree_store.erase_cube("gone") == 2
+
+    assert tree_store.get([a.id, b.id]) == [] and tree_store.count(cube_ids=["gone"], statuses=tuple(MemoryStatus)) == 0
+    assert tree_store.edges([a.id, b.id]) == []
+    assert tree_store.mentions([a.id, b.id]) == {}
+    assert tree_store.text_search("Lisbon trams", cube_ids=["gone"]) == []
+    assert [h.id for h in tree_store.vector_search(EMB.embed_query("Ana flew to Lisbon"), cube_ids=["gone"])] == []
+    assert tree_store.get([c.id])[0].text == "Ben stays home" and tree_store.mentions([c.id]) == {c.id: ["home"]}
+    assert tree_store.erase_cube("gone") == 0  # idempotent
+
+
+def test_embeddings_returns_the_stored_vectors(tree_store: TreeStore) -> None:
+    a = mem("Ana flew to Lisbon")
+    tree_store.add([a])
+    vectors = tree_store.embeddings([a.id, "nope"])
+    assert list(vectors) == [a.id]
+    assert [round(float(x), 5) for x in vectors[a.id]] == [round(x, 5) for x in EMB.embed_query("Ana flew to Lisbon")]
