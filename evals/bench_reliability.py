@@ -513,8 +513,12 @@ def injection_requests(tenants: Tenants) -> Iterator[tuple[str, str, str, dict[s
         yield "DELETE /v1/users/{id}", "DELETE", f"/v1/users/{q}", {}, None
         for kind, body in (("search", {"query": "vault code"}),
                            ("chat", {"messages": [{"type": "human", "content": "vault code?"}]})):
-            for configurable in ({"cube_ids": [bad]}, {"thread_id": bad}, {"hippograph_user_id": bad},
-                                 {"user_id": bad}):
+            spoofs: list[dict[str, Any]] = [{"cube_ids": [bad]}]
+            if kind == "chat":
+                spoofs.append({"thread_id": bad})  # search runs have no thread
+            if "alice" in bad.lower():  # identity in the config is ignored: try it with alice-like ids only
+                spoofs += [{"hippograph_user_id": bad}, {"user_id": bad}]
+            for configurable in spoofs:
                 for endpoint in ("invoke", "stream", "stream_events"):
                     yield (f"POST /{kind}/{endpoint} {next(iter(configurable))}", "POST", f"/{kind}/{endpoint}",
                            {}, {"input": body, "config": {"configurable": configurable}})

@@ -626,10 +626,8 @@ class Memory:
     ) -> SearchAudit:
         """Run the search graph and return its whole audit: every candidate with per-signal scores and ranks,
         the fused and thresholded memories, what the threshold dropped and why, and node timings."""
-        if not isinstance(top_k, int) or not 1 <= top_k <= 200:
-            raise InvalidInputError("top_k must be an integer between 1 and 200")
-        if not 0.0 <= threshold <= 1.0:
-            raise InvalidInputError("threshold must be between 0 and 1")
+        limits.check_top_k(top_k)
+        limits.check_threshold(threshold)
         keep = self.settings.min_keep if min_keep is None else min_keep
         if not isinstance(keep, int) or keep < 0:
             raise InvalidInputError("min_keep must be a non-negative integer")

@@ -60,6 +60,8 @@ def test_search_top_k_out_of_range_is_typed(memory: Memory, top_k: Any) -> None:
 def test_search_threshold_out_of_range_is_typed(memory: Memory, threshold: Any) -> None:
     with pytest.raises(InvalidInputError, match="threshold"):
         memory.search("tea", user_id="ana", threshold=threshold)
+    with pytest.raises(InvalidInputError, match="threshold"):  # the inspector's audited search: same limits
+        memory.explain_search("tea", user_id="ana", threshold=threshold)
 
 
 def test_limits_edges_are_accepted(memory: Memory) -> None:

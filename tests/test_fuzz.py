@@ -117,8 +117,9 @@ def test_rest_chat_takes_message_or_messages(tenants: Tenants) -> None:
         for response in (one, many):
             assert response.status_code == 200, response.text
             assert any("green tea" in m["item"]["text"] for m in response.json()["memories"])
-        for bad in ({}, {"message": "hi", "messages": [{"role": "user", "content": "hi"}]}, {"messages": []},
-                    {"messages": [{"role": "assistant", "content": "only me"}]}):
+        bad_turns: list[dict[str, Any]] = [{}, {"message": "hi", "messages": [{"role": "user", "content": "hi"}]},
+                                           {"messages": []}, {"messages": [{"role": "assistant", "content": "me"}]}]
+        for bad in bad_turns:
             response = bob.post("/v1/chat", json=bad)
             assert response.status_code == 422 and response.json()["reason"], (bad, response.text)
 
