@@ -31,9 +31,10 @@ from nodes.scope import message_text
 from nodes.state import ChatContext
 from nodes.time_grounding import as_datetime
 from stores import limits
+from stores.embedders import embed_array
 from stores.erasure import ErasureReport, erase_cubes, erase_memories
 from stores.errors import AccessDeniedError, InvalidInputError, NotFoundError
-from stores.models import MemoryItem, MemoryStatus, SearchHit, check_id, check_text, content_hash, now
+from stores.models import MemoryItem, MemoryStatus, SearchHit, check_id, check_text, content_hash, new_id, now
 from stores.outbox import Job, JobStatus
 from stores.portability import Portable, export_user, import_user
 from stores.preferences.base import Preference
@@ -164,28 +165,29 @@ class Memory:
         tags: list[str] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> MemoryItem:
-        """Edit a memory in place (same id). The previous text is kept in `metadata["previous_versions"]`."""
+        """Edit a memory in place: the id stays, and a new text keeps the old one as a superseded version in the
+        memory's SUPERSEDES chain (`history`), the same way enrichment records a newer fact."""
         text = check_text(text) if text is not None else None
         tags = limits.check_tags(tags) if tags is not None else None
         metadata = limits.check_metadata(metadata) if metadata is not None else None
         item = self._get_for(memory_id, user_id, write=True)
-        if text is not None:
-            text = check_text(text)
-            if text != item.text:
-                versions = list(item.metadata.get("previous_versions", []))
-                versions.append({"text": item.text, "until": now()})
-                item.metadata["previous_versions"] = versions
-                item.text, item.content_hash = text, content_hash(text)
-                item.embedding = None
+        tree = self.services.tree
+        if text is not None and text != item.text:
+            # The old version first, linked, then the edit: a crash in between leaves two equal versions, not a
+            # lost one.
+            edited_at = now()
+            old = item.model_copy(update={"id": new_id(), "status": MemoryStatus.SUPERSEDED, "valid_to": edited_at})
+            old.embedding = tree.embeddings([item.id])[item.id].tolist()
+            tree.add([old])
+            tree.add_edges([Edge(src=item.id, rel=Rel.SUPERSEDES, dst=old.id, props={"reason": "edited"})])
+            item.text, item.content_hash, item.valid_from = text, content_hash(text), edited_at
         if tags is not None:
             item.tags = [str(t) for t in tags]
         if metadata is not None:
             item.metadata.update(metadata)
-        if item.embedding is None and text is not None:
-            from stores.embedders import embed_array
-
+        if text is not None or tags is not None:  # the index text (key, text, tags) changed: embed it again
             item.embedding = embed_array(self.services.embeddings, [item.index_text])[0].tolist()
-        self.services.tree.update(item)
+        tree.update(item)
         return item
 
     def delete(self, memory_id: str, *, user_id: str, hard: bool = False) -> None:

@@ -32,7 +32,10 @@ def test_add_search_get_update_delete(memory: Memory) -> None:
     assert memory.get(ids[0], user_id="ana").metadata == {"src": "test"}
     updated = memory.update(ids[0], "Ana's favourite museum is the MAAT", user_id="ana")
     assert updated.id == ids[0]
-    assert updated.metadata["previous_versions"][0]["text"] == "Ana's favourite museum is the Gulbenkian"
+    assert [(v.id == ids[0], v.text, v.status) for v in memory.history(ids[0], user_id="ana")] == [
+        (True, "Ana's favourite museum is the MAAT", MemoryStatus.ACTIVE),
+        (False, "Ana's favourite museum is the Gulbenkian", MemoryStatus.SUPERSEDED)]
+    assert "previous_versions" not in updated.metadata  # one home for history: the SUPERSEDES chain
     assert memory.search("MAAT", user_id="ana")[0].id == ids[0]
     memory.delete(ids[0], user_id="ana")
     assert memory.search("favourite museum", user_id="ana") == []
