@@ -1,0 +1,168 @@
+"""Recall ablations for issue 12 (time grounding, entity graph, multi-hop) on LoCoMo dev, through the product.
+
+Each conversation is written with `Memory.ingest(conversations=...)`; the product's enrichment worker then runs the
+deferred jobs that ingest scheduled (entities + grounded dates); every row asks the search graph with its own
+`RecallConfig`. The "no enrichment" rows use a second data dir whose jobs never ran (what a user sees in the
+seconds before the worker catches up). Run:
+
+    python -m evals.recall --data ../shared/data/locomo/locomo10_dev.json --out evals/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from evals.locomo import (
+    CATEGORY_NAMES,
+    DEFAULT_KS,
+    SearchGraphRetriever,
+    SystemResult,
+    _session_of_dia,
+    ask,
+    cube_for,
+    ingest_conversation,
+    load_locomo,
+    open_memory,
+    scored_questions,
+    seed_everything,
+)
+from stores import entities
+from stores.recall_config import RecallConfig, SignalWeights
+
+#: (label, data dir: "raw" (jobs not run) or "enriched", RecallConfig changes over the defaults)
+ROWS: list[tuple[str, str, dict[str, Any]]] = [
+    ("defaults, before enrichment (baseline)", "raw", {}),
+    ("+ grounded dates in keys (enrichment ran)", "enriched", {}),
+    ("+ entity signal 0.3 (top 10; names and nouns)", "enriched", {"weights": {"entity": 0.3}}),
+    ("+ entity signal 0.3 (top 5; names only)", "enriched-names", {"weights": {"entity": 0.3}, "entity_pool": 5}),
+    ("+ second round (PRF over the top 3 seeds' entities) 0.3", "enriched", {"weights": {"prf": 0.3}}),
+    ("+ second round 0.3, names only", "enriched-names", {"weights": {"prf": 0.3}}),
+    ("+ time window signal 0.5", "enriched", {"weights": {"time": 0.5}}),
+    ("+ remembered questions ranked last", "enriched", {"questions_last": True}),
+]
+#: Data dirs: whether the enrichment worker ran, and whether entities include common nouns.
+KINDS: dict[str, dict[str, Any]] = {"raw": {"enrich": False}, "enriched": {"enrich": True, "nouns": True},
+                                    "enriched-names": {"enrich": True, "nouns": False}}
+
+
+def config(changes: dict[str, Any]) -> RecallConfig:
+    base = RecallConfig()
+    weights = base.weights.model_copy(update=changes.get("weights", {}))
+    return base.model_copy(update={**{k: v for k, v in changes.items() if k != "weights"},
+                                   "weights": SignalWeights(**weights.model_dump())})
+
+
+def run(data: str | Path, *, ks: tuple[int, ...] = DEFAULT_KS, limit: int | None = None,
+        rows: list[tuple[str, str, dict[str, Any]]] = ROWS, progress: bool = True) -> list[dict[str, Any]]:
+    from tqdm import tqdm
+
+    from evals.baselines import CachedEmbeddings
+    from graphs.search import build_search_graph
+    from hippograph.worker import Worker
+    from stores.embedders import MiniLMEmbeddings
+
+    seed_everything()
+    convs = load_locomo(data, limit=limit)
+    embeddings = CachedEmbeddings(MiniLMEmbeddings())
+    questions = [(conv, q) for conv in convs for q in scored_questions(conv)]
+    out: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="hippograph-recall-") as tmp:
+        memories: dict[str, Any] = {}
+        timing: dict[str, float] = {}
+        for kind in dict.fromkeys(kind for _, kind, _ in rows):
+            memory = open_memory(Path(tmp) / kind, embeddings=embeddings)
+            start = time.perf_counter()
+            for conv in tqdm(convs, desc=f"ingest ({kind})", disable=not progress):
+                ingest_conversation(memory, conv, cube_for(conv))
+            timing[f"ingest_s_{kind}"] = time.perf_counter() - start
+            if KINDS[kind]["enrich"]:
+                # The ablation of "names only": the process's extractor skips common nouns for this data dir.
+                entities._default = entities.EntityExtractor(nouns=KINDS[kind]["nouns"])
+                start = time.perf_counter()
+                jobs = Worker(memory.services).run(until_idle=True)
+                timing[f"enrich_s_{kind}"], timing[f"enrich_jobs_{kind}"] = time.perf_counter() - start, jobs
+            memories[kind] = memory
+        for label, kind, changes in tqdm(rows, desc="rows", disable=not progress):
+            graph = build_search_graph(memories[kind].services)
+            cfg = config(changes)
+            result = SystemResult(label)
+            for conv, q in questions:
+                ask(result, SearchGraphRetriever(graph, cube_for(conv), cfg), q.question, max(ks),
+                    category=CATEGORY_NAMES[q.category], evidence=q.evidence, session_of=_session_of_dia)
+            out.append({"row": label, "data": kind, "changes": changes, **result.summary(list(ks)), **timing})
+        for memory in memories.values():
+            memory.close()
+    return out
+
+
+def longmemeval_as_of(data: str | Path | None = None, *, ks: tuple[int, ...] = (1, 2, 5, 10)) -> list[dict[str, Any]]:
+    """LongMemEval through `Memory.ingest` + `Memory.search`, asked without and with `as_of=question_date`;
+    session recall@k (share of answer sessions among the sessions of the top-k memories)."""
+    from evals.baselines import CachedEmbeddings
+    from evals.loaders import load_longmemeval, longmemeval_ingest_input
+    from evals.locomo import EVAL_USER
+    from stores.embedders import MiniLMEmbeddings
+
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="hippograph-lme-asof-") as tmp:
+        memory = open_memory(Path(tmp), embeddings=CachedEmbeddings(MiniLMEmbeddings()))
+        try:
+            for n, item in enumerate(load_longmemeval(data)):
+                cube = f"{EVAL_USER}.lme{n}"
+                memory.create_cube(cube, user_id=EVAL_USER)
+                memory.ingest(user_id=EVAL_USER, cube_id=cube, conversations=longmemeval_ingest_input(item))
+                row: dict[str, Any] = {"question_id": item.question_id, "type": item.question_type,
+                                       "question_date": item.question_date}
+                for label, as_of in (("now", None), ("as_of", item.question_date)):
+                    hits = memory.search(item.question, user_id=EVAL_USER, cube_ids=[cube], top_k=max(ks),
+                                         as_of=as_of)
+                    sessions = list(dict.fromkeys(h.item.session_id or "" for h in hits))
+                    wanted = set(item.answer_session_ids)
+                    for k in ks:
+                        got = {s.rsplit(":", 1)[-1] for s in sessions[:k]} | set(sessions[:k])
+                        row[f"{label}_session_recall@{k}"] = len(wanted & got) / len(wanted) if wanted else 0.0
+                rows.append(row)
+        finally:
+            memory.close()
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]], ks: tuple[int, ...] = DEFAULT_KS) -> str:
+    cats = ["multi-hop", "temporal", "open-domain", "single-hop"]
+    head = ["row", *[f"R@{k}" for k in ks], *[f"{c} R@10" for c in cats], "session_any@10", "p95 ms"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        per = r.get("by_category", {})
+        cells = [r["row"], *[f"{r[f'recall@{k}']:.3f}" for k in ks],
+                 *[f"{per.get(c, {}).get('recall@10', float('nan')):.3f}" for c in cats],
+                 f"{r.get('session_any@10', float('nan')):.3f}", f"{r['search_p95_ms']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", default="../shared/data/locomo/locomo10_dev.json")
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--longmemeval", action="store_true", help="the LongMemEval sample with as_of instead")
+    args = parser.parse_args()
+    if args.longmemeval:
+        print(json.dumps(longmemeval_as_of(), indent=2))
+        return
+    rows = run(args.data, limit=args.limit)
+    table = markdown(rows)
+    print(table)
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "recall_ablations.json").write_text(json.dumps(rows, indent=2, default=str))
+        (Path(args.out) / "recall_ablations.md").write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
