@@ -1,11 +1,14 @@
-"""The chat and search graphs end to end on the embedded default (real SQLite store, real Milvus Lite)."""
+"""The chat and search graphs end to end on both tree backends (real SQLite store or a real Neo4j the tests
+start; real Milvus Lite for preferences). Tests taking `services` run once per backend."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
 
 from graphs.chat import build_chat_graph
 from graphs.search import build_search_graph
@@ -16,18 +19,27 @@ from nodes.state import ChatContext
 from nodes.threshold import apply_threshold
 from nodes.turns import turn_id
 from stores.errors import AccessDeniedError, InvalidInputError
-from stores.models import MemoryItem, SearchHit
+from stores.models import MemoryItem, MemoryStatus, SearchHit
 from stores.preferences.base import Preference, PreferenceHit
 from stores.services import Services
+from stores.tree.base import Rel
+from stores.tree.ops import ancestors
+from tests.conftest import DIM
 from tests.fakes import ScriptedChatModel
 
 NODES = ["scope", "retrieve_tree", "retrieve_prefs", "rerank", "threshold", "respond", "ingest", "schedule_enrichment"]
 
 
-@pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    data = tmp_path_factory.mktemp("chat")
-    svc = Services.from_settings(Settings(data_dir=data, embedder="hashing:64", worker_in_process=False))
+@pytest.fixture(scope="module", params=["embedded", pytest.param("neo4j", marks=pytest.mark.neo4j)])
+def services(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    """The default services with tree memory on one backend (Neo4j: the session's server, wiped first)."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("chat"), embedder=f"hashing:{DIM}", worker_in_process=False)
+    tree = None
+    if request.param == "neo4j":
+        from tests.neo4j_fixture import make_neo4j_tree_store
+
+        tree = make_neo4j_tree_store(request.getfixturevalue("neo4j_server"), DIM)
+    svc = Services.from_settings(settings, tree=tree)
     yield svc
     svc.close()
 
@@ -48,10 +60,12 @@ def test_graph_exposes_the_explicit_nodes(services: Services) -> None:
 
 def test_memory_from_turn_one_is_retrieved_and_cited_in_turn_two(services: Services) -> None:
     chat = build_chat_graph(services)
-    config = {"configurable": {"thread_id": "t-recall"}}
+    config: RunnableConfig = {"configurable": {"thread_id": "t-recall"}}
     ctx = ChatContext(user_id="ana")
     first = chat.invoke({"messages": [HumanMessage("My cat Miso loves salmon treats")]}, config, context=ctx)
     assert first["written_ids"] and first["job_id"]
+    stored = services.tree.get(first["written_ids"])
+    assert stored and stored[0].text == "My cat Miso loves salmon treats"
     second = chat.invoke({"messages": [HumanMessage("what treats does Miso love?")]}, config, context=ctx)
     assert second["memories"][0].id == first["written_ids"][0]
     assert NO_MODEL_NOTE in second["answer"] and "[1] My cat Miso loves salmon treats" in second["answer"]
@@ -72,6 +86,9 @@ def test_deferred_ingest_runs_after_respond_and_is_searchable_when_run_ends(serv
     found = build_search_graph(services).invoke({"query": "where is the spare key"},
                                                 context=ChatContext(user_id="ben"))
     assert found["memories"][0].text == "The spare key is under the blue flowerpot"
+    other = build_search_graph(services).invoke({"query": "where is the spare key"},
+                                                context=ChatContext(user_id="cleo"))
+    assert all("flowerpot" not in m.text for m in other["memories"])
 
 
 def test_ingest_ids_are_stable_on_replay(services: Services) -> None:
@@ -154,7 +171,7 @@ def test_respond_with_a_model_gets_memories_and_preference_constraints(tmp_path:
 
 def test_system_prompt_leaves_out_superseded_preferences() -> None:
     current = Preference(user_id="u", cube_id="c", text="I prefer window seats")
-    old = Preference(user_id="u", cube_id="c", text="I prefer aisle seats", status="superseded")
+    old = Preference(user_id="u", cube_id="c", text="I prefer aisle seats", status=MemoryStatus.SUPERSEDED)
     prompt = system_prompt([], [PreferenceHit(preference=current, score=1), PreferenceHit(preference=old, score=1)])
     assert "window seats" in prompt and "aisle seats" not in prompt
 
@@ -174,3 +191,32 @@ def test_scope_rejects_foreign_cubes_and_bad_input(services: Services) -> None:
         graph.invoke({"query": "   "}, context=ChatContext(user_id="ivy"))
     with pytest.raises(InvalidInputError):
         graph.invoke({"query": "x"}, context=ChatContext(user_id='u1" or 1=1 //'))
+
+
+def test_document_ingest_is_idempotent_supersedes_and_archives(services: Services, tmp_path: Path) -> None:
+    doc = tmp_path / "runbook.md"
+    doc.write_text("# Runbook\n\n## Backups\n\nBackups run nightly at 02:00 to the cold bucket.\n\n"
+                   "## Paging\n\nThe on-call phone rotates every Monday at noon.\n", encoding="utf-8")
+    memory = Memory(services=services)
+    first = memory.ingest([doc], user_id="dora")
+    cube = "dora.default"
+    count = services.tree.count(cube_ids=[cube])
+    assert first["summary"]["errors"] == 0 and first["summary"]["added"] == count >= 3  # doc, sections, chunks
+    hits = memory.search("when do backups run", user_id="dora", top_k=3)
+    assert "nightly at 02:00" in hits[0].text
+    assert hits[0].item.source_refs[0].extra["heading_path"] == ["Runbook", "Backups"]
+    # PARENT edges up the tree (chunk -> sections -> document) live in the backend (Neo4j: relationships)
+    assert [m.id for m in ancestors(services.tree, hits[0].id)][-1] == first["results"][0]["doc_id"]
+    assert [m.text.splitlines()[0].split(" › ")[-1] for m in ancestors(services.tree, hits[0].id)][:2] == [
+        "Backups", "Runbook"]
+    assert memory.ingest([doc], user_id="dora")["summary"]["added"] == 0
+    assert services.tree.count(cube_ids=[cube]) == count
+    doc.write_text(doc.read_text().replace("Monday at noon", "Tuesday at 09:00"), encoding="utf-8")
+    edited = memory.ingest([doc], user_id="dora")["results"][0]
+    assert (edited["added"], edited["superseded"]) == (1, 1)
+    (new_hit,) = memory.search("on-call phone rotation", user_id="dora", top_k=1)
+    assert "Tuesday at 09:00" in new_hit.text
+    old = services.tree.edges([new_hit.id], rel=Rel.SUPERSEDES)[0].dst
+    assert services.tree.get([old])[0].status == MemoryStatus.SUPERSEDED
+    assert memory.delete_document(str(doc), user_id="dora") == count
+    assert services.tree.count(cube_ids=[cube]) == 0

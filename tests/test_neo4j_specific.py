@@ -52,6 +52,23 @@ def exact_top(vectors: dict[str, list[float]], query: list[float], k: int) -> li
     return [ids[i] for i in np.argsort(-sims)[:k]]
 
 
+def test_settings_tree_backend_neo4j_opens_a_neo4j_store(neo4j_server: Any, tmp_path: Any) -> None:
+    """`HIPPOGRAPH_TREE_BACKEND=neo4j` wiring (the chat-graph tests on Neo4j pass their store in directly)."""
+    from stores.services import Services
+    from stores.settings import Settings
+    from tests.neo4j_fixture import wipe_database
+
+    wipe_database(neo4j_server.uri, neo4j_server.auth)
+    settings = Settings(data_dir=tmp_path, embedder="hashing:64", worker_in_process=False, tree_backend="neo4j",
+                        neo4j_uri=neo4j_server.uri, neo4j_user=neo4j_server.auth[0],
+                        neo4j_password=neo4j_server.auth[1])
+    services = Services.from_settings(settings)
+    try:
+        assert isinstance(services.tree, Neo4jTreeStore)
+    finally:
+        services.close()
+
+
 # --- schema --------------------------------------------------------------------------------------------------
 
 
