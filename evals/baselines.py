@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from stores.embedders import embed_array
+from hippograph.stores.embedders import embed_array
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 

@@ -1,7 +1,7 @@
 """Core benchmark on the embedded default: search latency at 10k and 100k memories in one cube, and ingest
 throughput against the raw embedder's.
 
-    python -m evals.bench_core [--sizes 10000,100000] [--queries 200]
+    python -m hippograph.evals.bench_core [--sizes 10000,100000] [--queries 200]
 
 Search = the whole `search` graph (query embedding + hybrid recall + rerank + threshold, with preference
 retrieval in parallel), timed per query. Texts are real LoCoMo turns; the large stores reuse their real
@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from evals.common import OUT, SHARED_DATA, console, percentiles, print_table, write_json
+from hippograph.evals.common import OUT, SHARED_DATA, console, percentiles, print_table, write_json
 from hippograph.memory import Memory
 from hippograph.settings import Settings
-from stores.embedders import MiniLMEmbeddings
-from stores.models import MemoryItem
-from stores.services import Services
-from stores.write import write_memories
+from hippograph.stores.embedders import MiniLMEmbeddings
+from hippograph.stores.models import MemoryItem
+from hippograph.stores.services import Services
+from hippograph.stores.write import write_memories
 
 
 def locomo_turns(limit: int | None = None) -> list[str]:
@@ -70,8 +70,8 @@ def bench_conversation_ingest(embedder: MiniLMEmbeddings, data_dir: Path, *, con
     the very texts the ingest embeds (each turn's key + text), session by session as the ingest batches them.
     Runs alternate (raw, ingest, raw, ingest ...) and the best of each counts, so a busy machine hurts both alike;
     CPU seconds of the process are reported next to wall seconds."""
-    from evals.loaders import load_locomo, locomo_ingest_input
-    from nodes.turns import to_turn, turn_memories
+    from hippograph.evals.loaders import load_locomo, locomo_ingest_input
+    from hippograph.nodes.turns import to_turn, turn_memories
 
     convs = load_locomo(SHARED_DATA / "locomo" / "locomo10_dev.json")[:conversations]
     inputs = [locomo_ingest_input(c) for c in convs]

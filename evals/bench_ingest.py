@@ -7,7 +7,7 @@ chunk (chonkie / langchain splitters), extract, embed (MiniLM by default), write
 registry) and dedup (minus embed). Stage times are summed over documents (they run as parallel `Send`
 branches, so the sum can exceed the wall time). A re-ingest of everything measures the unchanged-file path.
 
-    .venv/bin/python -m evals.bench_ingest [--docs 6] [--embedder minilm|hashing] [--chunker recursive]
+    .venv/bin/python -m hippograph.evals.bench_ingest [--docs 6] [--embedder minilm|hashing] [--chunker recursive]
 
 Writes evals/out/bench_ingest.json.
 """
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from evals.common import OUT, console, print_table, write_json
+from hippograph.evals.common import OUT, console, print_table, write_json
 
 WORDS = [
     "memory", "graph", "agent", "retrieval", "scheduler", "pipeline", "vector", "token", "section", "chapter",
@@ -141,9 +141,9 @@ STAGES = ["convert", "chunk", "extract", "embed", "dedup", "write"]
 
 
 def run(docs: int, embedder: str, chunker: str, formats: list[str]) -> dict[str, Any]:
-    from graphs.ingest import IngestContext, build_ingest_graph
+    from hippograph.graphs.ingest import IngestContext, build_ingest_graph
     from hippograph.settings import Settings
-    from stores.services import Services
+    from hippograph.stores.services import Services
 
     root = Path(tempfile.mkdtemp(prefix="bench_ingest_"))
     settings = Settings(data_dir=root / "data", embedder=embedder, chunker=chunker)  # type: ignore[arg-type]
@@ -152,8 +152,8 @@ def run(docs: int, embedder: str, chunker: str, formats: list[str]) -> dict[str,
     services.registry.ensure_user("bench")
     # Model and tokenizer loads are start-up cost, not ingest time.
     services.embeddings.embed_query("warm up")
-    from nodes.ingest_chunk import chunk_markdown
-    from nodes.ingest_convert import _markitdown
+    from hippograph.nodes.ingest_chunk import chunk_markdown
+    from hippograph.nodes.ingest_convert import _markitdown
 
     chunk_markdown("# warm\n\nup the chunker imports", {"chunker": chunker, "chunk_tokens": 64, "chunk_overlap": 0,
                                                         "tokenizer": settings.chunk_tokenizer})

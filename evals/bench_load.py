@@ -13,7 +13,7 @@ Backends:
 - `neo4j`: Neo4j tree store (a local Neo4j 5.26 the benchmark starts), a Milvus server for preferences
   (`python -m milvus_lite server`), `--workers` API processes, each with its in-process enrichment worker.
 
-    .venv/bin/python -m evals.bench_load --backends embedded neo4j --levels 1 8 32 128 --duration 20
+    .venv/bin/python -m hippograph.evals.bench_load --backends embedded neo4j --levels 1 8 32 128 --duration 20
 
 Writes evals/results/load.json, load.md and load.png.
 """
@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from evals.common import REPO, console, free_port, print_table, stop_process, wait_http, write_json
+from hippograph.evals.common import REPO, console, free_port, print_table, stop_process, wait_http, write_json
 
 RESULTS = REPO / "evals" / "results"
 ADMIN = "bench-admin-key"
@@ -143,7 +143,7 @@ def start_stack(backend: str, tmp: Path, api_processes: int) -> Stack:
            "HIPPOGRAPH_ADMIN_KEY": ADMIN}
     if backend == "embedded":
         return Stack(env=env, workers=1)
-    from stores.tree.neo4j_server import LocalNeo4j
+    from hippograph.stores.tree.neo4j_server import LocalNeo4j
 
     server = LocalNeo4j(tmp / "neo4j")
     server.start()

@@ -9,8 +9,8 @@ p50/p95 (k=10, one cube), full-text search p50/p95, and for Neo4j the Recall@10 
 cosine on the same data, plus which path ran (exact / ann + candidate count). Random unit vectors (384-d) are
 used for latency; `--minilm N` adds a quality check with real MiniLM embeddings of N generated memories.
 
-    .venv/bin/python -m evals.bench_neo4j                       # 1x10k and 10x10k (a few minutes)
-    .venv/bin/python -m evals.bench_neo4j --sizes 10000 100000  # the full table
+    .venv/bin/python -m hippograph.evals.bench_neo4j                       # 1x10k and 10x10k (a few minutes)
+    .venv/bin/python -m hippograph.evals.bench_neo4j --sizes 10000 100000  # the full table
 Writes `evals/out/bench_neo4j.json` and prints a table.
 """
 
@@ -29,9 +29,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from stores.models import MemoryItem
-from stores.tree.embedded import EmbeddedTreeStore
-from stores.tree.neo4j import Neo4jTreeStore
+from hippograph.stores.models import MemoryItem
+from hippograph.stores.tree.embedded import EmbeddedTreeStore
+from hippograph.stores.tree.neo4j import Neo4jTreeStore
 
 console = Console()
 OUT = Path(__file__).resolve().parent / "out" / "bench_neo4j.json"
@@ -161,45 +161,60 @@ def run_scenario(
     queries: np.ndarray,
     text_queries: list[str],
     batch: int,
-) -> dict[str, Any]:
+    variants: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per variant (store attributes set before each query; variants alternate query by query so
+    machine noise hits them alike): the same data, the same queries, before/after in one run."""
     n = sum(len(t) for _, t in cubes.values())
     secs = ingest(store, cubes, batch)
     vectors, _ = cubes[target]
     # the exact answer, by id position: ids are not known to the bench, so compare by text
     texts = cubes[target][1]
-    lat: list[float] = []
-    recalls: list[float] = []
-    paths: dict[str, int] = {}
+    variants = variants or {"": {}}
+    lat: dict[str, list[float]] = {v: [] for v in variants}
+    recalls: dict[str, list[float]] = {v: [] for v in variants}
+    paths: dict[str, dict[str, int]] = {v: {} for v in variants}
     for _ in range(3):  # warm-up
         store.vector_search(queries[0].tolist(), cube_ids=[target], k=K)
-    for q in queries:
-        t = time.perf_counter()
-        hits = store.vector_search(q.tolist(), cube_ids=[target], k=K)
-        lat.append((time.perf_counter() - t) * 1000)
+    order = list(variants)
+    for qi, q in enumerate(queries):
         truth = {texts[i] for i in np.argsort(-(vectors @ q))[:K]}
-        recalls.append(len({h.text for h in hits} & truth) / K)
-        plan = getattr(store, "last_plan", {}) or {"path": "exact"}
-        key = plan.get("path", "?") + (f"(fetch {plan['fetch']})" if "fetch" in plan else "")
-        paths[key] = paths.get(key, 0) + 1
+        for variant in order if qi % 2 == 0 else reversed(order):
+            for attr, value in variants[variant].items():
+                setattr(store, attr, value)
+            t = time.perf_counter()
+            hits = store.vector_search(q.tolist(), cube_ids=[target], k=K)
+            lat[variant].append((time.perf_counter() - t) * 1000)
+            recalls[variant].append(len({h.text for h in hits} & truth) / K)
+            plan = getattr(store, "last_plan", {}) or {"path": "exact"}
+            key = plan.get("path", "?") + (f"(fetch {plan['fetch']})" if "fetch" in plan else "")
+            paths[variant][key] = paths[variant].get(key, 0) + 1
     tlat = []
     for tq in text_queries:
         t = time.perf_counter()
         store.text_search(tq, cube_ids=[target], k=K)
         tlat.append((time.perf_counter() - t) * 1000)
-    return {
+    return [{
         "scenario": name,
+        "variant": variant,
         "memories": n,
         "cube_size": len(texts),
         "ingest_per_s": n / secs,
         "ingest_s": secs,
-        "vector_p50_ms": pct(lat, 50),
-        "vector_p95_ms": pct(lat, 95),
+        "vector_p50_ms": pct(lat[variant], 50),
+        "vector_p95_ms": pct(lat[variant], 95),
         "text_p50_ms": pct(tlat, 50),
         "text_p95_ms": pct(tlat, 95),
-        "recall_at_10": float(np.mean(recalls)),
-        "min_recall_at_10": float(np.min(recalls)),
-        "paths": paths,
-    }
+        "recall_at_10": float(np.mean(recalls[variant])),
+        "min_recall_at_10": float(np.min(recalls[variant])),
+        "paths": paths[variant],
+    } for variant in variants]
+
+
+#: `--before-after`: the ANN path before (exact cosine on every in-cube candidate) and after (on the best
+#: 3k by the index's own score), alternating query by query on one loaded store.
+NEO4J_VARIANTS: dict[str, dict[str, Any]] = {"before: re-score all": {"rescore_factor": 0},
+                                             "after": {"rescore_factor": 3}}
 
 
 def open_neo4j(args: argparse.Namespace, server: Any, **kw: Any) -> Neo4jTreeStore:
@@ -211,7 +226,7 @@ def open_neo4j(args: argparse.Namespace, server: Any, **kw: Any) -> Neo4jTreeSto
 
 def minilm_check(args: argparse.Namespace, server: Any) -> dict[str, Any]:
     """Recall@10 of the Neo4j vector path on real MiniLM embeddings of generated memories (ANN path forced)."""
-    from stores.embedders import MiniLMEmbeddings
+    from hippograph.stores.embedders import MiniLMEmbeddings
 
     rng = random.Random(11)
     texts = [gen_text(rng, i) for i in range(args.minilm)]
@@ -286,9 +301,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--pagecache", type=int, default=512, help="page cache MiB of the local Neo4j")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--markdown", type=Path, default=None, help="also write the table as Markdown here")
+    ap.add_argument("--before-after", action="store_true",
+                    help="Neo4j: also time the former ANN re-scoring (every candidate's vector read) on the same data")
     args = ap.parse_args(argv)
 
-    from stores.tree.neo4j_server import LOCAL_AUTH, LocalNeo4j
+    from hippograph.stores.tree.neo4j_server import LOCAL_AUTH, LocalNeo4j
 
     rng = np.random.default_rng(42)
     trng = random.Random(42)
@@ -322,16 +339,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     else:
                         tmp = tempfile.mkdtemp(prefix="bench-embedded-")
                         store = EmbeddedTreeStore(Path(tmp) / "tree.sqlite", dimension=DIM)
+                    variants = NEO4J_VARIANTS if backend == "neo4j" and args.before_after else None
                     try:
-                        row = run_scenario(name, store, cubes, target, queries, text_queries, args.batch)
+                        rows = run_scenario(name, store, cubes, target, queries, text_queries, args.batch, variants)
                     finally:
                         store.close()
-                row["backend"] = backend
-                results.append(row)
-                console.print(
-                    f"{name:>10} {backend:>8}: ingest {row['ingest_per_s']:,.0f}/s  vector p50 "
-                    f"{row['vector_p50_ms']:.1f} ms p95 {row['vector_p95_ms']:.1f} ms  recall {row['recall_at_10']:.3f}"
-                )
+                for row in rows:
+                    row["backend"] = backend + (f" ({row['variant']})" if row["variant"] else "")
+                    results.append(row)
+                    console.print(
+                        f"{name:>10} {row['backend']:>8}: ingest {row['ingest_per_s']:,.0f}/s  vector p50 "
+                        f"{row['vector_p50_ms']:.1f} ms p95 {row['vector_p95_ms']:.1f} ms  recall "
+                        f"{row['recall_at_10']:.3f}"
+                    )
         if args.minilm and server is not None:
             with console.status(f"MiniLM recall check ({args.minilm} memories)..."):
                 minilm = minilm_check(args, server)

@@ -1,7 +1,7 @@
 """Reliability benchmark: fuzzed requests to every HTTP route (REST, LangServe invoke/batch/stream/stream_events,
 MCP over streamable HTTP) against a real server, counting 5xx, cut streams and cross-tenant reads or writes.
 
-    python -m evals.bench_reliability [--requests 50000] [--seed N] [--workers 4] [--embedder minilm]
+    python -m hippograph.evals.bench_reliability [--requests 50000] [--seed N] [--workers 4] [--embedder minilm]
 
 Two parts, each against a fresh `hippograph serve` process on 127.0.0.1:
 - fuzz: shaped requests from per-route templates, most of them mutated (a value swapped for a hostile one, a
@@ -40,7 +40,7 @@ import httpx
 from langserve.lzstring import LZString
 from tqdm import tqdm
 
-from evals.common import OUT, REPO, console, free_port, print_table, stop_process, wait_http, write_json
+from hippograph.evals.common import OUT, REPO, console, free_port, print_table, stop_process, wait_http, write_json
 
 ADMIN_KEY = "reliability-admin-" + "0" * 16
 #: Routes the fuzzing user must not call: they end the run (deleting yourself revokes your key).
@@ -650,7 +650,8 @@ def markdown_report(results: dict[str, Any], fuzz: FuzzReport) -> str:
     inj, mcp = results["injection"], results["mcp"]
     lines = [f"# Reliability: fuzzing and cross-tenant injection (seed {results['seed']}, "
              f"embedder {results['embedder']})", "",
-             "`python -m evals.bench_reliability` against a real `hippograph serve` / `hippograph mcp` process.", "",
+             "`python -m hippograph.evals.bench_reliability` against a real `hippograph serve` / `hippograph mcp` "
+             "process.", "",
              "| part | requests | 5xx | problems | cross-tenant reads | cross-tenant writes |",
              "|---|---:|---:|---:|---:|---:|",
              f"| fuzz (REST + LangServe) | {fuzz.requests} | {fuzz.server_errors} | {len(fuzz.problems)} | "
@@ -668,7 +669,7 @@ def markdown_report(results: dict[str, Any], fuzz: FuzzReport) -> str:
 def _mcp_key(data_dir: Path) -> str:
     """An API key for the MCP server's data dir, made with the same registry the server reads."""
     from hippograph.settings import Settings
-    from stores.registry import Registry
+    from hippograph.stores.registry import Registry
 
     data_dir.mkdir(parents=True, exist_ok=True)
     registry = Registry(Settings(data_dir=data_dir).registry_path)

@@ -29,7 +29,7 @@ def _ks(value: str) -> list[int]:
 
 
 def _default_data(*parts: str) -> Path:
-    from evals.loaders import shared_data_dir
+    from hippograph.evals.loaders import shared_data_dir
 
     return shared_data_dir().joinpath(*parts)
 
@@ -50,8 +50,8 @@ def locomo(
 ) -> None:
     """LoCoMo evidence recall@k and session_any@k: hippograph through its public API (`Memory.ingest` and the chat
     graph to write, `Memory.search` to ask) vs BM25, dense, InMemoryStore and mem0 on the same turns."""
-    from evals.locomo import ablation_markdown, run_ablations, run_locomo
-    from evals.report import markdown_table
+    from hippograph.evals.locomo import ablation_markdown, run_ablations, run_locomo
+    from hippograph.evals.report import markdown_table
 
     if backend not in ("embedded", "neo4j"):
         raise typer.BadParameter("--backend must be embedded or neo4j")
@@ -59,8 +59,8 @@ def locomo(
     if not path.is_file():
         raise typer.BadParameter(f"no such file: {path}")
     ks = _ks(k)
-    from evals.baselines import CachedEmbeddings
-    from stores.embedders import MiniLMEmbeddings
+    from hippograph.evals.baselines import CachedEmbeddings
+    from hippograph.stores.embedders import MiniLMEmbeddings
 
     embeddings = CachedEmbeddings(MiniLMEmbeddings())  # one cache: the ablations re-embed nothing the run did
     report = run_locomo(path, out, backend=backend, ks=ks, limit=limit, samples=sample, embeddings=embeddings,
@@ -86,8 +86,8 @@ def longmemeval(
 ) -> None:
     """LongMemEval turn recall@k, session recall and session_any@k per question type: hippograph through
     `Memory.ingest` + `Memory.search` vs BM25 and dense on the same turns."""
-    from evals.longmemeval import run_longmemeval
-    from evals.report import markdown_table
+    from hippograph.evals.longmemeval import run_longmemeval
+    from hippograph.evals.report import markdown_table
 
     path = data or _default_data("longmemeval", "longmemeval_sample2.json")
     if not path.is_file():
@@ -115,7 +115,7 @@ def prefeval(
                      ] = None,
 ) -> None:
     """PrefEval retrieval: is the stated preference in the top 1/3/5 recalled, with k distractor turns?"""
-    from evals.prefeval import KINDS, run_prefeval
+    from hippograph.evals.prefeval import KINDS, run_prefeval
 
     data = data or _default_data("prefeval")
     if not (data / "explicit_preference").is_dir():
@@ -126,7 +126,7 @@ def prefeval(
     ks = _ks(k)
     chat_model = None
     if model:
-        from stores.services import load_chat_model
+        from hippograph.stores.services import load_chat_model
 
         chat_model = load_chat_model(model)
     results = run_prefeval(data, out, ks=ks, kinds=chosen, limit_per_topic=limit, seed=seed,

@@ -5,7 +5,7 @@ never copied into the repository (LoCoMo is CC BY-NC 4.0).
 
 For evals::
 
-    from evals.loaders import load_locomo, ingest_locomo_conversation
+    from hippograph.evals.loaders import load_locomo, ingest_locomo_conversation
     conversations = load_locomo()                       # list[LocomoConversation]
     conv = conversations[0]
     out = ingest_locomo_conversation(services, conv, user_id="eval", cube_id="eval.conv-26")
@@ -29,9 +29,9 @@ from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
-from evals.common import shared_data_dir
-from stores.models import MemoryItem
-from stores.services import Services
+from hippograph.evals.common import shared_data_dir
+from hippograph.stores.models import MemoryItem
+from hippograph.stores.services import Services
 
 _DIA = re.compile(r"D(\d+):(\d+)")
 
@@ -204,7 +204,7 @@ def longmemeval_ingest_input(item: LongMemEvalItem) -> list[dict[str, Any]]:
 
 def _graph(target: Services | CompiledStateGraph) -> CompiledStateGraph[Any, Any, Any, Any]:
     if isinstance(target, Services):
-        from graphs.ingest import build_ingest_graph
+        from hippograph.graphs.ingest import build_ingest_graph
 
         return build_ingest_graph(target)
     return target
@@ -214,7 +214,7 @@ def ingest_conversations(target: Services | CompiledStateGraph, conversations: l
                          user_id: str = "default", cube_id: str | None = None) -> dict[str, Any]:
     """Run the ingest graph on `conversations` entries. Returns `results`, `summary` and `dia_to_memory`
     (dia_id -> memory id). Idempotent: re-ingesting the same sessions adds nothing."""
-    from graphs.ingest import IngestContext
+    from hippograph.graphs.ingest import IngestContext
 
     out = _graph(target).invoke({"conversations": conversations},
                                 context=IngestContext(user_id=user_id, cube_id=cube_id))

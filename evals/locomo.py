@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 from langchain_core.language_models import BaseChatModel
 
-from evals.loaders import LocomoConversation, locomo_ingest_input, parse_evidence
-from evals.loaders import load_locomo as load_conversations
-from evals.qa import QAScores, answer, judge, token_f1
-from stores.recall_config import RecallConfig
+from hippograph.evals.loaders import LocomoConversation, locomo_ingest_input, parse_evidence
+from hippograph.evals.loaders import load_locomo as load_conversations
+from hippograph.evals.qa import QAScores, answer, judge, token_f1
+from hippograph.stores.recall_config import RecallConfig
 
 #: The categories the usual protocol scores (5 = adversarial, no evidence answer).
 SCORED_CATEGORIES = (1, 2, 3, 4)
@@ -234,7 +234,7 @@ def open_memory(data_dir: Path, *, backend: str = "embedded", embeddings: Any = 
     memory in the search path). The enrichment worker stays off so that the figures measure what was written."""
     from hippograph.memory import Memory
     from hippograph.settings import Settings
-    from stores.services import Services
+    from hippograph.stores.services import Services
 
     settings = Settings(data_dir=data_dir, embedder="minilm", tree_backend=backend,  # type: ignore[arg-type]
                         worker_in_process=False, turn_key=turn_key)  # type: ignore[arg-type]
@@ -262,7 +262,7 @@ def replay_through_chat(memory: Any, chat: Any, conv: Conversation, cube_id: str
     message id and the session date as its timestamp. Returns (turns, seconds)."""
     from langchain_core.messages import HumanMessage
 
-    from nodes.state import ChatContext
+    from hippograph.nodes.state import ChatContext
 
     assert conv.raw is not None
     memory.create_cube(cube_id, user_id=EVAL_USER, name=f"{conv.sample_id} (chat)")
@@ -338,9 +338,15 @@ def run_locomo(
 
     from tqdm import tqdm
 
-    from evals.baselines import BM25Baseline, CachedEmbeddings, DenseBaseline, InMemoryStoreBaseline, Mem0Baseline
-    from graphs.chat import build_chat_graph
-    from stores.embedders import MiniLMEmbeddings
+    from hippograph.evals.baselines import (
+        BM25Baseline,
+        CachedEmbeddings,
+        DenseBaseline,
+        InMemoryStoreBaseline,
+        Mem0Baseline,
+    )
+    from hippograph.graphs.chat import build_chat_graph
+    from hippograph.stores.embedders import MiniLMEmbeddings
 
     seed_everything()
     systems = tuple(systems or default_systems())
@@ -419,7 +425,7 @@ def run_locomo(
         {"skipped": True, "reason": "no chat model configured (HIPPOGRAPH_CHAT_MODEL); retrieval only"},
     }
     if out_dir is not None:
-        from evals.report import write_report
+        from hippograph.evals.report import write_report
 
         write_report(report, Path(out_dir), name="locomo", title="LoCoMo evidence recall")
     return report
@@ -433,7 +439,7 @@ def _model_name(model: Any) -> str:
 
 
 def _cfg(**changes: Any) -> RecallConfig:
-    from stores.recall_config import SignalWeights
+    from hippograph.stores.recall_config import SignalWeights
 
     weights = SignalWeights(**changes.pop("weights", {}))
     return RecallConfig(weights=weights, **changes)
@@ -467,7 +473,7 @@ class SearchGraphRetriever:
         self.graph, self.cube_id, self.cfg = graph, cube_id, cfg
 
     def __call__(self, query: str, k: int) -> list[str]:
-        from nodes.state import ChatContext
+        from hippograph.nodes.state import ChatContext
 
         context = ChatContext(user_id=EVAL_USER, cube_ids=[self.cube_id], top_k=k, threshold=0.0, min_keep=0,
                               ingest=False, recall=self.cfg)
@@ -483,9 +489,9 @@ def run_ablations(data: str | Path, *, ks: Sequence[int] = DEFAULT_KS, limit: in
 
     from tqdm import tqdm
 
-    from evals.baselines import CachedEmbeddings
-    from graphs.search import build_search_graph
-    from stores.embedders import MiniLMEmbeddings
+    from hippograph.evals.baselines import CachedEmbeddings
+    from hippograph.graphs.search import build_search_graph
+    from hippograph.stores.embedders import MiniLMEmbeddings
 
     seed_everything()
     ks = sorted(set(int(k) for k in ks))

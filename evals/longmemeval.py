@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from evals.loaders import LongMemEvalItem, load_longmemeval, longmemeval_ingest_input
-from evals.locomo import (
+from hippograph.evals.loaders import LongMemEvalItem, load_longmemeval, longmemeval_ingest_input
+from hippograph.evals.locomo import (
     DEFAULT_KS,
     EVAL_USER,
     MemoryRetriever,
@@ -59,8 +59,8 @@ def run_longmemeval(data: str | Path | None = None, *, ks: Sequence[int] = DEFAU
     """The LongMemEval retrieval eval; returns the report (same shape as LoCoMo's, plus session_recall@k)."""
     from tqdm import tqdm
 
-    from evals.baselines import BM25Baseline, CachedEmbeddings, DenseBaseline
-    from stores.embedders import MiniLMEmbeddings
+    from hippograph.evals.baselines import BM25Baseline, CachedEmbeddings, DenseBaseline
+    from hippograph.stores.embedders import MiniLMEmbeddings
 
     seed_everything()
     ks = sorted(set(int(k) for k in ks))

@@ -43,7 +43,7 @@ class CachedEmbeddings(Embeddings):
         self._cache: dict[str, np.ndarray] = {}
 
     def embed_array(self, texts: list[str]) -> np.ndarray:
-        from stores.embedders import embed_array
+        from hippograph.stores.embedders import embed_array
 
         todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
         if todo:
@@ -114,7 +114,7 @@ def measure_extraction(data_dir: Path) -> dict[str, float]:
     recall = share of preference statements yielding >= 1 preference; precision = extracted items that come from
     a preference statement / all extracted items (questions must yield none).
     """
-    from stores.preferences.extract import RuleExtractor
+    from hippograph.stores.preferences.extract import RuleExtractor
 
     extractor = RuleExtractor()
     tp = fn = fp = tn = 0
@@ -147,10 +147,10 @@ def run_prefeval(
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from nodes.enrich_preferences import store_preferences
-    from stores.embedders import MiniLMEmbeddings
-    from stores.preferences.extract import LLMExtractor, RuleExtractor
-    from stores.preferences.milvus import MilvusPreferenceStore
+    from hippograph.nodes.enrich_preferences import store_preferences
+    from hippograph.stores.embedders import MiniLMEmbeddings
+    from hippograph.stores.preferences.extract import LLMExtractor, RuleExtractor
+    from hippograph.stores.preferences.milvus import MilvusPreferenceStore
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from stores.models import SearchHit
+from hippograph.stores.models import SearchHit
 
 ANSWER_SYSTEM = (
     "You answer questions about a long conversation between two people, using only the memories below. Each "

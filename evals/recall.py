@@ -5,7 +5,7 @@ deferred jobs that ingest scheduled (entities + grounded dates); every row asks 
 `RecallConfig`. The "no enrichment" rows use a second data dir whose jobs never ran (what a user sees in the
 seconds before the worker catches up). Run:
 
-    python -m evals.recall --data ../shared/data/locomo/locomo10_dev.json --out evals/results
+    python -m hippograph.evals.recall --data ../shared/data/locomo/locomo10_dev.json --out evals/results
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from evals.locomo import (
+from hippograph.evals.locomo import (
     CATEGORY_NAMES,
     DEFAULT_KS,
     SearchGraphRetriever,
@@ -31,8 +31,8 @@ from evals.locomo import (
     scored_questions,
     seed_everything,
 )
-from stores import entities
-from stores.recall_config import RecallConfig, SignalWeights
+from hippograph.stores import entities
+from hippograph.stores.recall_config import RecallConfig, SignalWeights
 
 #: (label, data dir: "raw" (jobs not run) or "enriched", RecallConfig changes over the defaults)
 ROWS: list[tuple[str, str, dict[str, Any]]] = [
@@ -61,10 +61,10 @@ def run(data: str | Path, *, ks: tuple[int, ...] = DEFAULT_KS, limit: int | None
         rows: list[tuple[str, str, dict[str, Any]]] = ROWS, progress: bool = True) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
-    from evals.baselines import CachedEmbeddings
-    from graphs.search import build_search_graph
+    from hippograph.evals.baselines import CachedEmbeddings
+    from hippograph.graphs.search import build_search_graph
+    from hippograph.stores.embedders import MiniLMEmbeddings
     from hippograph.worker import Worker
-    from stores.embedders import MiniLMEmbeddings
 
     seed_everything()
     convs = load_locomo(data, limit=limit)
@@ -103,10 +103,10 @@ def run(data: str | Path, *, ks: tuple[int, ...] = DEFAULT_KS, limit: int | None
 def longmemeval_as_of(data: str | Path | None = None, *, ks: tuple[int, ...] = (1, 2, 5, 10)) -> list[dict[str, Any]]:
     """LongMemEval through `Memory.ingest` + `Memory.search`, asked without and with `as_of=question_date`;
     session recall@k (share of answer sessions among the sessions of the top-k memories)."""
-    from evals.baselines import CachedEmbeddings
-    from evals.loaders import load_longmemeval, longmemeval_ingest_input
-    from evals.locomo import EVAL_USER
-    from stores.embedders import MiniLMEmbeddings
+    from hippograph.evals.baselines import CachedEmbeddings
+    from hippograph.evals.loaders import load_longmemeval, longmemeval_ingest_input
+    from hippograph.evals.locomo import EVAL_USER
+    from hippograph.stores.embedders import MiniLMEmbeddings
 
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="hippograph-lme-asof-") as tmp:

@@ -14,17 +14,17 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from graphs.checkpoint import open_checkpointer
-from nodes.ingest import make_ingest
-from nodes.rerank import make_rerank
-from nodes.respond import make_respond
-from nodes.retrieve_prefs import make_retrieve_prefs
-from nodes.retrieve_tree import make_retrieve_tree
-from nodes.schedule_enrichment import make_schedule_enrichment
-from nodes.scope import make_scope
-from nodes.state import ChatContext, ChatInput, ChatOutput, ChatState
-from nodes.threshold import make_threshold
-from stores.services import Services
+from hippograph.graphs.checkpoint import open_checkpointer
+from hippograph.nodes.ingest import make_ingest
+from hippograph.nodes.rerank import make_rerank
+from hippograph.nodes.respond import make_respond
+from hippograph.nodes.retrieve_prefs import make_retrieve_prefs
+from hippograph.nodes.retrieve_tree import make_retrieve_tree
+from hippograph.nodes.schedule_enrichment import make_schedule_enrichment
+from hippograph.nodes.scope import make_scope
+from hippograph.nodes.state import ChatContext, ChatInput, ChatOutput, ChatState
+from hippograph.nodes.threshold import make_threshold
+from hippograph.stores.services import Services
 
 Checkpointer = BaseCheckpointSaver | Literal["default"] | None
 ChatGraphBuilder = StateGraph[ChatState, ChatContext, ChatInput, Any]

@@ -22,8 +22,8 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from pydantic import BaseModel
 from typing_extensions import is_typeddict
 
-from stores.files import private_file
-from stores.settings import Settings
+from hippograph.stores.files import private_file
+from hippograph.stores.settings import Settings
 
 
 def _annotations(schema: type) -> dict[str, Any]:
@@ -59,7 +59,7 @@ def state_types(*schemas: type) -> set[type]:
 @cache
 def checkpoint_serializer() -> JsonPlusSerializer:
     """LangGraph's serializer with hippograph's state types on its msgpack allow-list (nothing else)."""
-    from nodes.state import ChatState
+    from hippograph.nodes.state import ChatState
 
     allowed: list[type] = sorted(state_types(ChatState), key=lambda t: f"{t.__module__}.{t.__qualname__}")
     return JsonPlusSerializer(allowed_msgpack_modules=allowed)

@@ -21,18 +21,18 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from nodes._timing import Node
-from nodes.enrich_common import ENRICH_KIND, EnrichState
-from nodes.enrich_dedup import make_enrich_dedup
-from nodes.enrich_entities import make_enrich_entities
-from nodes.enrich_extract import make_enrich_extract
-from nodes.enrich_preferences import make_enrich_preferences
-from nodes.enrich_supersede import make_enrich_supersede
-from nodes.enrich_topics import make_enrich_topics
-from nodes.enrich_working import make_enrich_working
-from stores.files import private_file
-from stores.services import Services
-from stores.settings import Settings
+from hippograph.nodes._timing import Node
+from hippograph.nodes.enrich_common import ENRICH_KIND, EnrichState
+from hippograph.nodes.enrich_dedup import make_enrich_dedup
+from hippograph.nodes.enrich_entities import make_enrich_entities
+from hippograph.nodes.enrich_extract import make_enrich_extract
+from hippograph.nodes.enrich_preferences import make_enrich_preferences
+from hippograph.nodes.enrich_supersede import make_enrich_supersede
+from hippograph.nodes.enrich_topics import make_enrich_topics
+from hippograph.nodes.enrich_working import make_enrich_working
+from hippograph.stores.files import private_file
+from hippograph.stores.services import Services
+from hippograph.stores.settings import Settings
 
 __all__ = ["ENRICH_KIND", "NODES", "EnrichState", "build_enrich_graph", "open_enrich_checkpointer"]
 
@@ -42,7 +42,7 @@ NODES = ["extract", "dedup", "supersede", "topics", "preferences", "working_memo
 def open_enrich_checkpointer(settings: Settings) -> BaseCheckpointSaver:
     """The enrich graph's checkpoints: Postgres when configured, else their own SQLite file in the data dir."""
     if settings.checkpointer_url.startswith(("postgres://", "postgresql://")):
-        from graphs.checkpoint import open_checkpointer
+        from hippograph.graphs.checkpoint import open_checkpointer
 
         return open_checkpointer(settings)
     from langgraph.checkpoint.sqlite import SqliteSaver

@@ -32,20 +32,20 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 from pydantic import ValidationError
 
-from graphs.chat import Checkpointer, resolve_checkpointer
-from nodes._timing import Node, timed
-from nodes.enrich_entities import make_schedule_ingest_enrichment
-from nodes.ingest_chunk import chunk_config, make_chunk
-from nodes.ingest_convert import make_convert
-from nodes.ingest_dedup import make_dedup
-from nodes.ingest_extract import make_extract
-from nodes.ingest_state import DocOutput, DocState, IngestContext, IngestInput, IngestState
-from nodes.ingest_write import make_report, make_write
-from stores.documents import DocumentRegistry
-from stores.errors import InvalidInputError
-from stores.models import check_id
-from stores.registry import default_cube_id
-from stores.services import Services
+from hippograph.graphs.chat import Checkpointer, resolve_checkpointer
+from hippograph.nodes._timing import Node, timed
+from hippograph.nodes.enrich_entities import make_schedule_ingest_enrichment
+from hippograph.nodes.ingest_chunk import chunk_config, make_chunk
+from hippograph.nodes.ingest_convert import make_convert
+from hippograph.nodes.ingest_dedup import make_dedup
+from hippograph.nodes.ingest_extract import make_extract
+from hippograph.nodes.ingest_state import DocOutput, DocState, IngestContext, IngestInput, IngestState
+from hippograph.nodes.ingest_write import make_report, make_write
+from hippograph.stores.documents import DocumentRegistry
+from hippograph.stores.errors import InvalidInputError
+from hippograph.stores.models import check_id
+from hippograph.stores.registry import default_cube_id
+from hippograph.stores.services import Services
 
 __all__ = ["IngestContext", "IngestInput", "IngestState", "build_ingest_graph", "documents_registry",
            "expand_paths"]
@@ -72,7 +72,7 @@ def expand_paths(paths: list[str], *, recursive: bool) -> list[str]:
 
 
 def _route_after(state: DocState) -> str:
-    return "report" if state.get("status") in ("error", "unchanged") else "next"
+    return "report" if state.get("status") in ("error", "skipped", "unchanged") else "next"
 
 
 def build_document_graph(services: Services, documents: DocumentRegistry) -> CompiledStateGraph[Any, Any, Any, Any]:
@@ -160,7 +160,8 @@ def make_fan_out(services: Services) -> Callable[..., Any]:
 def summarize(state: IngestState) -> dict[str, Any]:
     results = sorted(state.get("results") or [], key=lambda r: r.get("order", 0))
     totals: dict[str, Any] = {"documents": len(results), "errors": sum(r["status"] == "error" for r in results),
-                              "unchanged": sum(r["status"] == "unchanged" for r in results)}
+                              "unchanged": sum(r["status"] == "unchanged" for r in results),
+                              "skipped_documents": sum(r["status"] == "skipped" for r in results)}
     for key in ("chunks", "added", "skipped", "superseded", "archived", "bytes"):
         totals[key] = sum(int(r.get(key) or 0) for r in results)
     stages: dict[str, float] = {}

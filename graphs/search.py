@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from langgraph.graph import END, StateGraph
 
-from graphs.chat import ChatGraph, ChatGraphBuilder, Checkpointer, add_recall_nodes, resolve_checkpointer
-from nodes.state import ChatContext, ChatInput, ChatState, SearchOutput
-from stores.services import Services
+from hippograph.graphs.chat import ChatGraph, ChatGraphBuilder, Checkpointer, add_recall_nodes, resolve_checkpointer
+from hippograph.nodes.state import ChatContext, ChatInput, ChatState, SearchOutput
+from hippograph.stores.services import Services
 
 
 def build_search_graph(

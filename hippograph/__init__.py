@@ -15,37 +15,37 @@ _EXPORTS = {
     "AsyncMemory": "hippograph.memory",
     "ChatResult": "hippograph.memory",
     "Settings": "hippograph.settings",
-    "build_chat_graph": "graphs.chat",
-    "build_search_graph": "graphs.search",
-    "ChatContext": "nodes.state",
-    "ChatState": "nodes.state",
-    "RecallConfig": "stores.recall_config",
-    "Services": "stores.services",
-    "MemoryItem": "stores.models",
-    "SearchHit": "stores.models",
-    "HippographError": "stores.errors",
-    "InvalidInputError": "stores.errors",
-    "NotFoundError": "stores.errors",
-    "AccessDeniedError": "stores.errors",
-    "BackendUnavailableError": "stores.errors",
+    "build_chat_graph": "hippograph.graphs.chat",
+    "build_search_graph": "hippograph.graphs.search",
+    "ChatContext": "hippograph.nodes.state",
+    "ChatState": "hippograph.nodes.state",
+    "RecallConfig": "hippograph.stores.recall_config",
+    "Services": "hippograph.stores.services",
+    "MemoryItem": "hippograph.stores.models",
+    "SearchHit": "hippograph.stores.models",
+    "HippographError": "hippograph.stores.errors",
+    "InvalidInputError": "hippograph.stores.errors",
+    "NotFoundError": "hippograph.stores.errors",
+    "AccessDeniedError": "hippograph.stores.errors",
+    "BackendUnavailableError": "hippograph.stores.errors",
 }
 
 if TYPE_CHECKING:
-    from graphs.chat import build_chat_graph
-    from graphs.search import build_search_graph
+    from hippograph.graphs.chat import build_chat_graph
+    from hippograph.graphs.search import build_search_graph
     from hippograph.memory import AsyncMemory, ChatResult, Memory
+    from hippograph.nodes.state import ChatContext, ChatState
     from hippograph.settings import Settings
-    from nodes.state import ChatContext, ChatState
-    from stores.errors import (
+    from hippograph.stores.errors import (
         AccessDeniedError,
         BackendUnavailableError,
         HippographError,
         InvalidInputError,
         NotFoundError,
     )
-    from stores.models import MemoryItem, SearchHit
-    from stores.recall_config import RecallConfig
-    from stores.services import Services
+    from hippograph.stores.models import MemoryItem, SearchHit
+    from hippograph.stores.recall_config import RecallConfig
+    from hippograph.stores.services import Services
 
 
 def __getattr__(name: str) -> Any:

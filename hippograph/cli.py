@@ -16,7 +16,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from hippograph.memory import Memory
-    from stores.models import SearchHit
+    from hippograph.stores.models import SearchHit
 
 app = typer.Typer(help="hippograph: long-term memory for AI agents, built as LangGraph graphs.", no_args_is_help=True)
 console = Console()
@@ -193,7 +193,7 @@ def main() -> None:
     try:
         app()
     except Exception as exc:
-        from stores.errors import HippographError
+        from hippograph.stores.errors import HippographError
 
         if not isinstance(exc, HippographError):
             raise

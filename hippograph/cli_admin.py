@@ -37,7 +37,7 @@ share_app = typer.Typer(help="Share cubes: invite a user, accept or leave an inv
 def memory_for(user: str | None) -> Iterator[tuple[Memory, str]]:
     """An open `Memory` (no worker thread) and the acting user; hippograph errors exit 2 with the reason."""
     from hippograph.cli import default_user, open_memory
-    from stores.errors import HippographError
+    from hippograph.stores.errors import HippographError
 
     memory = open_memory()
     try:
@@ -273,7 +273,7 @@ def erase(
 
     Memories, edges, documents, preferences, jobs and checkpoints; nothing of it stays in the embedded stores'
     files, and the ids are never reused."""
-    from stores.registry import default_cube_id
+    from hippograph.stores.registry import default_cube_id
 
     what = f"cube {cube} of {user}" if cube else f"user {user} and everything they own"
     confirm(yes, f"Erase {what}?")

@@ -1,9 +1,12 @@
 """`hippograph ingest PATH... [--cube C] [--recursive]`: documents into tree memory through the ingest graph.
 
-A progress bar advances per document as the graph's `Send` branches finish; a summary table lists every file
-(status, chunks, memories added / skipped / superseded / archived, time) with totals. A bad file (unreadable,
-encrypted, empty, binary, corrupt) is reported on its own row and never stops the batch. Exit code 0 when every
-document was ingested (or unchanged), 1 when some failed, 2 for bad arguments (unknown cube, no access).
+Two progress bars: files (one tick per finished document) and chunks (the write node's custom stream events,
+one tick per embedded and written step, so a 5 MB file visibly advances). A summary table lists every file
+(status, chunks, memories added / skipped / superseded / archived, time, and the reason for a skipped or failed
+file) under an honest headline: how many were ingested, unchanged, skipped and failed. Files hippograph does
+not take (unsupported binary types, empty, over the size limit) are "skipped" and do not fail the command.
+Exit code 0 when nothing failed, 1 when some file failed (missing, unreadable, corrupt, encrypted), 2 for bad
+arguments (unknown cube, no access).
 
 `hippograph documents list|delete` shows a cube's documents and archives one (its memories are soft-deleted,
 history kept).
@@ -17,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 console = Console()
@@ -25,27 +28,67 @@ documents_app = typer.Typer(help="List a cube's ingested documents, or archive o
 UserOpt = Annotated[str | None, typer.Option("--user", "-u", help="User id (default: HIPPOGRAPH_DEFAULT_USER).")]
 CubeOpt = Annotated[str | None, typer.Option("--cube", "-c", help="Cube id (default: the user's default cube).")]
 
-_STYLE = {"new": "green", "changed": "yellow", "unchanged": "dim", "error": "red"}
+_STYLE = {"new": "green", "changed": "yellow", "unchanged": "dim", "skipped": "blue", "error": "red"}
+
+
+def headline(rows: list[dict[str, Any]], seconds: float) -> str:
+    """`5 files in 3.2 s: 3 ingested, 1 unchanged, 1 skipped, 0 failed`: counts that add up."""
+    count = {status: sum(r["status"] == status for r in rows) for status in _STYLE}
+    return (f"{len(rows)} file(s) in {seconds:.1f} s: {count['new'] + count['changed']} ingested, "
+            f"{count['unchanged']} unchanged, {count['skipped']} skipped, {count['error']} failed")
 
 
 def _table(rows: list[dict[str, Any]], summary: dict[str, Any], seconds: float) -> Table:
-    table = Table(title=f"Ingested {len(rows)} document(s) in {seconds:.1f}s")
-    for name, justify in [("file", "left"), ("status", "left"), ("chunks", "right"), ("added", "right"),
-                          ("skipped", "right"), ("superseded", "right"), ("archived", "right"), ("ms", "right")]:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table = Table(title=headline(rows, seconds))
+    table.add_column("file", overflow="fold", min_width=12, ratio=2)
+    table.add_column("status", overflow="fold", ratio=2)
+    for name in ("chunks", "added", "skipped", "superseded", "archived", "ms"):
+        table.add_column(name, justify="right", no_wrap=True)
     for row in rows:
         status = row["status"]
         label = f"[{_STYLE.get(status, 'white')}]{status}[/]"
         if row.get("error"):
             label += f": {row['error']}"
+        for warning in row.get("warnings") or []:
+            label += f"\n[yellow]{warning}[/]"
         ms = sum((row.get("timings") or {}).get(k, 0.0) for k in ("convert", "chunk", "extract", "dedup", "write"))
         table.add_row(Path(str(row["document"])).name, label, str(row["chunks"]), str(row["added"]),
                       str(row["skipped"]), str(row["superseded"]), str(row["archived"]), f"{ms:.0f}")
     table.add_section()
-    table.add_row("total", f"{summary.get('errors', 0)} error(s), {summary.get('unchanged', 0)} unchanged",
-                  str(summary.get("chunks", 0)), str(summary.get("added", 0)), str(summary.get("skipped", 0)),
-                  str(summary.get("superseded", 0)), str(summary.get("archived", 0)), f"{seconds * 1000:.0f}")
+    table.add_row("total", "", str(summary.get("chunks", 0)), str(summary.get("added", 0)),
+                  str(summary.get("skipped", 0)), str(summary.get("superseded", 0)), str(summary.get("archived", 0)),
+                  f"{seconds * 1000:.0f}")
     return table
+
+
+class IngestProgress:
+    """The files bar (plan -> one tick per document row) and the chunks bar (write steps' custom events)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.files: TaskID = progress.add_task("files", total=None, name="")
+        self.chunks: TaskID = progress.add_task("chunks", total=0, name="")
+        self.seen: dict[str, int] = {}  # document -> chunks counted so far
+
+    def planned(self, sources: int) -> None:
+        self.progress.update(self.files, total=sources)
+
+    def chunk_step(self, event: dict[str, Any]) -> None:
+        document = str(event.get("document", ""))
+        if document not in self.seen:
+            self.seen[document] = 0
+            total = self.progress.tasks[self.chunks].total or 0
+            self.progress.update(self.chunks, total=total + int(event.get("total", 0)), name=Path(document).name)
+        self.seen[document] += int(event.get("step", 0))
+        self.progress.update(self.chunks, advance=int(event.get("step", 0)))
+
+    def finished(self, row: dict[str, Any]) -> None:
+        name = Path(str(row["document"])).name
+        if row["status"] in ("error", "skipped"):
+            colour = _STYLE[row["status"]]
+            self.progress.console.print(f"[{colour}]{'failed' if row['status'] == 'error' else 'skipped'}[/] "
+                                        f"{name}: {row.get('error')}")
+        self.progress.update(self.files, advance=1, name=name)
 
 
 def ingest(
@@ -59,15 +102,15 @@ def ingest(
     mode: Annotated[str, typer.Option("--mode", help="fast (chunks) or fine (also LLM facts).")] = "fast",
 ) -> None:
     """Ingest documents into tree memory: convert, chunk, extract, dedup, write (idempotent)."""
-    from graphs.ingest import IngestContext, build_ingest_graph
+    from hippograph.graphs.ingest import IngestContext, build_ingest_graph
     from hippograph.settings import Settings
-    from stores.errors import HippographError
-    from stores.services import Services
+    from hippograph.stores.errors import HippographError
+    from hippograph.stores.services import Services
 
-    settings = Settings()
+    settings = Settings(worker_in_process=False)
     if mode not in ("fast", "fine"):
         raise typer.BadParameter("--mode is fast or fine")
-    with console.status("Opening memory (loading the embedding model)..."):
+    with console.status("Opening memory..."):
         services = Services.from_settings(settings)
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
@@ -76,22 +119,24 @@ def ingest(
     context = IngestContext(user_id=user or settings.default_user, cube_id=cube, recursive=recursive, mode=fine)
     try:
         graph = build_ingest_graph(services)
-        with Progress(TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      TextColumn("{task.description}"), console=console, transient=False) as progress:
-            task = progress.add_task("planning", total=None)
-            for update in graph.stream({"paths": [str(p) for p in paths]}, context=context, stream_mode="updates"):
-                for node, value in update.items():
-                    if node == "plan" and value:
-                        progress.update(task, total=len(value.get("sources", [])), description="")
-                    elif node == "document" and value:
-                        for row in value.get("results", []):
-                            rows.append(row)
-                            name = Path(str(row["document"])).name
-                            if row["status"] == "error":
-                                progress.console.print(f"[red]skipped[/] {name}: {row['error']}")
-                            progress.update(task, advance=1, description=name)
-                    elif node == "summarize" and value:
-                        summary = value.get("summary", {})
+        with Progress(TextColumn("[bold]{task.description:>6}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), TextColumn("{task.fields[name]}"), console=console) as progress:
+            bars = IngestProgress(progress)
+            stream = graph.stream({"paths": [str(p) for p in paths]}, context=context,
+                                  stream_mode=["updates", "custom"], subgraphs=True)
+            for namespace, kind, value in stream:
+                if kind == "custom" and isinstance(value, dict) and value.get("ingest") == "chunks":
+                    bars.chunk_step(value)
+                elif kind == "updates" and not namespace and isinstance(value, dict):  # top graph's nodes only
+                    for node, update in value.items():
+                        if node == "plan" and update:
+                            bars.planned(len(update.get("sources", [])))
+                        elif node == "document" and update:
+                            for row in update.get("results", []):
+                                rows.append(row)
+                                bars.finished(row)
+                        elif node == "summarize" and update:
+                            summary = update.get("summary", {})
     except HippographError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -114,7 +159,7 @@ def _open_memory():  # type: ignore[no-untyped-def]
 @documents_app.command("list")
 def list_documents(user: UserOpt = None, cube: CubeOpt = None) -> None:
     """The active documents of a cube."""
-    from stores.errors import HippographError
+    from hippograph.stores.errors import HippographError
 
     memory = _open_memory()
     try:
@@ -126,7 +171,8 @@ def list_documents(user: UserOpt = None, cube: CubeOpt = None) -> None:
         memory.close()
     table = Table(title=f"{len(docs)} document(s)")
     for name in ("document", "kind", "chunks", "updated"):
-        table.add_column(name, justify="right" if name == "chunks" else "left")
+        table.add_column(name, justify="right" if name == "chunks" else "left",
+                         overflow="fold" if name == "document" else "ellipsis", ratio=3 if name == "document" else None)
     for doc in docs:
         table.add_row(doc["doc_key"], doc["kind"], str(doc["chunks"]),
                       time.strftime("%Y-%m-%d %H:%M", time.localtime(doc["updated_at"])))
@@ -141,7 +187,7 @@ def delete_documents(
     cube: CubeOpt = None,
 ) -> None:
     """Archive documents: their memories are soft-deleted (kept with status `deleted`)."""
-    from stores.errors import HippographError
+    from hippograph.stores.errors import HippographError
 
     memory = _open_memory()
     failed = False

@@ -49,8 +49,8 @@ def jobs(
     if ctx.invoked_subcommand is not None:
         return
     from hippograph.settings import get_settings
-    from stores.outbox import JobStatus
-    from stores.services import open_outbox
+    from hippograph.stores.outbox import JobStatus
+    from hippograph.stores.services import open_outbox
 
     if status is not None and status not in {s.value for s in JobStatus}:
         raise typer.BadParameter(f"status must be one of {', '.join(s.value for s in JobStatus)}")
@@ -83,8 +83,8 @@ def retry(
 ) -> None:
     """Requeue a failed job (or every failed one) with a fresh set of attempts; a worker picks it up next."""
     from hippograph.settings import get_settings
-    from stores.outbox import JobStatus
-    from stores.services import open_outbox
+    from hippograph.stores.outbox import JobStatus
+    from hippograph.stores.services import open_outbox
 
     if (job_id is None) == (not failed):
         raise typer.BadParameter("give one job id or --failed")

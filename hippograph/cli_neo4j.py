@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from stores.errors import HippographError
+from hippograph.stores.errors import HippographError
 
 neo4j_app = typer.Typer(help="Run a local Neo4j 5.26 (needs Java 17+ and Maven on first start).", no_args_is_help=True)
 console = Console()
@@ -61,7 +61,7 @@ def start(
     pagecache: Annotated[int, typer.Option(help="Page cache in MiB.")] = 256,
 ) -> None:
     """Start the local Neo4j in the background (fetching the jars with Maven the first time)."""
-    from stores.tree.neo4j_server import ensure_jars, start_detached
+    from hippograph.stores.tree.neo4j_server import ensure_jars, start_detached
 
     d = data_dir or _default_data_dir()
     try:
@@ -81,7 +81,7 @@ def start(
 @neo4j_app.command()
 def stop(data_dir: DataDirOpt = None) -> None:
     """Stop the local Neo4j of this data dir (clean shutdown by its PID)."""
-    from stores.tree.neo4j_server import stop as stop_server
+    from hippograph.stores.tree.neo4j_server import stop as stop_server
 
     d = data_dir or _default_data_dir()
     with console.status("Stopping Neo4j..."):
@@ -92,7 +92,7 @@ def stop(data_dir: DataDirOpt = None) -> None:
 @neo4j_app.command()
 def status(data_dir: DataDirOpt = None) -> None:
     """Is the local Neo4j of this data dir running, and does Bolt answer? (exit code 1 if not)"""
-    from stores.tree.neo4j_server import status as server_status
+    from hippograph.stores.tree.neo4j_server import status as server_status
 
     state = server_status(data_dir or _default_data_dir())
     console.print(_table(state))

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from hippograph.memory import Memory
-    from stores.models import SearchHit
+    from hippograph.stores.models import SearchHit
 
 DEMO_USER = "demo"
 DEMO_SESSION = "demo-session-1"

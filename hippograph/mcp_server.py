@@ -26,9 +26,9 @@ from mcp.server.mcpserver.exceptions import ToolError
 from hippograph.api.auth import api_key_from_headers
 from hippograph.memory import Memory
 from hippograph.settings import Settings, get_settings
-from stores.errors import AccessDeniedError, HippographError
-from stores.models import MemoryItem
-from stores.services import Services
+from hippograph.stores.errors import AccessDeniedError, HippographError
+from hippograph.stores.models import MemoryItem
+from hippograph.stores.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -23,26 +23,44 @@ from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, conve
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from pydantic import BaseModel, Field
 
-from graphs.chat import build_chat_graph
-from graphs.checkpoint import erase_threads
-from graphs.search import build_search_graph
+from hippograph.graphs.chat import build_chat_graph
+from hippograph.graphs.checkpoint import erase_threads
+from hippograph.graphs.search import build_search_graph
+from hippograph.nodes.scope import message_text
+from hippograph.nodes.state import ChatContext
+from hippograph.nodes.time_grounding import as_datetime
 from hippograph.settings import Settings, get_settings
-from nodes.scope import message_text
-from nodes.state import ChatContext
-from nodes.time_grounding import as_datetime
-from stores import limits
-from stores.embedders import embed_array
-from stores.erasure import ErasureReport, erase_cubes, erase_memories
-from stores.errors import AccessDeniedError, InvalidInputError, NotFoundError
-from stores.models import MemoryItem, MemoryStatus, SearchHit, check_id, check_text, content_hash, new_id, now
-from stores.outbox import Job, JobStatus
-from stores.portability import Portable, export_user, import_user
-from stores.preferences.base import Preference
-from stores.registry import Access, Cube, CubeAccess, Share, ShareStatus, User, check_user_id, default_cube_id
-from stores.services import Services
-from stores.tree import ops as tree_ops
-from stores.tree.base import Edge, Rel
-from stores.write import write_memories
+from hippograph.stores import limits
+from hippograph.stores.embedders import embed_array
+from hippograph.stores.erasure import ErasureReport, erase_cubes, erase_memories
+from hippograph.stores.errors import AccessDeniedError, InvalidInputError, NotFoundError
+from hippograph.stores.models import (
+    MemoryItem,
+    MemoryStatus,
+    SearchHit,
+    check_id,
+    check_text,
+    content_hash,
+    new_id,
+    now,
+)
+from hippograph.stores.outbox import Job, JobStatus
+from hippograph.stores.portability import Portable, export_user, import_user
+from hippograph.stores.preferences.base import Preference
+from hippograph.stores.registry import (
+    Access,
+    Cube,
+    CubeAccess,
+    Share,
+    ShareStatus,
+    User,
+    check_user_id,
+    default_cube_id,
+)
+from hippograph.stores.services import Services
+from hippograph.stores.tree import ops as tree_ops
+from hippograph.stores.tree.base import Edge, Rel
+from hippograph.stores.write import write_memories
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -114,7 +132,7 @@ class Memory:
         `session_id` the messages are consecutive turns of that session, continuing the turns stored before:
         each is keyed with the turn it replies to, and NEXT edges chain them. Give message ids (or `dia_id`s)
         to make a replay idempotent."""
-        from nodes.turns import to_turn, turn_memories
+        from hippograph.nodes.turns import to_turn, turn_memories
 
         cube = self._cube(user_id, cube_id)
         if isinstance(text_or_messages, str | bytes):
@@ -214,7 +232,7 @@ class Memory:
         Returns `{"results": [one row per document], "summary": {totals}}`; a bad file is a row with status
         `error`, never an exception that stops the batch.
         """
-        from nodes.ingest_state import IngestContext
+        from hippograph.nodes.ingest_state import IngestContext
 
         cube = self._cube(user_id, cube_id)
         out = self._ingest_graph().invoke(
@@ -238,7 +256,7 @@ class Memory:
         `doc_key` is the key `documents()` lists: a file's absolute path (a relative path is resolved), a text's
         name, or `conversation:<id>:<session>`. Returns how many memories were archived.
         """
-        from stores.documents import archive_document
+        from hippograph.stores.documents import archive_document
 
         cube = self._cube(user_id, cube_id)
         registry = self._ingest_graph().documents
@@ -253,7 +271,7 @@ class Memory:
     def _ingest_graph(self) -> Any:
         with self._ingest_lock:
             if self._ingest is None:
-                from graphs.ingest import build_ingest_graph
+                from hippograph.graphs.ingest import build_ingest_graph
 
                 self._ingest = build_ingest_graph(self.services)
             return self._ingest
@@ -312,7 +330,7 @@ class Memory:
              include_inactive: bool = False, session_id: str | None = None,
              memory_type: str | None = None) -> builtins.list[MemoryItem]:
         """Memories of the readable cubes (or `cube_ids`), newest first, optionally of one session or type."""
-        from stores.models import MemoryType
+        from hippograph.stores.models import MemoryType
 
         if memory_type is not None and memory_type not in {t.value for t in MemoryType}:
             raise InvalidInputError(f"unknown memory_type {memory_type!r}")
@@ -508,7 +526,7 @@ class Memory:
             return self._worker.worker.checkpointer  # type: ignore[no-any-return]
         with self._ingest_lock:
             if self._enrich_saver is None:
-                from graphs.enrich import open_enrich_checkpointer
+                from hippograph.graphs.enrich import open_enrich_checkpointer
 
                 self._enrich_saver = open_enrich_checkpointer(self.settings)
             return self._enrich_saver
@@ -563,7 +581,7 @@ class Memory:
         `statuses` defaults to active only. Source, time and document are filtered while paging through the
         store, which lists newest first, so paging stops at `since`.
         """
-        from stores.models import MemoryType
+        from hippograph.stores.models import MemoryType
 
         if memory_type is not None and memory_type not in {t.value for t in MemoryType}:
             raise InvalidInputError(f"unknown memory type {memory_type!r}")

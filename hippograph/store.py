@@ -37,13 +37,13 @@ from langgraph.store.base import (
     SearchOp,
 )
 
-from nodes.turns import to_turn, turn_memories
-from stores.embedders import embed_array
-from stores.errors import InvalidInputError
-from stores.models import MAX_TEXT_CHARS, MemoryItem, MemoryStatus, check_id, content_hash, now
-from stores.registry import default_cube_id
-from stores.services import Services
-from stores.write import stable_id
+from hippograph.nodes.turns import to_turn, turn_memories
+from hippograph.stores.embedders import embed_array
+from hippograph.stores.errors import InvalidInputError, NotFoundError
+from hippograph.stores.models import MAX_TEXT_CHARS, MemoryItem, MemoryStatus, check_id, content_hash, now
+from hippograph.stores.registry import default_cube_id
+from hippograph.stores.services import Services
+from hippograph.stores.write import stable_id
 
 SCAN_LIMIT = 10_000
 """Most memories a namespace listing or filtered search scans in one cube."""
@@ -85,6 +85,9 @@ def _matches(value: dict[str, Any], filter: dict[str, Any] | None) -> bool:
                         return False
                 except TypeError:
                     return False
+        elif isinstance(want, dict):  # a nested object matches when it holds every given field (as BaseStore's)
+            if not isinstance(have, dict) or not _matches(have, want):
+                return False
         elif have != want:
             return False
     return True
@@ -125,6 +128,16 @@ class HippoStore(BaseStore):
         self.services.registry.ensure_user(user_id)
         return user_id, self.services.registry.writable(user_id, [self.cube_id or default_cube_id(user_id)])[0]
 
+    def _read_cube(self, namespace: tuple[str, ...]) -> str | None:
+        """The cube a read looks in; None when an unbound store's namespace names a user who does not exist. A
+        read never creates a user: a typo must not become an account, and an erased user's id is never reused."""
+        if self.user_id is None and namespace:
+            try:
+                self.services.registry.get_user(check_id(namespace[0], "user id (first namespace label)"))
+            except NotFoundError:
+                return None
+        return self._scope(namespace)[1]
+
     @staticmethod
     def _id(cube_id: str, namespace: tuple[str, ...], key: str) -> str:
         return stable_id("store", cube_id, *namespace, "\x1e", key)
@@ -145,7 +158,9 @@ class HippoStore(BaseStore):
     # -- operations ----------------------------------------------------------------------------------------
 
     def _get(self, op: GetOp) -> Item | None:
-        _, cube = self._scope(op.namespace)
+        cube = self._read_cube(op.namespace)
+        if cube is None:
+            return None
         found = self.services.tree.get([self._id(cube, op.namespace, op.key)], cube_ids=[cube])
         found = [m for m in found if m.status == MemoryStatus.ACTIVE and self._is_store_item(m)]
         return self._item(found[0]) if found else None
@@ -153,14 +168,15 @@ class HippoStore(BaseStore):
     def _put(self, op: PutOp) -> None:
         if not isinstance(op.key, str) or not op.key:
             raise InvalidInputError("a store key must be a non-empty string")
+        tree = self.services.tree
+        if op.value is None:  # a delete: like a read, it never creates a user
+            home = self._read_cube(op.namespace)
+            if home is not None and tree.get([gone := self._id(home, op.namespace, op.key)], cube_ids=[home]):
+                tree.delete([gone], hard=True)
+            return
         user_id, cube = self._scope(op.namespace)
         memory_id = self._id(cube, op.namespace, op.key)
-        tree = self.services.tree
         existing = tree.get([memory_id], cube_ids=[cube])
-        if op.value is None:
-            if existing:
-                tree.delete([memory_id], hard=True)
-            return
         value = dict(op.value)
         text = _text_of(value)
         metadata = {"namespace": list(op.namespace), "store_key": op.key, "value": value}
@@ -185,7 +201,9 @@ class HippoStore(BaseStore):
             tree.add([item])
 
     def _search(self, op: SearchOp) -> list[SearchItem]:
-        _, cube = self._scope(op.namespace_prefix, prefix=True)
+        cube = self._read_cube(op.namespace_prefix)
+        if cube is None:
+            return []
         prefix = list(op.namespace_prefix)
         limit, offset = max(0, op.limit), max(0, op.offset)
 
@@ -217,7 +235,8 @@ class HippoStore(BaseStore):
             prefixes = [c for c in op.match_conditions or () if c.match_type == "prefix" and c.path
                         and c.path[0] != "*"]
             if prefixes:
-                cubes = [self._scope(tuple(prefixes[0].path))[1]]
+                cube = self._read_cube(tuple(prefixes[0].path))
+                cubes = [cube] if cube is not None else []
             else:  # every user's default cube: an unbound store is for trusted, single-tenant code
                 cubes = [default_cube_id(u.id) for u in self.services.registry.list_users()]
         seen: set[tuple[str, ...]] = set()

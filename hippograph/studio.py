@@ -19,7 +19,7 @@ from typing import Any
 from langgraph.graph.state import CompiledStateGraph
 
 from hippograph.settings import get_settings
-from stores.services import Services
+from hippograph.stores.services import Services
 
 _lock = threading.Lock()
 
@@ -34,19 +34,19 @@ def _graph(name: str) -> CompiledStateGraph[Any, Any, Any, Any]:
     with _lock:
         shared = services()
         if name == "chat":
-            from graphs.chat import build_chat_graph
+            from hippograph.graphs.chat import build_chat_graph
 
             return build_chat_graph(shared, checkpointer=None)
         if name == "search":
-            from graphs.search import build_search_graph
+            from hippograph.graphs.search import build_search_graph
 
             return build_search_graph(shared, checkpointer=None)
         if name == "ingest":
-            from graphs.ingest import build_ingest_graph
+            from hippograph.graphs.ingest import build_ingest_graph
 
             return build_ingest_graph(shared, checkpointer=None)
         if name == "enrich":
-            from graphs.enrich import build_enrich_graph
+            from hippograph.graphs.enrich import build_enrich_graph
 
             return build_enrich_graph(shared, checkpointer=None)
         raise ValueError(f"unknown graph {name!r}")

@@ -24,12 +24,12 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
-from graphs.enrich import ENRICH_KIND, build_enrich_graph, open_enrich_checkpointer
+from hippograph.graphs.enrich import ENRICH_KIND, build_enrich_graph, open_enrich_checkpointer
 from hippograph.settings import Settings, get_settings
-from stores.errors import ProcessLayoutError
-from stores.outbox import Job, RetryPolicy
-from stores.preferences.lite_owner import LiteFileClaim, claim_lite_file
-from stores.services import Services
+from hippograph.stores.errors import ProcessLayoutError
+from hippograph.stores.outbox import Job, RetryPolicy
+from hippograph.stores.preferences.lite_owner import LiteFileClaim, claim_lite_file
+from hippograph.stores.services import Services
 
 log = logging.getLogger("hippograph.worker")
 

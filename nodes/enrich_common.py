@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 from typing_extensions import TypedDict
 
-from nodes.state import merge_dicts
-from stores.models import content_hash
-from stores.write import stable_id
+from hippograph.nodes.state import merge_dicts
+from hippograph.stores.models import content_hash
+from hippograph.stores.write import stable_id
 
 ENRICH_KIND = "enrich_turn"
 #: Working memory: how many memories per user session `retrieve_tree` reads first.

@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from nodes._timing import Node
-from nodes.enrich_common import EnrichState, node_update
-from stores.dedup import Candidate, NearDuplicateIndex
-from stores.embedders import embed_array
-from stores.models import MemoryItem, MemoryStatus, MemoryType, SourceRef
-from stores.services import Services
+from hippograph.nodes._timing import Node
+from hippograph.nodes.enrich_common import EnrichState, node_update
+from hippograph.stores.dedup import Candidate, NearDuplicateIndex
+from hippograph.stores.embedders import embed_array
+from hippograph.stores.models import MemoryItem, MemoryStatus, MemoryType, SourceRef
+from hippograph.stores.services import Services
 
 _SKIP_TYPES = {MemoryType.TOPIC, MemoryType.WORKING}
 

@@ -16,13 +16,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from nodes._timing import Node
-from nodes.enrich_common import ENRICH_KIND, EnrichState, node_update
-from nodes.time_grounding import event_time, grounded_key, time_labels
-from stores.entities import EntityExtractor, default_extractor, names_of
-from stores.models import MemoryItem, MemoryStatus, MemoryType
-from stores.services import Services
-from stores.tree.base import TreeStore
+from hippograph.nodes._timing import Node
+from hippograph.nodes.enrich_common import ENRICH_KIND, EnrichState, node_update
+from hippograph.nodes.time_grounding import event_time, grounded_key, time_labels
+from hippograph.stores.entities import EntityExtractor, default_extractor, names_of
+from hippograph.stores.models import MemoryItem, MemoryStatus, MemoryType
+from hippograph.stores.services import Services
+from hippograph.stores.tree.base import TreeStore
 
 #: Memories per enrichment job an ingest schedules (a long conversation becomes several jobs).
 INGEST_JOB_SIZE = 200

@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from nodes._timing import Node
-from nodes.enrich_common import EnrichState, fact_id, node_update
-from stores.models import content_hash
-from stores.preferences.extract import LLMExtractor, as_messages, extract_facts_by_rules, preferences_from
-from stores.services import Services
+from hippograph.nodes._timing import Node
+from hippograph.nodes.enrich_common import EnrichState, fact_id, node_update
+from hippograph.stores.models import content_hash
+from hippograph.stores.preferences.extract import LLMExtractor, as_messages, extract_facts_by_rules, preferences_from
+from hippograph.stores.services import Services
 
 
 def make_enrich_extract(services: Services) -> Node:

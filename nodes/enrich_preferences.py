@@ -15,15 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from nodes._timing import Node
-from nodes.enrich_common import EnrichState, node_update
-from stores.dedup import tokens
-from stores.embedders import embed_array
-from stores.models import MemoryStatus, content_hash
-from stores.preferences.base import Evidence, Preference
-from stores.preferences.extract import RuleExtractor, match_preference
-from stores.services import Services
-from stores.write import stable_id
+from hippograph.nodes._timing import Node
+from hippograph.nodes.enrich_common import EnrichState, node_update
+from hippograph.stores.dedup import tokens
+from hippograph.stores.embedders import embed_array
+from hippograph.stores.models import MemoryStatus, content_hash
+from hippograph.stores.preferences.base import Evidence, Preference
+from hippograph.stores.preferences.extract import RuleExtractor, match_preference
+from hippograph.stores.services import Services
+from hippograph.stores.write import stable_id
 
 PARAPHRASE_COSINE = 0.75
 SAME_OBJECT_COSINE = 0.7

@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from nodes._timing import Node
-from nodes.enrich_common import EnrichState, node_update
-from stores.models import MemoryStatus
-from stores.services import Services
+from hippograph.nodes._timing import Node
+from hippograph.nodes.enrich_common import EnrichState, node_update
+from hippograph.stores.models import MemoryStatus
+from hippograph.stores.services import Services
 
 
 def make_enrich_supersede(services: Services) -> Node:

@@ -14,20 +14,20 @@ from typing import Any
 
 import numpy as np
 
-from nodes._timing import Node
-from nodes.enrich_common import (
+from hippograph.nodes._timing import Node
+from hippograph.nodes.enrich_common import (
     TOPIC_ATTACH_COSINE,
     TOPIC_CLUSTER_COSINE,
     TOPIC_MIN_CLUSTER,
     EnrichState,
     node_update,
 )
-from nodes.enrich_dedup import candidate_vectors
-from stores.dedup import _STOP, tokens
-from stores.models import MemoryItem, MemoryStatus, MemoryType, SourceRef
-from stores.services import Services
-from stores.tree.ops import set_parent
-from stores.write import stable_id
+from hippograph.nodes.enrich_dedup import candidate_vectors
+from hippograph.stores.dedup import _STOP, tokens
+from hippograph.stores.models import MemoryItem, MemoryStatus, MemoryType, SourceRef
+from hippograph.stores.services import Services
+from hippograph.stores.tree.ops import set_parent
+from hippograph.stores.write import stable_id
 
 _MORE_STOP = frozenset(str.split("like love prefer really think know want get got go going lot much many thing things "
                        "one would could should said say"))

@@ -11,12 +11,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from nodes._timing import Node
-from nodes.enrich_common import WORKING_MEMORY_SIZE, EnrichState, node_update
-from nodes.enrich_dedup import candidate_vectors
-from stores.models import MemoryItem, MemoryType, SourceRef
-from stores.services import Services
-from stores.write import stable_id
+from hippograph.nodes._timing import Node
+from hippograph.nodes.enrich_common import WORKING_MEMORY_SIZE, EnrichState, node_update
+from hippograph.nodes.enrich_dedup import candidate_vectors
+from hippograph.stores.models import MemoryItem, MemoryType, SourceRef
+from hippograph.stores.services import Services
+from hippograph.stores.write import stable_id
 
 
 def rank_working_set(items: list[MemoryItem], size: int = WORKING_MEMORY_SIZE) -> list[tuple[float, MemoryItem]]:

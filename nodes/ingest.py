@@ -14,12 +14,12 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.runtime import Runtime
 
-from nodes._timing import Node, timed
-from nodes.state import ChatContext, ChatState
-from nodes.turns import is_question, shown_text, to_turn, turn_id, turn_memories
-from stores.services import Services
-from stores.tree.base import Edge, Rel
-from stores.write import write_memories
+from hippograph.nodes._timing import Node, timed
+from hippograph.nodes.state import ChatContext, ChatState
+from hippograph.nodes.turns import is_question, shown_text, to_turn, turn_id, turn_memories
+from hippograph.stores.services import Services
+from hippograph.stores.tree.base import Edge, Rel
+from hippograph.stores.write import write_memories
 
 __all__ = ["is_question", "make_ingest"]
 

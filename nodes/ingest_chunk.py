@@ -23,9 +23,9 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from nodes._timing import Node, timed
-from nodes.ingest_state import DocState, IngestContext
-from stores.services import Services
+from hippograph.nodes._timing import Node, timed
+from hippograph.nodes.ingest_state import DocState, IngestContext
+from hippograph.stores.services import Services
 
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$")
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)")
@@ -72,7 +72,7 @@ def markdown_sections(markdown: str) -> list[Section]:
 def _minilm_tokenizer() -> Any:
     from tokenizers import Tokenizer
 
-    from stores.embedders import minilm_files
+    from hippograph.stores.embedders import minilm_files
 
     tokenizer = Tokenizer.from_file(str(minilm_files()[1]))
     tokenizer.no_truncation()
@@ -188,6 +188,7 @@ def chunk_config(services: Services, ctx: IngestContext) -> dict[str, Any]:
         "chunk_tokens": ctx.chunk_tokens or settings.chunk_tokens,
         "chunk_overlap": settings.chunk_overlap if ctx.chunk_overlap is None else ctx.chunk_overlap,
         "tokenizer": settings.chunk_tokenizer,
+        "batch": settings.ingest_batch,
     }
 
 

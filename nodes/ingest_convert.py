@@ -1,9 +1,10 @@
 """convert: turn one source (file, raw text or message list) into Markdown (or turns), with a fingerprint.
 
 Files go through markitdown (pdf, docx, pptx, xlsx, html, csv, json, ...); Markdown and plain text are read as
-UTF-8 as they are, so chunk offsets point into the file itself. An unchanged document (same fingerprint as the
-registered version) stops here with status `unchanged`. Unreadable, empty, too large, binary, encrypted or
-corrupt input ends with status `error` and a clear message; it never raises.
+they are (UTF-8, else Windows-1252 / Latin-1 with a warning), so chunk offsets point into the file's text. An
+unchanged document (same fingerprint as the registered version) stops here with status `unchanged`. Files
+hippograph does not take (binary of an unsupported type, empty, over `ingest_max_bytes`) end with status
+`skipped` and the reason; missing, unreadable, encrypted or corrupt ones with status `error`. It never raises.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from typing import Any
 from langchain_core.messages import BaseMessage
 from langgraph.runtime import Runtime
 
-from nodes._timing import Node, timed
-from nodes.ingest_state import DocState, IngestContext
-from nodes.turns import to_turn
-from stores.documents import DocumentRegistry
-from stores.services import Services
-from stores.write import stable_id
+from hippograph.nodes._timing import Node, timed
+from hippograph.nodes.ingest_state import DocState, IngestContext
+from hippograph.nodes.turns import to_turn
+from hippograph.stores.documents import DocumentRegistry
+from hippograph.stores.services import Services
+from hippograph.stores.write import stable_id
 
 #: Read directly as UTF-8 (offsets stay file offsets).
 TEXT_EXTENSIONS = {".md", ".markdown", ".txt", ".text", ".rst", ".log"}
@@ -40,6 +41,10 @@ class ConversionError(Exception):
     """A document that cannot be ingested; the message says why, for the user."""
 
 
+class SkippedFile(ConversionError):
+    """A file hippograph does not take (unsupported binary type, empty, too large): reported, not a failure."""
+
+
 def _markitdown() -> Any:
     """One shared MarkItDown (its setup loads the magika file-type model: ~1 s, so never per thread)."""
     global _converter
@@ -51,29 +56,49 @@ def _markitdown() -> Any:
         return _converter
 
 
+#: Control characters a text file may contain (tab, newlines, form feed); many others mean binary data.
+_TEXT_CONTROLS = {9, 10, 12, 13}
+
+
 def looks_binary(data: bytes) -> bool:
     head = data[:8192]
     if b"\x00" in head:
         return True
+    controls = sum(1 for byte in head if byte < 32 and byte not in _TEXT_CONTROLS)
+    return controls > len(head) // 100  # more than 1% control bytes: not text in any 8-bit encoding
+
+
+def decode_text(data: bytes) -> tuple[str, str | None]:
+    """A text file's characters: UTF-8 (BOM allowed), else Windows-1252 (Latin-1's superset, what Western 8-bit
+    text files almost always are), else Latin-1 (any byte). Returns the text and a warning when not UTF-8."""
     try:
-        head.decode("utf-8")
+        return data.decode("utf-8-sig"), None
     except UnicodeDecodeError as exc:
-        return exc.start < len(head) - 4  # a multi-byte character cut at the 8 KiB edge is fine
-    return False
+        where = exc.start
+    for encoding in ("cp1252", "latin-1"):
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        return text, f"not UTF-8 (byte {where}): read as {encoding}"
+    raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
 
 
-def file_to_markdown(path: Path, data: bytes) -> str:
-    """Markdown for a file's bytes. Raises `ConversionError` with a user-facing reason."""
+def file_to_markdown(path: Path, data: bytes, warnings: list[str] | None = None) -> str:
+    """Markdown for a file's bytes. Raises `SkippedFile` (not ours to take) or `ConversionError` (broken), with
+    a user-facing reason; appends to `warnings` what the user should know (a guessed text encoding)."""
     ext = path.suffix.lower()
     if ext == ".pdf" and b"/Encrypt" in data[-65536:] + data[:65536]:
         raise ConversionError("encrypted PDF: decrypt it first")
     if ext in TEXT_EXTENSIONS or (ext not in MARKITDOWN_EXTENSIONS and not looks_binary(data)):
-        try:
-            return data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise ConversionError(f"not valid UTF-8 text (byte {exc.start}): binary file?") from None
+        if looks_binary(data):
+            raise ConversionError(f"a {ext} file with binary content (NUL or control bytes): corrupt?")
+        text, warning = decode_text(data)
+        if warning and warnings is not None:
+            warnings.append(warning)
+        return text
     if ext not in MARKITDOWN_EXTENSIONS:
-        raise ConversionError(f"binary file of unsupported type {ext or '(no extension)'}")
+        raise SkippedFile(f"unsupported file type {ext or '(no extension)'} (binary)")
     # markitdown falls back to other converters (even plain text) when the right one fails: check first.
     if ext in _OFFICE_PARTS:
         if data[:4] == b"\xd0\xcf\x11\xe0":
@@ -123,7 +148,8 @@ def normalise_turns(source: dict[str, Any]) -> list[dict[str, Any]]:
 def fingerprint(data: bytes, chunking: dict[str, Any]) -> str:
     """The content's sha256 plus the chunking settings (changed settings re-chunk the document)."""
     digest = hashlib.sha256(data)
-    digest.update(json.dumps(chunking, sort_keys=True).encode())
+    shape = {k: v for k, v in chunking.items() if k != "batch"}  # the write step size changes no chunk
+    digest.update(json.dumps(shape, sort_keys=True).encode())
     return digest.hexdigest()
 
 
@@ -164,13 +190,13 @@ def make_convert(services: Services, documents: DocumentRegistry) -> Node:
                     raise ConversionError("no such file" if not path.exists() else "not a regular file")
                 size = path.stat().st_size
                 if size > max_bytes:
-                    raise ConversionError(f"{size:,} bytes is over the {max_bytes:,}-byte limit")
+                    raise SkippedFile(f"{size:,} bytes is over the {max_bytes:,}-byte limit (ingest_max_bytes)")
                 try:
                     data = path.read_bytes()
                 except OSError as exc:
                     raise ConversionError(f"unreadable: {exc.strerror or exc}") from None
                 if not data.strip():
-                    raise ConversionError("empty file")
+                    raise SkippedFile("empty file")
                 update["size"] = len(data)
                 update["fingerprint"] = fingerprint(data, state["chunking"])
             elif info["kind"] == "text":
@@ -190,13 +216,15 @@ def make_convert(services: Services, documents: DocumentRegistry) -> Node:
                 return {**info, **update, "status": "unchanged"}
             update["status"] = "changed" if previous is not None and previous.status == "active" else "new"
             if info["kind"] == "file":
-                update["markdown"] = file_to_markdown(Path(info["path"]), data)
+                warnings: list[str] = []
+                update["markdown"] = file_to_markdown(Path(info["path"]), data, warnings)
+                update["warnings"] = warnings
             elif info["kind"] == "text":
                 update["markdown"] = str(source["text"])
             else:
                 update["markdown"] = "\n".join(f"{t['speaker']}: {t['text']}" for t in update["turns"])
             return {**info, **update}
         except ConversionError as exc:
-            return {**info, "status": "error", "error": str(exc)}
+            return {**info, "status": "skipped" if isinstance(exc, SkippedFile) else "error", "error": str(exc)}
 
     return convert

@@ -1,24 +1,23 @@
-"""dedup: decide what to write for this document, and embed only that (once, in one batch).
+"""dedup: decide what to write for this document (the write node embeds it, step by step).
 
 Against the registered previous version (`stores.documents.diff_chunks`): unchanged chunks keep their memory,
 changed chunks will supersede theirs, new chunks are added, vanished chunks archived. Against the whole cube:
 a chunk whose exact content (content hash) is already an active memory is not written again — the write path
-(`write_memories`) maps it to the existing memory. Only memories that will really be written get embedded.
+(`write_memories`) maps it to the existing memory. Only memories that will really be written get embedded,
+by the write node, in steps of `ingest_batch` chunks (a big file streams: embed a step, write it, report it).
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from langgraph.runtime import Runtime
 
-from nodes._timing import Node, timed
-from nodes.ingest_state import DocState, IngestContext
-from stores.documents import DocumentRegistry, diff_chunks
-from stores.embedders import embed_array
-from stores.models import MemoryItem
-from stores.services import Services
+from hippograph.nodes._timing import Node, timed
+from hippograph.nodes.ingest_state import DocState, IngestContext
+from hippograph.stores.documents import DocumentRegistry, diff_chunks
+from hippograph.stores.models import MemoryItem
+from hippograph.stores.services import Services
 
 
 def make_dedup(services: Services, documents: DocumentRegistry) -> Node:
@@ -49,15 +48,7 @@ def make_dedup(services: Services, documents: DocumentRegistry) -> Node:
         candidates += [fact for n in fresh for fact in derived.get(n, [])]
         stored = {m.id for m in tree.get([c.id for c in candidates])}
         present = tree.find_by_hash(cube, [c.content_hash for c in candidates])
-        todo = [c for c in candidates if c.id not in stored and c.content_hash not in present
-                and c.embedding is None]
-        started = time.perf_counter()
-        if todo:
-            vectors = embed_array(services.embeddings, [c.index_text for c in todo])
-            for item, vector in zip(todo, vectors, strict=True):
-                item.embedding = vector.tolist()
-        embed_ms = (time.perf_counter() - started) * 1000.0
         plan["duplicates"] = sum(1 for c in candidates if c.id not in stored and c.content_hash in present)
-        return {"plan": plan, "timings": {"embed": embed_ms}}
+        return {"plan": plan}
 
     return dedup

@@ -21,12 +21,12 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
-from nodes._timing import Node, timed
-from nodes.ingest_state import DocState, IngestContext
-from nodes.turns import Turn, TurnKey, parse_time, turn_memories
-from stores.models import MemoryItem, MemoryType, SourceRef, content_hash
-from stores.services import Services
-from stores.write import stable_id
+from hippograph.nodes._timing import Node, timed
+from hippograph.nodes.ingest_state import DocState, IngestContext
+from hippograph.nodes.turns import Turn, TurnKey, parse_time, turn_memories
+from hippograph.stores.models import MemoryItem, MemoryType, SourceRef, content_hash
+from hippograph.stores.services import Services
+from hippograph.stores.write import stable_id
 
 SEP = " › "
 _FACTS_PROMPT = (
@@ -166,7 +166,7 @@ def make_extract(services: Services) -> Node:
         for node in structure:
             node.embedding = [0.0] * services.dimension
         derived: dict[int, list[MemoryItem]] = {}
-        warnings: list[str] = []
+        warnings: list[str] = list(state.get("warnings") or [])  # convert's (e.g. a guessed text encoding)
         if state.get("mode") == "fine" and services.chat_model is not None and state["kind"] != "conversation":
             try:
                 derived = extract_facts(services, state, chunk_items)

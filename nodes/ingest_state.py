@@ -8,9 +8,9 @@ from typing import Annotated, Any, Literal
 
 from typing_extensions import TypedDict
 
-from nodes.state import merge_dicts
-from stores.models import MemoryItem
-from stores.tree.base import Edge
+from hippograph.nodes.state import merge_dicts
+from hippograph.stores.models import MemoryItem
+from hippograph.stores.tree.base import Edge
 
 
 @dataclass(kw_only=True)

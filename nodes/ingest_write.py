@@ -5,23 +5,32 @@ refreshed if it moved), new ones via `write_memories`, changed ones via `tree.su
 `superseded`, linked by SUPERSEDES); facts (fine mode); vanished chunks archived (soft delete). Then PARENT
 edges (chunk -> section -> ... -> document, fact -> chunk) and NEXT edges between consecutive chunks, and the
 new chunk list goes into the document registry. The report node turns the state into one result row.
+
+New and changed chunks stream through in steps of `ingest_batch` (settings): embed a step, write it, emit a
+progress event (LangGraph custom stream: `{"ingest": "chunks", "document", "done", "total"}`), so a 5 MB file
+never holds all its vectors at once, a caller sees it advance chunk by chunk, and an interrupted ingest
+resumes where it stopped (chunk ids are stable: written steps are found, not embedded again).
 """
 
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
+import numpy as np
+from langchain_core.embeddings import Embeddings
 from langgraph.runtime import Runtime
 
-from nodes._timing import Node, timed
-from nodes.ingest_extract import SEP
-from nodes.ingest_state import DocState, IngestContext
-from stores.documents import ChunkRecord, DocumentRecord, DocumentRegistry
-from stores.models import MemoryItem
-from stores.services import Services
-from stores.tree.base import Edge, Rel, TreeStore
-from stores.write import write_memories
+from hippograph.nodes._timing import Node, timed
+from hippograph.nodes.ingest_extract import SEP
+from hippograph.nodes.ingest_state import DocState, IngestContext
+from hippograph.stores.documents import ChunkRecord, DocumentRecord, DocumentRegistry
+from hippograph.stores.embedders import embed_array
+from hippograph.stores.models import MemoryItem
+from hippograph.stores.services import Services
+from hippograph.stores.tree.base import Edge, Rel, TreeStore
+from hippograph.stores.write import write_memories
 
 
 def make_write(services: Services, documents: DocumentRegistry) -> Node:
@@ -34,9 +43,12 @@ def make_write(services: Services, documents: DocumentRegistry) -> Node:
         derived: dict[int, list[MemoryItem]] = state.get("derived") or {}
         structure: list[MemoryItem] = state["structure"]
         added = 0
+        embedder = TimedEmbeddings(embeddings)
+        step = int((state.get("chunking") or {}).get("batch") or 64)
+        progress = ChunkProgress(runtime, str(state.get("path") or state.get("doc_key") or ""), len(chunk_items))
 
         # 1. structure nodes; a section that dedups onto another memory is remapped for its children.
-        ids, written = write_memories(tree, embeddings, structure)
+        ids, written = write_memories(tree, embedder, structure)
         added += written
         remap = {item.id: final for item, final in zip(structure, ids, strict=True) if item.id != final}
         for item in [*structure, *chunk_items]:
@@ -58,23 +70,33 @@ def make_write(services: Services, documents: DocumentRegistry) -> Node:
                 stored.turn_index, stored.source_refs, stored.parent_id = (
                     fresh.turn_index, fresh.source_refs, fresh.parent_id)
                 tree.update(stored)
+        progress.advance(len(kept))
         adds = [int(n) for n in plan["add"]]
-        if adds:
-            ids, written = write_memories(tree, embeddings, [chunk_items[n] for n in adds])
+        for at in range(0, len(adds), step):  # embed a step, write it, report it
+            part = adds[at : at + step]
+            ids, written = write_memories(tree, embedder, [chunk_items[n] for n in part])
             added += written
-            for n, memory_id in zip(adds, ids, strict=True):
+            for n, memory_id in zip(part, ids, strict=True):
                 final[n] = memory_id
+            progress.advance(len(part))
         superseded, archive = 0, list(plan["archive"])
-        for old_id, n in plan["supersede"]:
-            item = chunk_items[int(n)]
-            existing = tree.find_by_hash(cube, [item.content_hash]).get(item.content_hash)
-            if existing is not None:  # the new text already lives in the cube: point there, retire the old
-                final[int(n)] = existing
-                archive.append(old_id)
-                continue
-            final[int(n)] = tree.supersede(old_id, item)
-            superseded += 1
-            added += 1
+        changes: list[tuple[str, int]] = [(str(old), int(n)) for old, n in plan["supersede"]]
+        for at in range(0, len(changes), step):
+            changing = changes[at : at + step]
+            present = tree.find_by_hash(cube, [chunk_items[n].content_hash for _, n in changing])
+            embedder.fill([chunk_items[n] for _, n in changing if chunk_items[n].content_hash not in present])
+            for old_id, n in changing:
+                item = chunk_items[n]
+                existing = present.get(item.content_hash)
+                if existing is not None:  # the new text already lives in the cube: point there, retire the old
+                    final[n] = existing
+                    archive.append(old_id)
+                    continue
+                final[n] = tree.supersede(old_id, item)
+                present[item.content_hash] = final[n]
+                superseded += 1
+                added += 1
+            progress.advance(len(changing))
 
         # 3. derived facts (fine mode) of new or changed chunks
         derived_ids: dict[int, list[str]] = {int(k): list(v) for k, v in plan.get("kept_derived", {}).items()}
@@ -82,7 +104,7 @@ def make_write(services: Services, documents: DocumentRegistry) -> Node:
         for n, fact in facts:
             fact.parent_id = final[int(n)]
         if facts:
-            ids, written = write_memories(tree, embeddings, [fact for _, fact in facts])
+            ids, written = write_memories(tree, embedder, [fact for _, fact in facts])
             added += written
             for (n, _), memory_id in zip(facts, ids, strict=True):
                 derived_ids.setdefault(int(n), []).append(memory_id)
@@ -125,9 +147,53 @@ def make_write(services: Services, documents: DocumentRegistry) -> Node:
         ))
         stats = {"added": added, "superseded": superseded, "archived": archived,
                  "skipped": len(kept) + int(plan.get("duplicates", 0)), "memory_ids": final}
-        return {"plan": {**plan, "stats": stats}}
+        return {"plan": {**plan, "stats": stats}, "timings": {"embed": embedder.seconds * 1000.0}}
 
     return write
+
+
+class TimedEmbeddings(Embeddings):
+    """The services' embeddings, counting the seconds spent embedding (the report's `embed` stage)."""
+
+    def __init__(self, inner: Embeddings) -> None:
+        self.inner = inner
+        self.seconds = 0.0
+
+    def embed_array(self, texts: list[str]) -> np.ndarray:
+        started = time.perf_counter()
+        try:
+            return embed_array(self.inner, texts)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_array(texts).tolist()  # type: ignore[no-any-return]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+    def fill(self, items: list[MemoryItem]) -> None:
+        """Embed the items that have no vector yet (one call: the embedder batches and sorts by length)."""
+        todo = [item for item in items if item.embedding is None]
+        if todo:
+            for item, vector in zip(todo, self.embed_array([i.index_text for i in todo]), strict=True):
+                item.embedding = vector.tolist()
+
+
+class ChunkProgress:
+    """Custom stream events as a document's chunks are written: `{"ingest": "chunks", "document", "done",
+    "total"}` (`graph.stream(..., stream_mode="custom", subgraphs=True)`; the CLI's progress bar)."""
+
+    def __init__(self, runtime: Runtime[IngestContext], document: str, total: int) -> None:
+        self.writer = runtime.stream_writer
+        self.document, self.total, self.done = document, total, 0
+
+    def advance(self, n: int) -> None:
+        if n <= 0:
+            return
+        self.done += n
+        self.writer({"ingest": "chunks", "document": self.document, "done": self.done, "total": self.total,
+                     "step": n})
 
 
 def _stale_edges(tree: TreeStore, wanted: list[Edge], final: list[str], plan: dict[str, Any],

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 from langgraph.runtime import Runtime
 
-from nodes._timing import Node, timed
-from nodes.state import ChatContext, ChatState
-from stores.models import SearchHit
-from stores.recall_config import RecallConfig
-from stores.services import Services
+from hippograph.nodes._timing import Node, timed
+from hippograph.nodes.state import ChatContext, ChatState
+from hippograph.stores.models import SearchHit
+from hippograph.stores.recall_config import RecallConfig
+from hippograph.stores.services import Services
 
 
 def recall_config(services: Services, ctx: ChatContext | None) -> RecallConfig:

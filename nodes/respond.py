@@ -13,11 +13,11 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
 from langgraph.runtime import Runtime
 
-from nodes._timing import Node, timed
-from nodes.state import ChatContext, ChatState
-from stores.models import MemoryStatus, SearchHit
-from stores.preferences.base import PreferenceHit
-from stores.services import Services
+from hippograph.nodes._timing import Node, timed
+from hippograph.nodes.state import ChatContext, ChatState
+from hippograph.stores.models import MemoryStatus, SearchHit
+from hippograph.stores.preferences.base import PreferenceHit
+from hippograph.stores.services import Services
 
 NO_MODEL_NOTE = (
     "No chat model is configured (set HIPPOGRAPH_CHAT_MODEL, e.g. `openai:gpt-4o-mini`), "

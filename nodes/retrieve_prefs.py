@@ -6,9 +6,9 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from nodes._timing import Node, timed
-from nodes.state import ChatContext, ChatState
-from stores.services import Services
+from hippograph.nodes._timing import Node, timed
+from hippograph.nodes.state import ChatContext, ChatState
+from hippograph.stores.services import Services
 
 PREFERENCES_K = 5
 

@@ -15,16 +15,16 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from nodes._timing import Node, timed
-from nodes.rerank import recall_config
-from nodes.state import ChatContext, ChatState
-from nodes.time_grounding import event_time, query_window, valid_at
-from stores.embedders import embed_array
-from stores.entities import query_entity_names
-from stores.models import MemoryItem, MemoryStatus, MemoryType, SearchHit
-from stores.recall_config import RecallConfig
-from stores.services import Services
-from stores.tree.base import TreeStore
+from hippograph.nodes._timing import Node, timed
+from hippograph.nodes.rerank import recall_config
+from hippograph.nodes.state import ChatContext, ChatState
+from hippograph.nodes.time_grounding import event_time, query_window, valid_at
+from hippograph.stores.embedders import embed_array
+from hippograph.stores.entities import query_entity_names
+from hippograph.stores.models import MemoryItem, MemoryStatus, MemoryType, SearchHit
+from hippograph.stores.recall_config import RecallConfig
+from hippograph.stores.services import Services
+from hippograph.stores.tree.base import TreeStore
 
 
 def merge_hits(*lists: Iterable[SearchHit]) -> dict[str, SearchHit]:

@@ -8,10 +8,10 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
-from nodes._timing import Node, timed
-from nodes.scope import message_text
-from nodes.state import ChatContext, ChatState
-from stores.services import Services
+from hippograph.nodes._timing import Node, timed
+from hippograph.nodes.scope import message_text
+from hippograph.nodes.state import ChatContext, ChatState
+from hippograph.stores.services import Services
 
 ENRICH_TURN = "enrich_turn"
 

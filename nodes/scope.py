@@ -8,13 +8,13 @@ from langchain_core.messages import HumanMessage
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
-from nodes._timing import Node, timed
-from nodes.state import ChatContext, ChatState
-from stores.embedders import embed_array
-from stores.errors import InvalidInputError
-from stores.models import check_id, check_text
-from stores.registry import default_cube_id
-from stores.services import Services
+from hippograph.nodes._timing import Node, timed
+from hippograph.nodes.state import ChatContext, ChatState
+from hippograph.stores.embedders import embed_array
+from hippograph.stores.errors import InvalidInputError
+from hippograph.stores.models import check_id, check_text
+from hippograph.stores.registry import default_cube_id
+from hippograph.stores.services import Services
 
 
 def message_text(content: Any) -> str:

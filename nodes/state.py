@@ -9,9 +9,9 @@ from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict  # LangServe needs typing_extensions' TypedDict on Python 3.11
 
-from stores.models import SearchHit
-from stores.preferences.base import PreferenceHit
-from stores.recall_config import RecallConfig
+from hippograph.stores.models import SearchHit
+from hippograph.stores.preferences.base import PreferenceHit
+from hippograph.stores.recall_config import RecallConfig
 
 
 def merge_dicts(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:

@@ -6,10 +6,10 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from nodes._timing import Node, timed
-from nodes.state import ChatContext, ChatState
-from stores.models import SearchHit
-from stores.services import Services
+from hippograph.nodes._timing import Node, timed
+from hippograph.nodes.state import ChatContext, ChatState
+from hippograph.stores.models import SearchHit
+from hippograph.stores.services import Services
 
 
 def apply_threshold(

@@ -21,7 +21,7 @@ from typing import Literal
 
 import dateparser
 
-from stores.models import MemoryItem, MemoryStatus
+from hippograph.stores.models import MemoryItem, MemoryStatus
 
 Unit = Literal["day", "week", "month", "year"]
 
@@ -196,7 +196,7 @@ def as_datetime(value: float | datetime | str | None) -> datetime | None:
         return datetime.fromtimestamp(float(value), UTC)
     parsed = dateparser.parse(str(value), languages=["en"], settings={"RETURN_AS_TIMEZONE_AWARE": True})
     if parsed is None:
-        from stores.errors import InvalidInputError
+        from hippograph.stores.errors import InvalidInputError
 
         raise InvalidInputError(f"cannot read the time {str(value)[:100]!r}")
     return parsed

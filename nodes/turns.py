@@ -32,10 +32,10 @@ from typing import Any, Literal
 
 from langchain_core.messages import BaseMessage
 
-from nodes.scope import message_text
-from stores.errors import InvalidInputError
-from stores.models import MemoryItem, MemoryType, SourceRef, check_text, content_hash, now
-from stores.write import stable_id
+from hippograph.nodes.scope import message_text
+from hippograph.stores.errors import InvalidInputError
+from hippograph.stores.models import MemoryItem, MemoryType, SourceRef, check_text, content_hash, now
+from hippograph.stores.write import stable_id
 
 #: What a turn memory's key carries: nothing, speaker and time, or also the turn it replies to (default).
 TurnKey = Literal["none", "speaker_date", "full"]

@@ -27,8 +27,8 @@ from typing import Literal
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 
-from stores.models import content_hash, normalise_text
-from stores.text import STOP_WORDS, WORD
+from hippograph.stores.models import content_hash, normalise_text
+from hippograph.stores.text import STOP_WORDS, WORD
 
 Action = Literal["duplicate", "update", "new"]
 

@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stores.files import private_file
-from stores.tree.base import TreeStore
+from hippograph.stores.files import private_file
+from hippograph.stores.tree.base import TreeStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (

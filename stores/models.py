@@ -12,9 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from stores.errors import InvalidInputError
-from stores.limits import MAX_TEXT_CHARS as MAX_TEXT_CHARS  # re-exported; its one home is stores/limits.py
-from stores.limits import has_visible_char
+from hippograph.stores.errors import InvalidInputError
+from hippograph.stores.limits import MAX_TEXT_CHARS as MAX_TEXT_CHARS  # re-exported; its one home is stores/limits.py
+from hippograph.stores.limits import has_visible_char
 
 #: Ids of users, cubes, sessions: safe to place anywhere (Cypher params, Milvus filters, URLs). Always applied with
 #: `fullmatch` (a `$` anchor would let a trailing newline through).

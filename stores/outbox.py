@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from stores.files import private_file
+from hippograph.stores.files import private_file
 
 
 class JobStatus(StrEnum):

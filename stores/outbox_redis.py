@@ -23,8 +23,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from stores.errors import BackendUnavailableError
-from stores.outbox import Job, JobStatus, job_touches
+from hippograph.stores.errors import BackendUnavailableError
+from hippograph.stores.outbox import Job, JobStatus, job_touches
 
 _GROUP = "workers"
 #: An entry read but never marked running (its reader died in between) is taken over after this long.

@@ -24,14 +24,14 @@ from typing import IO, Any
 
 from langchain_core.embeddings import Embeddings
 
-from stores.documents import ChunkRecord, DocumentRecord, DocumentRegistry
-from stores.embedders import embed_array
-from stores.errors import InvalidInputError, NotFoundError
-from stores.models import check_id
-from stores.preferences.base import Preference, PreferenceStore
-from stores.registry import Registry, default_cube_id
-from stores.tree.base import TreeStore
-from stores.tree.ops import export_cube, import_cube, read_jsonl
+from hippograph.stores.documents import ChunkRecord, DocumentRecord, DocumentRegistry
+from hippograph.stores.embedders import embed_array
+from hippograph.stores.errors import InvalidInputError, NotFoundError
+from hippograph.stores.models import check_id
+from hippograph.stores.preferences.base import Preference, PreferenceStore
+from hippograph.stores.registry import Registry, default_cube_id
+from hippograph.stores.tree.base import TreeStore
+from hippograph.stores.tree.ops import export_cube, import_cube, read_jsonl
 
 FORMAT = "hippograph-user"
 VERSION = 1

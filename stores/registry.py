@@ -19,9 +19,9 @@ from enum import StrEnum
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from stores.errors import AccessDeniedError, InvalidInputError, NotFoundError
-from stores.files import private_file
-from stores.models import MAX_USER_ID_CHARS, check_id
+from hippograph.stores.errors import AccessDeniedError, InvalidInputError, NotFoundError
+from hippograph.stores.files import private_file
+from hippograph.stores.models import MAX_USER_ID_CHARS, check_id
 
 #: Suffix of every user's default cube id; no user may create a cube id ending in it.
 DEFAULT_CUBE_SUFFIX = ".default"

@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 
-from stores.embedders import embedding_dimension, load_embeddings
-from stores.files import private_dir
-from stores.outbox import Outbox, SqliteOutbox
-from stores.registry import Registry
-from stores.settings import Settings, get_settings
-from stores.tree.base import TreeStore
+from hippograph.stores.embedders import embedding_dimension, load_embeddings
+from hippograph.stores.files import private_dir
+from hippograph.stores.outbox import Outbox, SqliteOutbox
+from hippograph.stores.registry import Registry
+from hippograph.stores.settings import Settings, get_settings
+from hippograph.stores.tree.base import TreeStore
 
 if TYPE_CHECKING:
-    from stores.preferences.base import PreferenceStore
+    from hippograph.stores.preferences.base import PreferenceStore
 
 
 @dataclass
@@ -60,7 +60,7 @@ class Services:
         """Preference memory (Milvus / Milvus Lite), opened on first use: Milvus Lite takes a second to start."""
         with self._lock:
             if self._preferences is None:
-                from stores.preferences.milvus import MilvusPreferenceStore
+                from hippograph.stores.preferences.milvus import MilvusPreferenceStore
 
                 self._preferences = MilvusPreferenceStore(
                     self.settings.milvus_path, embeddings=self.embeddings, token=self.settings.milvus_token
@@ -82,7 +82,7 @@ class Services:
 
 def open_tree_store(settings: Settings, dimension: int) -> TreeStore:
     if settings.tree_backend == "neo4j":
-        from stores.tree.neo4j import Neo4jTreeStore
+        from hippograph.stores.tree.neo4j import Neo4jTreeStore
 
         return Neo4jTreeStore(
             settings.neo4j_uri,
@@ -90,14 +90,14 @@ def open_tree_store(settings: Settings, dimension: int) -> TreeStore:
             database=settings.neo4j_database,
             dimension=dimension,
         )
-    from stores.tree.embedded import EmbeddedTreeStore
+    from hippograph.stores.tree.embedded import EmbeddedTreeStore
 
     return EmbeddedTreeStore(settings.tree_path, dimension=dimension)
 
 
 def open_outbox(settings: Settings) -> Outbox:
     if settings.outbox_url.startswith("redis://"):
-        from stores.outbox_redis import RedisOutbox  # type: ignore[import-not-found]
+        from hippograph.stores.outbox_redis import RedisOutbox  # type: ignore[import-not-found]
 
         return RedisOutbox(settings.outbox_url)  # type: ignore[no-any-return]
     return SqliteOutbox(settings.outbox_path)

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from stores.recall_config import RecallConfig
+from hippograph.stores.recall_config import RecallConfig
 
 
 class Settings(BaseSettings):
@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     """Tokenizer for chunk sizes, all offline: `minilm` (the embedder's tokenizer.json), `word` or `character`."""
     ingest_max_bytes: int = Field(default=100_000_000, ge=1)
     """Files larger than this are reported and skipped by document ingestion."""
+    ingest_batch: int = Field(default=64, ge=1, le=4096)
+    """Chunks a document ingest embeds and writes per step: a big file streams through in steps of this size
+    (flat memory, per-chunk progress, and an interrupted ingest resumes where it stopped)."""
     admin_key: str = ""
     """The HTTP server's admin API key (user management); empty = only users flagged `is_admin` may manage users."""
     api_key: str = ""

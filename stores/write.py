@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from stores.embedders import embed_array
-from stores.models import MemoryItem
-from stores.tree.base import TreeStore
+from hippograph.stores.embedders import embed_array
+from hippograph.stores.models import MemoryItem
+from hippograph.stores.tree.base import TreeStore
 
 _TURN_NAMESPACE = uuid.UUID("5f0c2a43-8f6e-4a8e-9d57-2b0e4f1c7a11")
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from evals.common import shared_data_dir
-from stores.embedders import HashingEmbeddings
-from stores.tree.base import TreeStore
-from stores.tree.embedded import EmbeddedTreeStore
+from hippograph.evals.common import shared_data_dir
+from hippograph.stores.embedders import HashingEmbeddings
+from hippograph.stores.tree.base import TreeStore
+from hippograph.stores.tree.embedded import EmbeddedTreeStore
 
 pytest_plugins = ["tests.neo4j_fixture", "tests.redis_fixture"]
 
@@ -37,7 +37,7 @@ def hashing() -> HashingEmbeddings:
 
 @pytest.fixture(scope="session")
 def minilm():  # type: ignore[no-untyped-def]
-    from stores.embedders import MiniLMEmbeddings
+    from hippograph.stores.embedders import MiniLMEmbeddings
 
     return MiniLMEmbeddings()
 
@@ -51,7 +51,7 @@ def open_tree_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
             opened.append(EmbeddedTreeStore(tmp_path / "tree.sqlite", dimension=DIM))
             return opened[-1]
     else:
-        from stores.tree.neo4j import Neo4jTreeStore
+        from hippograph.stores.tree.neo4j import Neo4jTreeStore
         from tests.neo4j_fixture import make_neo4j_tree_store
 
         server = request.getfixturevalue("neo4j_server")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from nodes.enrich_common import ENRICH_KIND
-from stores.models import MemoryItem, MemoryStatus
-from stores.services import Services
-from stores.write import stable_id, write_memories
+from hippograph.nodes.enrich_common import ENRICH_KIND
+from hippograph.stores.models import MemoryItem, MemoryStatus
+from hippograph.stores.services import Services
+from hippograph.stores.write import stable_id, write_memories
 
 
 def fast_path_turn(services: Services, *, user: str, cube: str, session: str, index: int, user_text: str,

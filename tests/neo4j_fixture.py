@@ -20,8 +20,8 @@ from typing import Any
 import neo4j
 import pytest
 
-from stores.tree.neo4j import Neo4jTreeStore
-from stores.tree.neo4j_server import LocalNeo4j
+from hippograph.stores.tree.neo4j import Neo4jTreeStore
+from hippograph.stores.tree.neo4j_server import LocalNeo4j
 
 
 @dataclass

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from evals.common import free_port
+from hippograph.evals.common import free_port
 
 
 @pytest.fixture(scope="session")

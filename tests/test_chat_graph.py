@@ -10,20 +10,20 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 
-from graphs.chat import build_chat_graph
-from graphs.search import build_search_graph
+from hippograph.graphs.chat import build_chat_graph
+from hippograph.graphs.search import build_search_graph
 from hippograph.memory import Memory
+from hippograph.nodes.respond import NO_MODEL_NOTE, references_for, system_prompt
+from hippograph.nodes.state import ChatContext
+from hippograph.nodes.threshold import apply_threshold
+from hippograph.nodes.turns import turn_id
 from hippograph.settings import Settings
-from nodes.respond import NO_MODEL_NOTE, references_for, system_prompt
-from nodes.state import ChatContext
-from nodes.threshold import apply_threshold
-from nodes.turns import turn_id
-from stores.errors import AccessDeniedError, InvalidInputError
-from stores.models import MemoryItem, MemoryStatus, SearchHit
-from stores.preferences.base import Preference, PreferenceHit
-from stores.services import Services
-from stores.tree.base import Rel
-from stores.tree.ops import ancestors
+from hippograph.stores.errors import AccessDeniedError, InvalidInputError
+from hippograph.stores.models import MemoryItem, MemoryStatus, SearchHit
+from hippograph.stores.preferences.base import Preference, PreferenceHit
+from hippograph.stores.services import Services
+from hippograph.stores.tree.base import Rel
+from hippograph.stores.tree.ops import ancestors
 from tests.conftest import DIM
 from tests.fakes import ScriptedChatModel
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from langchain_core.messages import HumanMessage
 
-from graphs.chat import build_chat_graph
-from graphs.checkpoint import checkpoint_serializer, state_types
-from graphs.search import build_search_graph
+from hippograph.graphs.chat import build_chat_graph
+from hippograph.graphs.checkpoint import checkpoint_serializer, state_types
+from hippograph.graphs.search import build_search_graph
+from hippograph.nodes.state import ChatContext, ChatState
 from hippograph.settings import Settings
-from nodes.state import ChatContext, ChatState
-from stores.models import MemoryItem, MemoryStatus, MemoryType, SearchHit
-from stores.preferences.base import PreferenceHit, PreferenceKind
-from stores.services import Services
+from hippograph.stores.models import MemoryItem, MemoryStatus, MemoryType, SearchHit
+from hippograph.stores.preferences.base import PreferenceHit, PreferenceKind
+from hippograph.stores.services import Services
 
 INTERNAL = {"query_vector", "read_cube_ids", "write_cube_id", "user_id", "session_id"}
 
@@ -33,7 +33,7 @@ def test_the_allow_list_names_the_state_types() -> None:
     found = state_types(ChatState)
     assert {SearchHit, MemoryItem, MemoryType, MemoryStatus, PreferenceHit, PreferenceKind} <= found
     allowed = checkpoint_serializer()._allowed_msgpack_modules
-    assert isinstance(allowed, set) and ("stores.models", "SearchHit") in allowed
+    assert isinstance(allowed, set) and ("hippograph.stores.models", "SearchHit") in allowed
     assert ("os", "system") not in allowed  # an explicit list: anything else is refused, not constructed
 
 

@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from nodes.respond import NO_MODEL_NOTE
+from hippograph.nodes.respond import NO_MODEL_NOTE
 
 HIPPOGRAPH = Path(sys.executable).parent / "hippograph"
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from hippograph.settings import Settings
+from hippograph.stores.dedup import NearDuplicateIndex, dedup_batch, minhash, shingles
+from hippograph.stores.models import MemoryStatus
+from hippograph.stores.preferences.milvus import MilvusPreferenceStore
+from hippograph.stores.services import Services
 from hippograph.worker import Worker
-from stores.dedup import NearDuplicateIndex, dedup_batch, minhash, shingles
-from stores.models import MemoryStatus
-from stores.preferences.milvus import MilvusPreferenceStore
-from stores.services import Services
 from tests.conftest import SHARED_DATA
 from tests.enrich_helpers import fast_path_turn, memory_census
 
@@ -61,7 +61,7 @@ def test_changed_values_are_updates_and_unrelated_are_new(minilm) -> None:  # ty
 
 def test_exact_duplicate_by_hash_needs_no_vector() -> None:
     index = NearDuplicateIndex()
-    from stores.dedup import Candidate
+    from hippograph.stores.dedup import Candidate
 
     index.add(Candidate(id="m1", text="I live in Paris."))
     d = index.decide("  i LIVE in paris.  ", None)

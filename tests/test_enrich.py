@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from graphs.enrich import NODES, build_enrich_graph, open_enrich_checkpointer
+from hippograph.graphs.enrich import NODES, build_enrich_graph, open_enrich_checkpointer
+from hippograph.nodes.enrich_common import ENRICH_KIND, WORKING_MEMORY_SIZE
 from hippograph.settings import Settings
+from hippograph.stores.models import MemoryStatus, MemoryType
+from hippograph.stores.outbox import JobStatus, RetryPolicy
+from hippograph.stores.preferences.milvus import MilvusPreferenceStore
+from hippograph.stores.services import Services
+from hippograph.stores.tree.base import Rel
 from hippograph.worker import Worker, start_in_process_worker
-from nodes.enrich_common import ENRICH_KIND, WORKING_MEMORY_SIZE
-from stores.models import MemoryStatus, MemoryType
-from stores.outbox import JobStatus, RetryPolicy
-from stores.preferences.milvus import MilvusPreferenceStore
-from stores.services import Services
-from stores.tree.base import Rel
 from tests.conftest import REPO
 from tests.enrich_helpers import fast_path_turn, memory_census
 from tests.fakes import ScriptedChatModel

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from hippograph.nodes.enrich_entities import enrich_memories, schedule_memories
 from hippograph.settings import Settings
+from hippograph.stores.embedders import HashingEmbeddings
+from hippograph.stores.entities import EntityExtractor, normalise_entity, query_entity_names
+from hippograph.stores.models import MemoryItem
+from hippograph.stores.services import Services
+from hippograph.stores.tree.embedded import EmbeddedTreeStore
+from hippograph.stores.write import write_memories
 from hippograph.worker import Worker
-from nodes.enrich_entities import enrich_memories, schedule_memories
-from stores.embedders import HashingEmbeddings
-from stores.entities import EntityExtractor, normalise_entity, query_entity_names
-from stores.models import MemoryItem
-from stores.services import Services
-from stores.tree.embedded import EmbeddedTreeStore
-from stores.write import write_memories
 
 EMB = HashingEmbeddings(64)
 
@@ -92,9 +92,9 @@ def test_ingest_schedules_a_deferred_job_that_the_worker_runs(tmp_path: Path) ->
 
 
 def test_an_ingested_conversation_joins_the_entity_graph_with_grounded_dates(tmp_path: Path) -> None:
-    from graphs.ingest import build_ingest_graph
-    from nodes.ingest_state import IngestContext
-    from stores.registry import default_cube_id
+    from hippograph.graphs.ingest import build_ingest_graph
+    from hippograph.nodes.ingest_state import IngestContext
+    from hippograph.stores.registry import default_cube_id
 
     services = Services.from_settings(Settings(data_dir=tmp_path / "d", worker_in_process=False),
                                       embeddings=HashingEmbeddings(64))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from evals.locomo import (
+from hippograph.evals.locomo import (
     Row,
     SystemResult,
     load_locomo,
@@ -17,7 +17,7 @@ from evals.locomo import (
     run_locomo,
     session_any_at,
 )
-from stores.models import MemoryItem, SearchHit
+from hippograph.stores.models import MemoryItem, SearchHit
 from tests.conftest import shared_file
 
 FIXED_SYSTEM_KEYS = {"recall@5", "recall@10", "recall@20", "by_category", "search_p50_ms", "search_p95_ms",
@@ -90,9 +90,9 @@ def test_evals_write_only_through_the_public_api() -> None:
     root = Path(__file__).resolve().parent.parent / "evals"
     for name in ("locomo.py", "longmemeval.py", "baselines.py", "qa.py", "report.py"):
         source = (root / name).read_text(encoding="utf-8")
-        for banned in ("write_memories", "MemoryItem(", "stores.write", "tree.add(", "NullPreferenceStore"):
+        for banned in ("write_memories", "MemoryItem(", "hippograph.stores.write", "tree.add(", "NullPreferenceStore"):
             assert banned not in source, f"evals/{name} uses {banned}"
-    assert "evals.locomo" not in (root / "baselines.py").read_text(encoding="utf-8")  # no import cycle
+    assert "hippograph.evals.locomo" not in (root / "baselines.py").read_text(encoding="utf-8")  # no import cycle
 
 
 def test_recall_at_k_and_session_any() -> None:
@@ -116,7 +116,7 @@ def test_recall_at_k_and_session_any() -> None:
 
 def test_locomo_run_writes_fixed_keys_and_scores_small_conversation(tiny_path: Path, tmp_path: Path,
                                                                     minilm: Any) -> None:
-    from evals.baselines import CachedEmbeddings
+    from hippograph.evals.baselines import CachedEmbeddings
 
     out = tmp_path / "out"
     report = run_locomo(tiny_path, out, progress=False, embeddings=CachedEmbeddings(minilm), ks=[1, 5, 10, 20])
@@ -147,7 +147,7 @@ def test_locomo_run_writes_fixed_keys_and_scores_small_conversation(tiny_path: P
 def test_cli_locomo_runs(tiny_path: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from evals.cli import eval_app
+    from hippograph.evals.cli import eval_app
 
     out = tmp_path / "cli"
     result = CliRunner().invoke(eval_app, ["locomo", "--data", str(tiny_path), "--out", str(out),
@@ -158,8 +158,8 @@ def test_cli_locomo_runs(tiny_path: Path, tmp_path: Path) -> None:
 
 
 def test_longmemeval_through_the_public_api(tmp_path: Path, minilm: Any) -> None:
-    from evals.baselines import CachedEmbeddings
-    from evals.longmemeval import load_longmemeval, run_longmemeval, session_recall, turn_docs
+    from hippograph.evals.baselines import CachedEmbeddings
+    from hippograph.evals.longmemeval import load_longmemeval, run_longmemeval, session_recall, turn_docs
 
     path = shared_file("longmemeval/longmemeval_sample2.json")
     items = load_longmemeval(path)
@@ -185,8 +185,7 @@ def _hit(turn: int, ranks: dict[str, int], session: str = "s1") -> SearchHit:
 
 
 def test_fuse_propagates_to_adjacent_turns_of_the_same_session() -> None:
-    import nodes.rerank as rr
-
+    import hippograph.nodes.rerank as rr
     hits = [_hit(5, {"bm25": 0, "vector": 0}), _hit(6, {"vector": 9}), _hit(20, {"vector": 8}),
             _hit(6, {"vector": 9}, session="s2").model_copy()]
     hits[3].item.id = "other"
@@ -202,12 +201,12 @@ def test_fuse_propagates_to_adjacent_turns_of_the_same_session() -> None:
 
 def test_recall_config_reaches_the_nodes(tmp_path: Path) -> None:
     """Tuning is a typed config: the run's `ChatContext.recall`, else `Settings.recall` — no module globals."""
-    from graphs.search import build_search_graph
+    from hippograph.graphs.search import build_search_graph
     from hippograph.memory import Memory
+    from hippograph.nodes.state import ChatContext
     from hippograph.settings import Settings
-    from nodes.state import ChatContext
-    from stores.recall_config import RecallConfig
-    from stores.services import Services
+    from hippograph.stores.recall_config import RecallConfig
+    from hippograph.stores.services import Services
 
     settings = Settings(data_dir=tmp_path / "d", embedder="hashing:64", worker_in_process=False)
     with Memory(services=Services.from_settings(settings)) as memory:
@@ -237,8 +236,8 @@ def test_recall_config_reaches_the_nodes(tmp_path: Path) -> None:
 def test_locomo_qa_with_a_chat_model_scores_f1_and_judge(tiny_path: Path, tmp_path: Path, minilm: Any) -> None:
     from langchain_core.messages import BaseMessage
 
-    from evals.baselines import CachedEmbeddings
-    from evals.qa import ANSWER_SYSTEM, JUDGE_SYSTEM, token_f1
+    from hippograph.evals.baselines import CachedEmbeddings
+    from hippograph.evals.qa import ANSWER_SYSTEM, JUDGE_SYSTEM, token_f1
     from tests.fakes import ScriptedChatModel
 
     def check(messages: list[BaseMessage]) -> None:
@@ -267,7 +266,7 @@ def test_locomo_qa_with_a_chat_model_scores_f1_and_judge(tiny_path: Path, tmp_pa
 
 
 def test_token_f1_follows_locomo_normalisation() -> None:
-    from evals.qa import token_f1
+    from hippograph.evals.qa import token_f1
 
     assert token_f1("The Lisbon marathon!", "lisbon marathon") == 1.0
     assert token_f1("Paris", "Lisbon") == 0.0
@@ -276,8 +275,8 @@ def test_token_f1_follows_locomo_normalisation() -> None:
 
 
 def test_mem0_peer_runs_in_the_same_run_with_the_same_embedder(tiny_path: Path, tmp_path: Path, minilm: Any) -> None:
-    from evals.baselines import CachedEmbeddings
-    from evals.locomo import default_systems
+    from hippograph.evals.baselines import CachedEmbeddings
+    from hippograph.evals.locomo import default_systems
 
     assert "mem0" in default_systems()  # the dev extra installs the peer, so CI runs it for real
     report = run_locomo(tiny_path, tmp_path / "out", progress=False, embeddings=CachedEmbeddings(minilm),

@@ -12,8 +12,8 @@ import pytest
 
 from hippograph.memory import Memory
 from hippograph.settings import Settings
-from stores import limits
-from stores.errors import InvalidInputError
+from hippograph.stores import limits
+from hippograph.stores.errors import InvalidInputError
 
 DIM = 64
 

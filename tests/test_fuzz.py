@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from evals.bench_reliability import (
+from hippograph.evals.bench_reliability import (
     Tenants,
     alice_view,
     run_fuzz,
@@ -23,7 +23,7 @@ from evals.bench_reliability import (
     server,
     set_up_tenants,
 )
-from stores import limits
+from hippograph.stores import limits
 
 #: Fixed: the same 10,000 requests every run (a failure names the request; rerun to reproduce).
 SEED = 20261201
@@ -168,7 +168,7 @@ def test_injection_corpus_never_crosses_tenants(tenants: Tenants) -> None:
 
 
 def test_mcp_http_fuzz_no_5xx(tmp_path: Path) -> None:
-    from evals.bench_reliability import _mcp_key
+    from hippograph.evals.bench_reliability import _mcp_key
 
     data = tmp_path / "mcp"
     key = _mcp_key(data)

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evals.common import free_port, stop_process, wait_http
+from hippograph.evals.common import free_port, stop_process, wait_http
 from tests.conftest import REPO
 
 ADMIN = "test-admin-key-0123456789"

@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from graphs.ingest import IngestContext, build_ingest_graph
+from hippograph.graphs.ingest import IngestContext, build_ingest_graph
+from hippograph.nodes.ingest_chunk import chunk_markdown, markdown_sections
+from hippograph.nodes.ingest_convert import file_to_markdown
 from hippograph.settings import Settings
-from nodes.ingest_chunk import chunk_markdown, markdown_sections
-from nodes.ingest_convert import file_to_markdown
-from stores.documents import archive_document, diff_chunks
-from stores.embedders import HashingEmbeddings
-from stores.models import MemoryStatus, MemoryType
-from stores.services import Services
-from stores.tree.base import Rel
+from hippograph.stores.documents import archive_document, diff_chunks
+from hippograph.stores.embedders import HashingEmbeddings
+from hippograph.stores.models import MemoryStatus, MemoryType
+from hippograph.stores.services import Services
+from hippograph.stores.tree.base import Rel
 
 CUBE = "ana.default"
 
@@ -290,20 +290,25 @@ def test_bad_inputs_are_reported_and_the_batch_goes_on(tmp_path: Path) -> None:
     out = run(graph, [tmp_path, tmp_path / "missing.pdf"])
     rows = by_path(out)
     assert rows["good.md"]["status"] == "new" and rows["good.md"]["added"] > 0
+    # not UTF-8: read as Windows-1252 / Latin-1, with a warning saying so
+    assert rows["latin1.txt"]["status"] == "new" and rows["latin1.txt"]["added"] > 0
+    assert rows["latin1.txt"]["warnings"] == ["not UTF-8 (byte 3): read as cp1252"]
+    # files hippograph does not take are skipped (with the reason), broken or missing ones are errors
+    skipped = {name: r["error"] for name, r in rows.items() if r["status"] == "skipped"}
+    assert skipped == {"empty.txt": "empty file", "blob.bin": "unsupported file type .bin (binary)"}, rows
     errors = {name: r["error"] for name, r in rows.items() if r["status"] == "error"}
-    assert set(errors) == {"empty.txt", "blob.bin", "broken.docx", "notdocx.docx", "truncated.pdf", "latin1.txt",
-                           "headings-only.md", "missing.pdf"}, rows
-    assert errors["empty.txt"] == "empty file"
-    assert "binary" in errors["blob.bin"]
+    assert set(errors) == {"broken.docx", "notdocx.docx", "truncated.pdf", "headings-only.md", "missing.pdf"}, rows
     assert "no such file" in errors["missing.pdf"]
-    assert "UTF-8" in errors["latin1.txt"]
     assert all(isinstance(e, str) and e for e in errors.values())
-    assert out["summary"]["errors"] == 8 and out["summary"]["documents"] == 9
-    assert services.tree.count(cube_ids=[CUBE]) == rows["good.md"]["added"]
+    summary = out["summary"]
+    assert (summary["errors"], summary["skipped_documents"], summary["documents"]) == (5, 2, 9)
+    assert services.tree.count(cube_ids=[CUBE]) == rows["good.md"]["added"] + rows["latin1.txt"]["added"]
+    (latin,) = [m for m in services.tree.list(cube_ids=[CUBE], limit=100) if "café" in m.text]
+    assert "crème brûlée" in latin.text
 
 
 def test_cube_access_is_enforced(tmp_path: Path) -> None:
-    from stores.errors import AccessDeniedError
+    from hippograph.stores.errors import AccessDeniedError
 
     services = make_services(tmp_path)
     services.registry.ensure_user("bob")
@@ -316,7 +321,7 @@ def test_fine_mode_extracts_facts_under_each_chunk(tmp_path: Path) -> None:
     from langchain_core.language_models.fake_chat_models import FakeListChatModel
     from langchain_core.runnables import RunnableLambda
 
-    from nodes.ingest_extract import ExtractedFacts
+    from hippograph.nodes.ingest_extract import ExtractedFacts
 
     seen: list[str] = []
 
@@ -382,7 +387,7 @@ def test_cli_ingest_progress_summary_and_errors(tmp_path: Path, monkeypatch: pyt
 
 def test_memory_facade_lists_and_archives_documents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from hippograph.memory import Memory
-    from stores.errors import AccessDeniedError, NotFoundError
+    from hippograph.stores.errors import AccessDeniedError, NotFoundError
 
     docs = tmp_path / "docs"
     docs.mkdir()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from evals.loaders import (
+from hippograph.evals.loaders import (
     ingest_locomo_conversation,
     ingest_longmemeval_item,
     load_locomo,
@@ -17,12 +17,12 @@ from evals.loaders import (
     parse_evidence,
     shared_data_dir,
 )
-from graphs.ingest import build_ingest_graph
+from hippograph.graphs.ingest import build_ingest_graph
 from hippograph.settings import Settings
-from stores.embedders import HashingEmbeddings
-from stores.models import MemoryType
-from stores.services import Services
-from stores.tree.base import Rel
+from hippograph.stores.embedders import HashingEmbeddings
+from hippograph.stores.models import MemoryType
+from hippograph.stores.services import Services
+from hippograph.stores.tree.base import Rel
 
 DATA = shared_data_dir()
 LOCOMO = DATA / "locomo" / "locomo10_dev.json"

@@ -16,7 +16,7 @@ from mcp.client.stdio import StdioServerParameters
 
 from hippograph.memory import Memory
 from hippograph.settings import Settings
-from stores.services import Services
+from hippograph.stores.services import Services
 from tests.conftest import REPO
 from tests.test_http import free_port, stop, wait_http
 

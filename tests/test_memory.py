@@ -9,8 +9,8 @@ import pytest
 
 from hippograph.memory import AsyncMemory, Memory
 from hippograph.settings import Settings
-from stores.errors import AccessDeniedError, InvalidInputError, NotFoundError
-from stores.models import MAX_TEXT_CHARS, MemoryStatus
+from hippograph.stores.errors import AccessDeniedError, InvalidInputError, NotFoundError
+from hippograph.stores.models import MAX_TEXT_CHARS, MemoryStatus
 
 
 @pytest.fixture

@@ -201,7 +201,7 @@ def test_two_apis_two_workers_share_services_and_survive_a_killed_worker(
         # The interrupted job resumed from its Postgres checkpoint: every node ran once in its history.
         from langgraph.checkpoint.postgres import PostgresSaver
 
-        from graphs.enrich import NODES
+        from hippograph.graphs.enrich import NODES
 
         with PostgresSaver.from_conn_string(postgres) as saver:
             state = saver.get_tuple({"configurable": {"thread_id": victim["id"], "checkpoint_ns": ""}})

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stores.errors import BackendUnavailableError, InvalidInputError, NotFoundError
-from stores.models import MemoryItem, MemoryStatus, MemoryType
-from stores.tree import ops
-from stores.tree.base import Edge, Rel
-from stores.tree.embedded import EmbeddedTreeStore
-from stores.tree.neo4j import (
+from hippograph.stores.errors import BackendUnavailableError, InvalidInputError, NotFoundError
+from hippograph.stores.models import MemoryItem, MemoryStatus, MemoryType
+from hippograph.stores.tree import ops
+from hippograph.stores.tree.base import Edge, Rel
+from hippograph.stores.tree.embedded import EmbeddedTreeStore
+from hippograph.stores.tree.neo4j import (
     FULLTEXT_INDEX,
     ID_CONSTRAINT,
     RANGE_INDEXES,
@@ -28,7 +28,7 @@ from stores.tree.neo4j import (
     Neo4jTreeStore,
     lucene_query,
 )
-from stores.tree.neo4j_server import LocalNeo4j, free_port
+from hippograph.stores.tree.neo4j_server import LocalNeo4j, free_port
 
 pytestmark = pytest.mark.neo4j
 
@@ -54,8 +54,8 @@ def exact_top(vectors: dict[str, list[float]], query: list[float], k: int) -> li
 
 def test_settings_tree_backend_neo4j_opens_a_neo4j_store(neo4j_server: Any, tmp_path: Any) -> None:
     """`HIPPOGRAPH_TREE_BACKEND=neo4j` wiring (the chat-graph tests on Neo4j pass their store in directly)."""
-    from stores.services import Services
-    from stores.settings import Settings
+    from hippograph.stores.services import Services
+    from hippograph.stores.settings import Settings
     from tests.neo4j_fixture import wipe_database
 
     wipe_database(neo4j_server.uri, neo4j_server.auth)
@@ -242,6 +242,47 @@ def test_filtered_vector_search_returns_k_beside_a_big_cube(neo4j_server: Any) -
         assert exact.last_plan["path"] == "exact"
         assert [h.id for h in hits] == exact_top(vectors, q, 5)
         exact.close()
+    finally:
+        s.close()
+
+
+def test_ann_reads_only_the_best_candidates_vectors_with_the_same_answer(neo4j_server: Any) -> None:
+    """Re-scoring the best 3k candidates by the index's score returns what re-scoring all of them returns."""
+    from tests.neo4j_fixture import make_neo4j_tree_store
+
+    s = make_neo4j_tree_store(neo4j_server, DIM, exact_threshold=20, min_candidates=50, min_fetch=200)
+    try:
+        rng = np.random.default_rng(11)
+        mine = [item(cube="mine", text=f"mine {i}", rng=rng) for i in range(1500)]
+        s.add(mine)
+        s.add([item(cube="other", text=f"other {i}", rng=rng) for i in range(500)])
+        vectors = {m.id: m.embedding or [] for m in mine}
+        for _ in range(10):
+            q = vec(rng)
+            s.rescore_factor = 0  # every candidate's vector read (the former plan)
+            every = s.vector_search(q, cube_ids=["mine"], k=10)
+            s.rescore_factor = 3
+            best = s.vector_search(q, cube_ids=["mine"], k=10)
+            assert s.last_plan["path"] == "ann"
+            assert [h.id for h in best] == [h.id for h in every]
+            assert len(set(h.id for h in best) & set(exact_top(vectors, q, 10))) >= 9
+    finally:
+        s.close()
+
+
+def test_a_stale_cached_index_size_never_cuts_results_short(neo4j_server: Any) -> None:
+    from tests.neo4j_fixture import make_neo4j_tree_store
+
+    s = make_neo4j_tree_store(neo4j_server, DIM, exact_threshold=20, min_candidates=20, min_fetch=20,
+                              size_cache_s=3600)
+    try:
+        rng = np.random.default_rng(12)
+        s.add([item(cube="grow", text=f"first {i}", rng=rng) for i in range(5)])
+        assert len(s.vector_search(vec(rng), cube_ids=["grow"], k=10)) == 5  # caches index total 5
+        s.add([item(cube="grow", text=f"later {i}", rng=rng) for i in range(300)])
+        s._sizes = {k: v for k, v in s._sizes.items() if k != ("grow",)}  # the cube is re-counted, the total not
+        hits = s.vector_search(vec(rng), cube_ids=["grow"], k=10)
+        assert len(hits) == 10 and s.last_plan["path"] == "ann"
     finally:
         s.close()
 
@@ -458,7 +499,7 @@ def test_cli_start_status_stop(tmp_path: Any) -> None:
     from typer.testing import CliRunner
 
     from hippograph.cli_neo4j import neo4j_app
-    from stores.tree.neo4j_server import status
+    from hippograph.stores.tree.neo4j_server import status
 
     runner = CliRunner()
     data, port = tmp_path / "neo4j", free_port()

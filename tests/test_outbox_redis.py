@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from stores.outbox_redis import RedisOutbox
+from hippograph.stores.outbox_redis import RedisOutbox
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
 

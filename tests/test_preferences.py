@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from stores.errors import InvalidInputError
-from stores.models import MemoryStatus
-from stores.preferences.base import Evidence, Preference, PreferenceKind, PreferenceStore
-from stores.preferences.extract import LLMExtractor, RuleExtractor, match_preference
-from stores.preferences.milvus import MilvusPreferenceStore, quote
+from hippograph.stores.errors import InvalidInputError
+from hippograph.stores.models import MemoryStatus
+from hippograph.stores.preferences.base import Evidence, Preference, PreferenceKind, PreferenceStore
+from hippograph.stores.preferences.extract import LLMExtractor, RuleExtractor, match_preference
+from hippograph.stores.preferences.milvus import MilvusPreferenceStore, quote
 from tests.conftest import SHARED_DATA
 from tests.fakes import ScriptedChatModel
 
@@ -132,7 +132,7 @@ def test_llm_extractor_structured_output_with_scripted_model() -> None:
 
 @needs_prefeval
 def test_rule_extraction_floor_on_prefeval_explicit() -> None:
-    from evals.prefeval import measure_extraction
+    from hippograph.evals.prefeval import measure_extraction
 
     scores = measure_extraction(PREFEVAL)
     print(f"\nPrefEval explicit rule extraction: precision {scores['precision']:.3f} recall {scores['recall']:.3f}")

@@ -22,12 +22,12 @@ import httpx
 import pytest
 
 from hippograph.settings import Settings
+from hippograph.stores.errors import ProcessLayoutError
+from hippograph.stores.outbox import JobStatus
+from hippograph.stores.preferences.base import Preference, PreferenceKind
+from hippograph.stores.preferences.milvus import MilvusPreferenceStore
+from hippograph.stores.services import Services
 from hippograph.worker import Worker
-from stores.errors import ProcessLayoutError
-from stores.outbox import JobStatus
-from stores.preferences.base import Preference, PreferenceKind
-from stores.preferences.milvus import MilvusPreferenceStore
-from stores.services import Services
 from tests.conftest import REPO
 from tests.test_http import ADMIN, free_port, start_server, stop, wait_http
 

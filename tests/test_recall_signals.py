@@ -10,18 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from graphs.search import build_search_graph
+from hippograph.graphs.search import build_search_graph
 from hippograph.memory import Memory
+from hippograph.nodes.enrich_entities import enrich_memories
+from hippograph.nodes.rerank import dominates, fuse
+from hippograph.nodes.state import ChatContext
 from hippograph.settings import Settings
-from nodes.enrich_entities import enrich_memories
-from nodes.rerank import dominates, fuse
-from nodes.state import ChatContext
-from stores.embedders import HashingEmbeddings
-from stores.models import MemoryItem, SearchHit
-from stores.recall_config import RecallConfig, SignalWeights
-from stores.registry import default_cube_id
-from stores.services import Services
-from stores.write import write_memories
+from hippograph.stores.embedders import HashingEmbeddings
+from hippograph.stores.models import MemoryItem, SearchHit
+from hippograph.stores.recall_config import RecallConfig, SignalWeights
+from hippograph.stores.registry import default_cube_id
+from hippograph.stores.services import Services
+from hippograph.stores.write import write_memories
 
 USER = "ana"
 
@@ -127,7 +127,7 @@ def test_as_of_answers_what_was_true_then(services: Services) -> None:
 
 
 def test_memory_search_takes_as_of_as_a_date(tmp_path: Path) -> None:
-    from stores.errors import InvalidInputError
+    from hippograph.stores.errors import InvalidInputError
 
     settings = Settings(data_dir=tmp_path / "m", worker_in_process=False)
     with Memory(services=Services.from_settings(settings, embeddings=HashingEmbeddings(64))) as memory:

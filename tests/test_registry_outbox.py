@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from stores.errors import AccessDeniedError, InvalidInputError, NotFoundError
-from stores.outbox import JobStatus, RetryPolicy, SqliteOutbox
-from stores.registry import Access, Registry, hash_key
+from hippograph.stores.errors import AccessDeniedError, InvalidInputError, NotFoundError
+from hippograph.stores.outbox import JobStatus, RetryPolicy, SqliteOutbox
+from hippograph.stores.registry import Access, Registry, hash_key
 from tests.conftest import REPO
 
 
@@ -99,7 +99,7 @@ def test_sqlite_outbox_opens_a_file_written_before_back_off(tmp_path: Path) -> N
 
 _CREATE_USER = """
 import pathlib, sys, time
-from stores.registry import Registry
+from hippograph.stores.registry import Registry
 registry = Registry(sys.argv[1])
 ready, go = pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
 (ready / str(sys.argv[4])).touch()

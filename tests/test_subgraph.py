@@ -14,12 +14,12 @@ from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
 from typing_extensions import TypedDict
 
-from graphs.search import build_search_graph
 from hippograph.examples.agent import AgentState, build_agent, build_ticket_agent
+from hippograph.graphs.search import build_search_graph
 from hippograph.memory import Memory
+from hippograph.nodes.state import ChatContext
 from hippograph.store import HippoStore
-from nodes.state import ChatContext
-from stores.services import Services
+from hippograph.stores.services import Services
 
 
 @pytest.fixture

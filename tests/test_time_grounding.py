@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from nodes.time_grounding import as_datetime, ground, grounded_key, query_window, time_labels, valid_at
-from stores.errors import InvalidInputError
-from stores.models import MemoryItem, MemoryStatus
+from hippograph.nodes.time_grounding import as_datetime, ground, grounded_key, query_window, time_labels, valid_at
+from hippograph.stores.errors import InvalidInputError
+from hippograph.stores.models import MemoryItem, MemoryStatus
 
 SAID = datetime(2023, 5, 8, 13, 56)  # a Monday
 

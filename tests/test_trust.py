@@ -17,11 +17,11 @@ import pytest
 
 from hippograph.memory import Memory
 from hippograph.settings import Settings
+from hippograph.stores.errors import AccessDeniedError, InvalidInputError, NotFoundError
+from hippograph.stores.models import check_id
+from hippograph.stores.registry import Registry
+from hippograph.stores.services import Services
 from hippograph.worker import Worker
-from stores.errors import AccessDeniedError, InvalidInputError, NotFoundError
-from stores.models import check_id
-from stores.registry import Registry
-from stores.services import Services
 from tests.conftest import DIM, TREE_BACKENDS
 from tests.fakes import ScriptedChatModel
 

@@ -13,17 +13,17 @@ import httpx
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
-from graphs.chat import build_chat_graph
+from hippograph.graphs.chat import build_chat_graph
 from hippograph.memory import Memory
+from hippograph.nodes.state import ChatContext
+from hippograph.nodes.turns import format_time, parse_time, to_turn, turn_id, turn_memories
 from hippograph.settings import Settings
 from hippograph.store import HippoStore
-from nodes.state import ChatContext
-from nodes.turns import format_time, parse_time, to_turn, turn_id, turn_memories
-from stores.errors import InvalidInputError
-from stores.models import MemoryItem
-from stores.services import Services
-from stores.tree.base import Rel, TreeStore
-from stores.tree.embedded import EmbeddedTreeStore
+from hippograph.stores.errors import InvalidInputError
+from hippograph.stores.models import MemoryItem
+from hippograph.stores.services import Services
+from hippograph.stores.tree.base import Rel, TreeStore
+from hippograph.stores.tree.embedded import EmbeddedTreeStore
 
 MAY_8 = "1:56 pm on 8 May, 2023"
 MAY_8_TS = 1683554160.0

@@ -43,10 +43,10 @@ class UIServer:
     def tree_store(self) -> Any:
         """The server's tree store, opened from the test (to write what the off-line worker would)."""
         if self.backend == "neo4j":
-            from stores.tree.neo4j import Neo4jTreeStore
+            from hippograph.stores.tree.neo4j import Neo4jTreeStore
 
             return Neo4jTreeStore(self.neo4j.uri, auth=self.neo4j.auth, dimension=64)
-        from stores.tree.embedded import EmbeddedTreeStore
+        from hippograph.stores.tree.embedded import EmbeddedTreeStore
 
         return EmbeddedTreeStore(self.data_dir / "tree.sqlite", dimension=64)
 
@@ -326,7 +326,7 @@ def _find_id(server: UIServer, text: str) -> str:
 
 
 def test_documents_and_jobs_with_retry(ui_server: UIServer, browser: Any, shots: Path) -> None:
-    from stores.outbox import SqliteOutbox
+    from hippograph.stores.outbox import SqliteOutbox
 
     with ui_server.api("alice") as api:
         r = api.post("/v1/documents", json={"texts": [{"name": "garden", "text": "# Garden\n\nTomatoes by the wall."}]})

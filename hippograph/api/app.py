@@ -14,7 +14,7 @@ from hippograph.api.langserve import ScopedGraph, check_json_body, check_langser
 from hippograph.api.rest import build_rest
 from hippograph.memory import Memory
 from hippograph.settings import Settings, get_settings
-from stores.services import Services
+from hippograph.stores.services import Services
 
 
 def create_app(services: Services | None = None, *, settings: Settings | None = None) -> FastAPI:

@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from hippograph.memory import Memory
-from stores.errors import AccessDeniedError
-from stores.registry import User
+from hippograph.stores.errors import AccessDeniedError
+from hippograph.stores.registry import User
 
 
 def api_key_from_headers(headers: Mapping[str, str]) -> str | None:

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from stores.errors import HippographError
+from hippograph.stores.errors import HippographError
 
 log = logging.getLogger(__name__)
 

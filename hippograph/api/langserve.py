@@ -12,10 +12,10 @@ from pydantic import BaseModel, ConfigDict
 from hippograph.api.auth import authenticate
 from hippograph.api.schemas import ChatRequest, SearchRequest, SearchResult
 from hippograph.memory import ChatResult, thread_key
-from nodes.state import ChatContext
-from stores import limits
-from stores.errors import AccessDeniedError, InvalidInputError
-from stores.models import check_id
+from hippograph.nodes.state import ChatContext
+from hippograph.stores import limits
+from hippograph.stores.errors import AccessDeniedError, InvalidInputError
+from hippograph.stores.models import check_id
 
 #: The configurable key that carries the authenticated caller into the LangServe runnables.
 USER_KEY = "hippograph_user_id"

@@ -34,12 +34,12 @@ from hippograph.api.schemas import (
     UserWithKey,
 )
 from hippograph.memory import ChatResult, Memory
-from stores.erasure import ErasureReport
-from stores.errors import InvalidInputError, NotFoundError
-from stores.models import MemoryItem, SearchHit
-from stores.outbox import Job, JobStatus
-from stores.preferences.base import Preference
-from stores.registry import Cube, CubeAccess, Share, User
+from hippograph.stores.erasure import ErasureReport
+from hippograph.stores.errors import InvalidInputError, NotFoundError
+from hippograph.stores.models import MemoryItem, SearchHit
+from hippograph.stores.outbox import Job, JobStatus
+from hippograph.stores.preferences.base import Preference
+from hippograph.stores.registry import Cube, CubeAccess, Share, User
 
 
 def _job_out(job: Job) -> JobOut:

@@ -8,12 +8,12 @@ from langchain_core.messages import AnyMessage, BaseMessage
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from hippograph.memory import turn_messages
-from stores import limits
-from stores.errors import InvalidInputError
-from stores.limits import MAX_TEXT_CHARS, TOP_K_MAX, TOP_K_MIN
-from stores.models import MemoryItem, SearchHit, check_text
-from stores.outbox import JobStatus
-from stores.registry import Access, CubeAccess, User
+from hippograph.stores import limits
+from hippograph.stores.errors import InvalidInputError
+from hippograph.stores.limits import MAX_TEXT_CHARS, TOP_K_MAX, TOP_K_MIN
+from hippograph.stores.models import MemoryItem, SearchHit, check_text
+from hippograph.stores.outbox import JobStatus
+from hippograph.stores.registry import Access, CubeAccess, User
 
 #: Largest page of a listing.
 MAX_PAGE = 500

@@ -25,10 +25,10 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from typing_extensions import TypedDict
 
-from graphs.chat import build_chat_graph
-from nodes.state import ChatContext
-from stores.models import SearchHit
-from stores.services import Services
+from hippograph.graphs.chat import build_chat_graph
+from hippograph.nodes.state import ChatContext
+from hippograph.stores.models import SearchHit
+from hippograph.stores.services import Services
 
 
 class AgentState(TypedDict, total=False):

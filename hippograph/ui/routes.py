@@ -20,11 +20,11 @@ from fastapi.templating import Jinja2Templates
 
 from hippograph.api.auth import presented_key
 from hippograph.memory import Memory, SearchAudit
-from stores.errors import AccessDeniedError, HippographError, InvalidInputError, NotFoundError
-from stores.models import MemoryItem, MemoryStatus, MemoryType, SearchHit
-from stores.outbox import JobStatus
-from stores.registry import User
-from stores.tree.base import Edge
+from hippograph.stores.errors import AccessDeniedError, HippographError, InvalidInputError, NotFoundError
+from hippograph.stores.models import MemoryItem, MemoryStatus, MemoryType, SearchHit
+from hippograph.stores.outbox import JobStatus
+from hippograph.stores.registry import User
+from hippograph.stores.tree.base import Edge
 
 #: The cookie holding the API key after a login through the form.
 COOKIE = "hippograph_key"

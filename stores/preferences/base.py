@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from stores.models import MemoryStatus, check_id, check_text, new_id, now
+from hippograph.stores.models import MemoryStatus, check_id, check_text, new_id, now
 
 
 class PreferenceKind(StrEnum):

@@ -19,8 +19,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field, ValidationError
 
-from stores.models import new_id
-from stores.preferences.base import Evidence, Preference, PreferenceKind
+from hippograph.stores.models import new_id
+from hippograph.stores.preferences.base import Evidence, Preference, PreferenceKind
 
 
 class Message(BaseModel):

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from stores.errors import ProcessLayoutError
+from hippograph.stores.errors import ProcessLayoutError
 
 
 def is_lite_uri(uri: str | Path) -> bool:

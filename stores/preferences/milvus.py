@@ -21,11 +21,11 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
-from stores.embedders import embed_array, embedding_dimension
-from stores.errors import BackendUnavailableError, InvalidInputError, NotFoundError
-from stores.models import ID_PATTERN, MemoryStatus, check_id, content_hash, now
-from stores.preferences.base import Evidence, Preference, PreferenceHit, PreferenceKind
-from stores.preferences.lite_owner import claim_lite_file
+from hippograph.stores.embedders import embed_array, embedding_dimension
+from hippograph.stores.errors import BackendUnavailableError, InvalidInputError, NotFoundError
+from hippograph.stores.models import ID_PATTERN, MemoryStatus, check_id, content_hash, now
+from hippograph.stores.preferences.base import Evidence, Preference, PreferenceHit, PreferenceKind
+from hippograph.stores.preferences.lite_owner import claim_lite_file
 
 DEFAULT_COLLECTION = "preferences"
 RRF_K = 60

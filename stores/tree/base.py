@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from stores.models import MemoryItem, MemoryStatus, SearchHit
+from hippograph.stores.models import MemoryItem, MemoryStatus, SearchHit
 
 
 class Rel(StrEnum):

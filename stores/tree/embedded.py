@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from stores.errors import InvalidInputError, NotFoundError
-from stores.files import private_file
-from stores.models import MemoryItem, MemoryStatus, SearchHit, now
-from stores.text import STOP_WORDS, WORD
-from stores.tree.base import ENTITY_FANOUT, Edge, Rel, entity_key, entity_weight
+from hippograph.stores.errors import InvalidInputError, NotFoundError
+from hippograph.stores.files import private_file
+from hippograph.stores.models import MemoryItem, MemoryStatus, SearchHit, now
+from hippograph.stores.text import STOP_WORDS, WORD
+from hippograph.stores.tree.base import ENTITY_FANOUT, Edge, Rel, entity_key, entity_weight
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS memories (

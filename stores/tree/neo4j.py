@@ -38,10 +38,10 @@ import neo4j
 import numpy as np
 from neo4j import exceptions as nx
 
-from stores.errors import BackendUnavailableError, InvalidInputError, NotFoundError
-from stores.models import MemoryItem, MemoryStatus, SearchHit, now
-from stores.text import STOP_WORDS, WORD
-from stores.tree.base import ENTITY_FANOUT, Edge, Rel, entity_key
+from hippograph.stores.errors import BackendUnavailableError, InvalidInputError, NotFoundError
+from hippograph.stores.models import MemoryItem, MemoryStatus, SearchHit, now
+from hippograph.stores.text import STOP_WORDS, WORD
+from hippograph.stores.tree.base import ENTITY_FANOUT, Edge, Rel, entity_key
 
 LABEL = "Memory"
 VECTOR_INDEX = "memory_embedding"
@@ -190,6 +190,7 @@ class Neo4jTreeStore:
         min_fetch: int = 400,
         size_cache_s: float = 30.0,
         quantization: bool = True,
+        rescore_factor: int = 3,
         driver: neo4j.Driver | None = None,
     ) -> None:
         if not isinstance(dimension, int) or dimension <= 0:
@@ -204,6 +205,9 @@ class Neo4jTreeStore:
         self.size_cache_s = size_cache_s
         self._sizes: dict[tuple[str, ...], tuple[int, float]] = {}
         self.quantization = quantization
+        self.rescore_factor = rescore_factor
+        """The ANN path reads the vectors of the best `rescore_factor * k` (at least 30) in-cube candidates by
+        the index's score and ranks those by exact cosine (0: every candidate, the slower former behaviour)."""
         self.last_plan: dict[str, Any] = {}
         """How the last vector search ran (exact / ann + fetch size): for benchmarks and tests."""
         try:
@@ -579,9 +583,12 @@ class Neo4jTreeStore:
         "WITH m, vector.similarity.cosine(m.embedding, $vec) AS score "
         f"ORDER BY score DESC, m.id LIMIT $k RETURN {_NODE_FIELDS}, score"
     )
+    # The index's own (quantized) score ranks the in-cube candidates; only the best `$rescore` of them have
+    # their vectors read for the exact cosine (reading every candidate's vector was most of the query time).
     _ANN = (
-        "CALL db.index.vector.queryNodes($index, $fetch, $vec) YIELD node AS m "
+        "CALL db.index.vector.queryNodes($index, $fetch, $vec) YIELD node AS m, score AS approx "
         "WHERE m.cube_id IN $cubes AND m.status IN $states "
+        "WITH m ORDER BY approx DESC LIMIT $rescore "
         "WITH m, vector.similarity.cosine(m.embedding, $vec) AS score "
         f"ORDER BY score DESC, m.id LIMIT $k RETURN {_NODE_FIELDS}, score"
     )
@@ -593,6 +600,20 @@ class Neo4jTreeStore:
     )
     _TOTAL = f"MATCH (m:{LABEL}) RETURN count(m) AS total"
     _CUBE_SIZE = f"MATCH (m:{LABEL}) WHERE m.cube_id IN $cubes WITH m LIMIT $cap RETURN count(m) AS n"
+
+    def _rescore(self, k: int, fetch: int) -> int:
+        """How many in-cube ANN candidates get the exact cosine (`rescore_factor` 0: every candidate)."""
+        return fetch if self.rescore_factor <= 0 else max(k * self.rescore_factor, 30)
+
+    def _index_total(self, tx: neo4j.ManagedTransaction, *, fresh: bool = False) -> int:
+        """How many memories the index holds (sizes the ANN candidate count only), cached like big cube sizes."""
+        cached = self._sizes.get(("\x00total",))
+        if not fresh and cached is not None and time.monotonic() - cached[1] < self.size_cache_s:
+            return cached[0]
+        rec = tx.run(self._TOTAL).single()
+        total = int(rec["total"]) if rec else 0
+        self._sizes[("\x00total",)] = (total, time.monotonic())
+        return total
 
     def _cube_size(self, tx: neo4j.ManagedTransaction, cubes: list[str]) -> int:
         """How many memories the cubes hold: exact when small, else an estimate cached for `size_cache_s`.
@@ -618,9 +639,8 @@ class Neo4jTreeStore:
         """Top-k rows of the filtered vector search inside `tx` (exact or oversampled ANN, see module doc)."""
         cubes, k = params["cubes"], params["k"]
         self.last_plan = {}
-        rec = tx.run(self._TOTAL).single()
-        total = int(rec["total"]) if rec else 0
         size = self._cube_size(tx, cubes)
+        total = max(self._index_total(tx), size)
         if size == 0:
             return []
         # Enough index candidates that ~max(k*oversample, min_candidates) of them fall in the cubes, and at
@@ -633,7 +653,10 @@ class Neo4jTreeStore:
         rounds = 0
         while True:
             rounds += 1
-            rows = [r.data() for r in tx.run(self._ANN, params, index=VECTOR_INDEX, fetch=min(fetch, total))]
+            rows = [r.data() for r in tx.run(self._ANN, params, index=VECTOR_INDEX, fetch=min(fetch, total),
+                                             rescore=self._rescore(k, fetch))]
+            if len(rows) < k and fetch >= total:  # the cached total may be stale: count again before giving up
+                total = max(self._index_total(tx, fresh=True), size)
             if len(rows) >= k or fetch >= total:
                 self.last_plan = {"path": "ann", "fetch": fetch, "rounds": rounds, "total": total}
                 return rows

@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from stores.errors import InvalidInputError, NotFoundError
-from stores.models import MemoryItem, MemoryStatus
-from stores.tree.base import Edge, Rel, TreeStore
+from hippograph.stores.errors import InvalidInputError, NotFoundError
+from hippograph.stores.models import MemoryItem, MemoryStatus
+from hippograph.stores.tree.base import Edge, Rel, TreeStore
 
 ALL_STATUSES = tuple(MemoryStatus)
 EXPORT_VERSION = 1

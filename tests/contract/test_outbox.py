@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stores.outbox import JobStatus, Outbox, SqliteOutbox
+from hippograph.stores.outbox import JobStatus, Outbox, SqliteOutbox
 
 OUTBOXES = ["sqlite", "redis"]
 
@@ -18,7 +18,7 @@ def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Outbox]:
     if request.param == "sqlite":
         box: Outbox = SqliteOutbox(tmp_path / "outbox.sqlite")
     else:
-        from stores.outbox_redis import RedisOutbox
+        from hippograph.stores.outbox_redis import RedisOutbox
 
         box = RedisOutbox(request.getfixturevalue("redis_url"), prefix=f"contract-{request.node.name}")
     yield box

@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
-from stores.embedders import HashingEmbeddings
-from stores.errors import InvalidInputError, NotFoundError
-from stores.models import MemoryItem, MemoryStatus, MemoryType, SourceRef, content_hash
-from stores.tree.base import Edge, Rel, TreeStore
+from hippograph.stores.embedders import HashingEmbeddings
+from hippograph.stores.errors import InvalidInputError, NotFoundError
+from hippograph.stores.models import MemoryItem, MemoryStatus, MemoryType, SourceRef, content_hash
+from hippograph.stores.tree.base import Edge, Rel, TreeStore
 
 DIM = 64
 EMB = HashingEmbeddings(DIM)

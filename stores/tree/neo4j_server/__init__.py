@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from stores.errors import BackendUnavailableError
+from hippograph.stores.errors import BackendUnavailableError
 
 NEO4J_SERIES = "5.26"
 HERE = Path(__file__).resolve().parent
