@@ -39,26 +39,34 @@ def headline(rows: list[dict[str, Any]], seconds: float) -> str:
 
 
 def _table(rows: list[dict[str, Any]], summary: dict[str, Any], seconds: float) -> Table:
+    """One row per file (fits 80 columns: names wrap, never cut); reasons and warnings go in `_notes`."""
     table = Table(title=headline(rows, seconds))
-    table.add_column("file", overflow="fold", min_width=12, ratio=2)
-    table.add_column("status", overflow="fold", ratio=2)
-    for name in ("chunks", "added", "skipped", "superseded", "archived", "ms"):
+    table.add_column("file", overflow="fold", ratio=1)
+    table.add_column("status", no_wrap=True)
+    for name in ("chunks", "added", "kept", "s"):
         table.add_column(name, justify="right", no_wrap=True)
     for row in rows:
-        status = row["status"]
-        label = f"[{_STYLE.get(status, 'white')}]{status}[/]"
-        if row.get("error"):
-            label += f": {row['error']}"
-        for warning in row.get("warnings") or []:
-            label += f"\n[yellow]{warning}[/]"
+        status = f"[{_STYLE.get(row['status'], 'white')}]{row['status']}[/]"
+        changes = [f"{row[k]} {k}" for k in ("superseded", "archived") if row.get(k)]
         ms = sum((row.get("timings") or {}).get(k, 0.0) for k in ("convert", "chunk", "extract", "dedup", "write"))
-        table.add_row(Path(str(row["document"])).name, label, str(row["chunks"]), str(row["added"]),
-                      str(row["skipped"]), str(row["superseded"]), str(row["archived"]), f"{ms:.0f}")
+        table.add_row(Path(str(row["document"])).name, " ".join([status, *changes]), str(row["chunks"]),
+                      str(row["added"]), str(row["skipped"]), f"{ms / 1000:.1f}")
     table.add_section()
     table.add_row("total", "", str(summary.get("chunks", 0)), str(summary.get("added", 0)),
-                  str(summary.get("skipped", 0)), str(summary.get("superseded", 0)), str(summary.get("archived", 0)),
-                  f"{seconds * 1000:.0f}")
+                  str(summary.get("skipped", 0)), f"{seconds:.1f}")
     return table
+
+
+def _notes(rows: list[dict[str, Any]]) -> list[str]:
+    """Why a file was skipped or failed, and what to know about one that was ingested (a guessed encoding)."""
+    notes = []
+    for row in rows:
+        name = Path(str(row["document"])).name
+        if row["status"] in ("error", "skipped"):
+            label = "failed" if row["status"] == "error" else "skipped"
+            notes.append(f"[{_STYLE[row['status']]}]{label}[/] {name}: {row.get('error')}")
+        notes += [f"[yellow]warning[/] {name}: {warning}" for warning in row.get("warnings") or []]
+    return notes
 
 
 class IngestProgress:
@@ -83,12 +91,7 @@ class IngestProgress:
         self.progress.update(self.chunks, advance=int(event.get("step", 0)))
 
     def finished(self, row: dict[str, Any]) -> None:
-        name = Path(str(row["document"])).name
-        if row["status"] in ("error", "skipped"):
-            colour = _STYLE[row["status"]]
-            self.progress.console.print(f"[{colour}]{'failed' if row['status'] == 'error' else 'skipped'}[/] "
-                                        f"{name}: {row.get('error')}")
-        self.progress.update(self.files, advance=1, name=name)
+        self.progress.update(self.files, advance=1, name=Path(str(row["document"])).name)
 
 
 def ingest(
@@ -144,6 +147,8 @@ def ingest(
         services.close()
     rows.sort(key=lambda r: r.get("order", 0))
     console.print(_table(rows, summary, time.perf_counter() - started))
+    for note in _notes(rows):
+        console.print(note)
     if any(r["status"] == "error" for r in rows):
         raise typer.Exit(1)
 

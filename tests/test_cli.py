@@ -13,9 +13,9 @@ from hippograph.nodes.respond import NO_MODEL_NOTE
 HIPPOGRAPH = Path(sys.executable).parent / "hippograph"
 
 
-def run(tmp_path: Path, *args: str, embedder: str | None = None, stdin: str | None = None
+def run(tmp_path: Path, *args: str, embedder: str | None = None, stdin: str | None = None, columns: int = 200
         ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HIPPOGRAPH_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200",
+    env = {**os.environ, "HIPPOGRAPH_DATA_DIR": str(tmp_path / "data"), "COLUMNS": str(columns),
            "HIPPOGRAPH_WORKER_IN_PROCESS": "false"}
     env.pop("HIPPOGRAPH_CHAT_MODEL", None)
     # each command is a new interpreter: cache its bytecode (outside the tree) as an installed copy would,
@@ -142,3 +142,25 @@ def test_users_keys_cubes_sharing_export_import_and_erase(tmp_path: Path) -> Non
     assert cube_count(run(tmp_path, "stats", "--user", "cy", embedder="hashing:64"), "cy.work") == 1
     missing = run(tmp_path, "import", str(tmp_path / "nope.jsonl"), "--user", "cy", embedder="hashing:64")
     assert missing.returncode == 2 and "no such file" in missing.stdout
+
+
+def test_ingest_reports_skipped_and_failed_files_honestly(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    long_name = "handbook-of-the-company-with-a-rather-long-file-name-2026-edition.md"
+    (docs / long_name).write_text("# Handbook\n\nThe office opens at nine and closes at six.\n", encoding="utf-8")
+    (docs / "menu.txt").write_bytes("Caf\xe9 cr\xe8me br\xfbl\xe9e every Friday.\n".encode("latin-1"))
+    (docs / "blob.bin").write_bytes(bytes(range(256)) * 8)
+    out = run(tmp_path, "ingest", str(docs), str(tmp_path / "missing.pdf"), embedder="hashing:64", columns=80)
+    assert out.returncode == 1, out.stdout + out.stderr[-2000:]  # the missing file is a failure
+    lines = out.stdout.splitlines()
+    text = " ".join(out.stdout.split())
+    assert "4 file(s) in" in text and "2 ingested, 0 unchanged, 1 skipped, 1 failed" in text
+    assert all(len(line) <= 80 for line in lines)
+    assert long_name in "".join(line.strip("│ ").split("│")[0].strip() for line in lines if "│" in line)
+    assert "skipped blob.bin: unsupported file type .bin (binary)" in out.stdout
+    assert "failed missing.pdf: no such file" in out.stdout
+    assert "warning menu.txt: not UTF-8" in out.stdout and "chunks" in out.stdout
+    # only unsupported files: skipped, nothing failed, exit 0; re-ingest finds the rest unchanged
+    again = run(tmp_path, "ingest", str(docs), embedder="hashing:64")
+    assert again.returncode == 0 and "0 ingested, 2 unchanged, 1 skipped, 0 failed" in " ".join(again.stdout.split())
