@@ -45,6 +45,16 @@ ROWS: list[tuple[str, str, dict[str, Any]]] = [
     ("+ time window signal 0.5", "enriched", {"weights": {"time": 0.5}}),
     ("+ remembered questions ranked last", "enriched", {"questions_last": True}),
 ]
+#: Second round: the entity signal's weight and pool, and the signals together (enriched data only).
+ROUND2: list[tuple[str, str, dict[str, Any]]] = [
+    ("enriched, defaults (reference)", "enriched", {}),
+    ("+ entity 0.3 (top 10)", "enriched", {"weights": {"entity": 0.3}}),
+    ("+ entity 0.5 (top 10)", "enriched", {"weights": {"entity": 0.5}}),
+    ("+ entity 0.3 (top 20)", "enriched", {"weights": {"entity": 0.3}, "entity_pool": 20}),
+    ("+ entity 0.3 + second round 0.3", "enriched", {"weights": {"entity": 0.3, "prf": 0.3}}),
+    ("+ entity 0.3 + second round 0.3 + time window 0.5", "enriched",
+     {"weights": {"entity": 0.3, "prf": 0.3, "time": 0.5}}),
+]
 #: Data dirs: whether the enrichment worker ran, and whether entities include common nouns.
 KINDS: dict[str, dict[str, Any]] = {"raw": {"enrich": False}, "enriched": {"enrich": True, "nouns": True},
                                     "enriched-names": {"enrich": True, "nouns": False}}
@@ -145,23 +155,50 @@ def markdown(rows: list[dict[str, Any]], ks: tuple[int, ...] = DEFAULT_KS) -> st
     return "\n".join(lines)
 
 
+def plot(rows: list[dict[str, Any]], path: str | Path) -> None:
+    """R@10 per row, overall and per category, as a PNG (horizontal bars; the baseline row is the first)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cats = ["multi-hop", "temporal", "open-domain", "single-hop"]
+    fig, ax = plt.subplots(figsize=(10, 0.55 * len(rows) + 1.5))
+    height = 0.16
+    for i, series in enumerate(["all", *cats]):
+        values = [r["recall@10"] if series == "all" else r["by_category"].get(series, {}).get("recall@10", 0.0)
+                  for r in rows]
+        ax.barh([y + i * height for y in range(len(rows))], values, height=height, label=series)
+    ax.set_yticks([y + 2 * height for y in range(len(rows))], [r["row"] for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("LoCoMo dev recall@10 (turn level)")
+    ax.set_xlim(0, 1)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", default="../shared/data/locomo/locomo10_dev.json")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--round2", action="store_true", help="the second round of rows (ROUND2)")
     parser.add_argument("--longmemeval", action="store_true", help="the LongMemEval sample with as_of instead")
     args = parser.parse_args()
     if args.longmemeval:
         print(json.dumps(longmemeval_as_of(), indent=2))
         return
-    rows = run(args.data, limit=args.limit)
+    rows = run(args.data, limit=args.limit, rows=ROUND2 if args.round2 else ROWS)
     table = markdown(rows)
     print(table)
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "recall_ablations.json").write_text(json.dumps(rows, indent=2, default=str))
-        (Path(args.out) / "recall_ablations.md").write_text(table + "\n")
+        name = "recall_ablations2" if args.round2 else "recall_ablations"
+        (Path(args.out) / f"{name}.json").write_text(json.dumps(rows, indent=2, default=str))
+        (Path(args.out) / f"{name}.md").write_text(table + "\n")
+        plot(rows, Path(args.out) / f"{name}.png")
 
 
 if __name__ == "__main__":
