@@ -558,6 +558,8 @@ class Memory:
     def _get_for(self, memory_id: str, user_id: str, *, write: bool) -> MemoryItem:
         if not isinstance(memory_id, str) or not memory_id:
             raise InvalidInputError("memory id must be a non-empty string")
+        if not limits.is_plausible_key(memory_id):
+            raise NotFoundError(f"memory {memory_id[:128]!r} not found")
         registry = self.services.registry
         registry.get_user(check_id(user_id, "user id"))
         cubes = registry.writable(user_id) if write else registry.readable(user_id)
@@ -668,7 +670,7 @@ class Memory:
 
     def job(self, job_id: str, *, user_id: str) -> Job:
         """One job the user may see (`NotFoundError` otherwise, so ids cannot be probed)."""
-        job = self.services.outbox.get(job_id) if isinstance(job_id, str) and 0 < len(job_id) <= 128 else None
+        job = self.services.outbox.get(job_id) if limits.is_plausible_key(job_id) else None
         if job is None or not _job_visible(job, user_id, self.services.registry.readable(check_id(user_id))):
             raise NotFoundError(f"job {str(job_id)[:128]} not found")
         return job

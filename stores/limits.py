@@ -28,6 +28,8 @@ MAX_JSON_DEPTH = 32
 MAX_THREAD_ID_CHARS = 256
 #: Tags on a memory.
 MAX_TAGS, MAX_TAG_CHARS = 100, 256
+#: Memory and job ids (UUIDs when hippograph makes them; imported ones may differ): at most this long.
+MAX_KEY_CHARS = 128
 #: Messages in one turn (REST, LangServe), cube ids in one request, inputs in one LangServe batch.
 MAX_MESSAGES = 500
 MAX_CUBE_IDS = 256
@@ -42,6 +44,12 @@ INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"})
 def has_visible_char(text: str) -> bool:
     """True when `text` has at least one character a reader can see (not only NUL, control, zero-width, space)."""
     return any(unicodedata.category(ch) not in INVISIBLE_CATEGORIES for ch in text)
+
+
+def is_plausible_key(value: Any) -> bool:
+    """Could `value` be a memory or job id at all (a str of 1-`MAX_KEY_CHARS` printable characters)? Callers
+    answer "not found" otherwise, without asking a store (a lone surrogate cannot even be encoded for SQLite)."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_KEY_CHARS and value.isprintable()
 
 
 def check_top_k(value: Any, what: str = "top_k") -> int:

@@ -13,7 +13,7 @@ import pytest
 from hippograph.memory import Memory
 from hippograph.settings import Settings
 from hippograph.stores import limits
-from hippograph.stores.errors import InvalidInputError
+from hippograph.stores.errors import HippographError, InvalidInputError
 
 DIM = 64
 
@@ -172,3 +172,82 @@ def test_one_bad_document_is_an_error_row_not_an_abort(memory: Memory, tmp_path:
     assert out["summary"]["documents"] == 5 and out["summary"]["errors"] == 2
     texts = " ".join(h.text for h in memory.search("office kitchen kettle plant printer", user_id="ana", top_k=20))
     assert "kettle" in texts and "plant" in texts and "printer" in texts
+
+
+@pytest.fixture(scope="module")
+def tenants_memory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Memory, str, list[str]]]:
+    """alice (the victim, with a secret in two cubes and a chat thread) and mallory, in one `Memory`."""
+    secret = "alicesecret7f3a91"
+    data = tmp_path_factory.mktemp("injection") / "data"
+    with Memory(Settings(data_dir=data, embedder=f"hashing:{DIM}", worker_in_process=False)) as mem:
+        mem.create_cube("alice.work", user_id="alice")
+        ids = mem.add(f"vault code {secret}", user_id="alice") + \
+            mem.add(f"work vault {secret}", user_id="alice", cube_id="alice.work")
+        mem.chat(f"remember {secret}", user_id="alice", thread_id="main")
+        mem.ensure_user("mallory")
+        yield mem, secret, ids
+
+
+def _alice_view(memory: Memory) -> tuple[Any, ...]:
+    items = memory.list(user_id="alice", include_inactive=True, limit=1000)
+    return (sorted((m.id, m.cube_id, m.text, str(m.status)) for m in items),
+            sorted((c.cube.id, str(c.access)) for c in memory.cubes(user_id="alice")))
+
+
+def test_injection_corpus_through_the_facade(tenants_memory: tuple[Memory, str, list[str]]) -> None:
+    """Every hostile id (the corpus the HTTP benchmark uses, and alice's own memory ids) in every id position of
+    every `Memory` call, as mallory: a typed error or a result without alice's data, and alice's data unchanged."""
+    from hippograph.evals.bench_reliability import injection_ids
+
+    memory, secret, alice_ids = tenants_memory
+    before = _alice_view(memory)
+    m = "mallory"
+    calls: list[tuple[str, Any]] = []
+    for bad in [*injection_ids(), *alice_ids]:
+        calls += [
+            ("get", lambda b=bad: memory.get(b, user_id=m)),
+            ("update", lambda b=bad: memory.update(b, "mallory was here", user_id=m)),
+            ("delete", lambda b=bad: memory.delete(b, user_id=m, hard=True)),
+            ("history", lambda b=bad: memory.history(b, user_id=m)),
+            ("edges", lambda b=bad: memory.edges(b, user_id=m)),
+            ("neighbourhood", lambda b=bad: memory.neighbourhood(b, user_id=m)),
+            ("search cube_ids", lambda b=bad: memory.search("vault code", user_id=m, cube_ids=[b])),
+            ("explain cube_ids", lambda b=bad: memory.explain_search("vault code", user_id=m, cube_ids=[b])),
+            ("chat cube_ids", lambda b=bad: memory.chat("vault code?", user_id=m, cube_ids=[b])),
+            ("chat thread_id", lambda b=bad: memory.chat("what did I ask you to remember?", user_id=m,
+                                                         thread_id=b)),
+            ("chat write cube", lambda b=bad: memory.chat("note this", user_id=m, cube_id=b)),
+            ("list cube_ids", lambda b=bad: memory.list(user_id=m, cube_ids=[b])),
+            ("browse cube_ids", lambda b=bad: memory.browse(user_id=m, cube_ids=[b])),
+            ("add cube_id", lambda b=bad: memory.add("mallory was here", user_id=m, cube_id=b)),
+            ("add session_id", lambda b=bad: memory.add("mallory note", user_id=m, session_id=b)),
+            ("documents", lambda b=bad: memory.documents(user_id=m, cube_id=b)),
+            ("delete_document", lambda b=bad: memory.delete_document(b, user_id=m, cube_id=b)),
+            ("ingest cube_id", lambda b=bad: memory.ingest(user_id=m, texts=["mallory doc"], cube_id=b)),
+            ("delete_cube", lambda b=bad: memory.delete_cube(b, user_id=m)),
+            ("clear_cube", lambda b=bad: memory.clear_cube(b, user_id=m)),
+            ("share", lambda b=bad: memory.share(b, user_id=m, with_user="alice")),
+            ("accept_share", lambda b=bad: memory.accept_share(b, user_id=m)),
+            ("leave_cube", lambda b=bad: memory.leave_cube(b, user_id=m)),
+            ("delete_thread", lambda b=bad: memory.delete_thread(b, user_id=m)),
+            ("delete_preference", lambda b=bad: memory.delete_preference(b, user_id=m)),
+            ("job", lambda b=bad: memory.job(b, user_id=m)),
+            ("stats", lambda b=bad: memory.stats(user_id=m, cube_ids=[b])),
+        ]
+        if bad != "alice":  # the facade trusts user_id (it is the caller); a hostile variant must not be alice
+            calls += [("search as", lambda b=bad: memory.search("vault code", user_id=b)),
+                      ("list as", lambda b=bad: memory.list(user_id=b))]
+    untyped: list[str] = []
+    for name, call in calls:
+        try:
+            result = call()
+        except HippographError:
+            continue
+        except Exception as exc:  # the point of the test: any other exception is a failure
+            untyped.append(f"{name}: {type(exc).__name__}: {exc}"[:300])
+            continue
+        assert secret not in repr(result), f"cross-tenant read through {name}"
+    assert not untyped, "\n".join(untyped[:10])
+    assert _alice_view(memory) == before  # no cross-tenant write
+    again = memory.chat("what did I ask you to remember?", user_id="alice", thread_id="main")
+    assert secret in " ".join(h.text for h in again.memories)
