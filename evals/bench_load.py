@@ -230,7 +230,14 @@ def bench_backend(backend: str, args: argparse.Namespace, mix: dict[str, float])
 
 
 def markdown(report: dict[str, Any]) -> str:
+    mix = ", ".join(f"{op} {share:.0%}" for op, share in report["mix"].items())
     lines = [
+        "# HTTP server under load (`evals/bench_load.py`)",
+        "",
+        f"{report['machine']}; {report['users']} users with {report['memories_per_user']} memories each, "
+        f"MiniLM, no chat model; mix {mix}; {report['duration_s']:.0f} s per level of closed-loop clients. "
+        "Errors = HTTP status >= 400 or a transport error. Chart: `load.png`; raw: `load.json`.",
+        "",
         "| backend | API processes | clients | req/s | errors | search p50/p95/p99 ms | chat p50/p95/p99 ms "
         "| add p50/p95/p99 ms |",
         "|---|--:|--:|--:|--:|--:|--:|--:|",
