@@ -13,6 +13,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
+import logging
 import re
 import threading
 from collections.abc import Sequence
@@ -46,6 +47,29 @@ def quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+#: gRPC channel options for a Milvus Lite file. pymilvus pings every 10 s even when idle; Lite's server allows
+#: a ping per 5 minutes and answers with GOAWAY `too_many_pings` (logged by gRPC on stderr). A loopback
+#: channel needs no keepalive: ping only during calls, less often than the server's limit.
+LITE_GRPC_OPTIONS = {"grpc.keepalive_time_ms": 6 * 60 * 1000, "grpc.keepalive_permit_without_calls": False}
+
+
+class _LiteNoise(logging.Filter):
+    """Milvus Lite's in-process gRPC server logs an ERROR with a traceback for every RPC it does not implement
+    (`AllocTimestamp`, which pymilvus calls and then does without): not an error of ours, so not in our logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Method not implemented" not in record.getMessage()
+
+
+def quiet_milvus_lite_logs() -> None:
+    """Drop Milvus Lite's harmless log noise: unimplemented-RPC tracebacks and faiss' CPU-feature probing
+    (`ModuleNotFoundError: faiss.swigfaiss_avx512` at INFO before it loads the build that exists)."""
+    server = logging.getLogger("grpc._server")
+    if not any(isinstance(f, _LiteNoise) for f in server.filters):
+        server.addFilter(_LiteNoise())
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+
+
 def _check_pref_id(value: str) -> str:
     if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
         raise InvalidInputError(f"invalid preference id {value!r}")
@@ -77,8 +101,13 @@ class MilvusPreferenceStore:
         # A Lite file is one process's: refuse a second process up front (ProcessLayoutError) instead of
         # pymilvus' bare "Open local milvus failed" on every call.
         self._claim = claim_lite_file(self.uri)
+        lite = "://" not in self.uri
+        if lite:
+            quiet_milvus_lite_logs()
+        options: dict[str, Any] = {"grpc_options": LITE_GRPC_OPTIONS} if lite else {}
         try:
-            self._client = MilvusClient(self.uri, token=token) if token else MilvusClient(self.uri)
+            self._client = (MilvusClient(self.uri, token=token, **options) if token
+                            else MilvusClient(self.uri, **options))
         except Exception as exc:  # pymilvus raises its own exception types; surface one of ours
             if self._claim is not None:
                 self._claim.release()
