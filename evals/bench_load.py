@@ -276,7 +276,7 @@ def chart(report: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     left.set_yscale("log")
-    fig.suptitle(f"hippograph HTTP server under load ({report['machine']})", fontsize=10)
+    fig.suptitle(f"hippograph HTTP server under load\n{report['machine']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
