@@ -570,18 +570,10 @@ def run_mcp_fuzz(url: str, key: str, *, requests: int, seed: int) -> dict[str, A
              "update_memory": {"memory_id": "x", "text": "y"}, "delete_memory": {"memory_id": "x"},
              "chat": {"message": "hi"}, "list_cubes": {}, "share_cube": {"cube_id": "x", "user_id": "y"},
              "ingest_document": {"text": "# t\n\nbody"}, "job_status": {"job_id": "x"}}
-    base = {"Authorization": f"Bearer {key}", "content-type": "application/json",
-            "accept": "application/json, text/event-stream"}
     statuses: Counter[str] = Counter()
     problems: list[str] = []
     with httpx.Client(base_url=url, timeout=120) as client:
-        init = client.post("/mcp", headers=base, json={
-            "jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                       "clientInfo": {"name": "fuzz", "version": "0"}}})
-        session = init.headers.get("mcp-session-id")
-        headers = {**base, **({"mcp-session-id": session} if session else {})}
-        client.post("/mcp", headers=headers, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        headers = _mcp_session(client, key)
         for n in range(requests):
             name = rng.choice(sorted(tools))
             message: Any = {"jsonrpc": "2.0", "id": n + 1, "method": "tools/call",
@@ -593,6 +585,93 @@ def run_mcp_fuzz(url: str, key: str, *, requests: int, seed: int) -> dict[str, A
             if response.status_code >= 500:
                 problems.append(f"{response.status_code}: {raw[:200]!r} -> {response.text[:200]}")
     return {"requests": requests, "server_errors": statuses["5xx"], "statuses": dict(statuses),
+            "problems": problems[:20]}
+
+
+def _mcp_session(client: httpx.Client, key: str) -> dict[str, str]:
+    """Initialize an MCP streamable-HTTP session; the headers for its later requests."""
+    base = {"Authorization": f"Bearer {key}", "content-type": "application/json",
+            "accept": "application/json, text/event-stream"}
+    init = client.post("/mcp", headers=base, json={
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "fuzz", "version": "0"}}})
+    session = init.headers.get("mcp-session-id")
+    headers = {**base, **({"mcp-session-id": session} if session else {})}
+    client.post("/mcp", headers=headers, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+    return headers
+
+
+@dataclass
+class McpWorld:
+    """A data dir where alice keeps a secret (in two cubes and a chat thread) and mallory has an API key."""
+
+    data_dir: Path
+    embedder: str
+    mallory_key: str
+    secret: str
+    alice_ids: list[str]
+
+    def alice_view(self) -> tuple[Any, ...]:
+        """What alice sees, read with `Memory` while no server holds the data dir."""
+        from hippograph.memory import Memory
+        from hippograph.settings import Settings
+
+        with Memory(Settings(data_dir=self.data_dir, embedder=self.embedder, worker_in_process=False)) as memory:
+            items = memory.list(user_id="alice", include_inactive=True, limit=1000)
+            return (sorted((m.id, m.cube_id, m.text, str(m.status)) for m in items),
+                    sorted((c.cube.id, str(c.access)) for c in memory.cubes(user_id="alice")))
+
+
+def make_mcp_world(data_dir: Path, *, embedder: str) -> McpWorld:
+    from hippograph.memory import Memory
+    from hippograph.settings import Settings
+
+    secret = f"alicesecret{uuid.uuid4().hex[:12]}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with Memory(Settings(data_dir=data_dir, embedder=embedder, worker_in_process=False)) as memory:
+        memory.create_cube("alice.work", user_id="alice")
+        ids = memory.add(f"vault code {secret}", user_id="alice") + \
+            memory.add(f"work vault {secret}", user_id="alice", cube_id="alice.work")
+        memory.chat(f"remember {secret}", user_id="alice", thread_id="main")
+        memory.ensure_user("mallory")
+        key = memory.create_api_key("mallory")
+    return McpWorld(data_dir, embedder, key, secret, ids)
+
+
+def run_mcp_injection(url: str, world: McpWorld) -> dict[str, Any]:
+    """Mallory calls every MCP tool with each hostile id in each id argument: no 5xx, alice's secret in no
+    answer. (Cross-tenant writes are checked by the caller with `world.alice_view()` once the server stops.)"""
+    statuses: Counter[str] = Counter()
+    problems: list[str] = []
+    reads = 0
+    with httpx.Client(base_url=url, timeout=120) as client:
+        headers = _mcp_session(client, world.mallory_key)
+        n = 0
+        for bad in [*injection_ids(), *world.alice_ids]:
+            for name, arguments in (
+                ("get_memory", {"memory_id": bad}), ("update_memory", {"memory_id": bad, "text": "mallory"}),
+                ("delete_memory", {"memory_id": bad, "hard": True}),
+                ("search_memories", {"query": "vault code", "cube_ids": [bad]}),
+                ("chat", {"message": "vault code?", "cube_ids": [bad]}),
+                ("chat", {"message": "what did I ask you to remember?", "thread_id": bad}),
+                ("add_memory", {"text": "mallory was here", "cube_id": bad}),
+                ("add_memory", {"text": "mallory note", "session_id": bad}),
+                ("share_cube", {"cube_id": bad, "user_id": "mallory", "access": "write"}),
+                ("ingest_document", {"text": "mallory doc", "cube_id": bad}),
+                ("job_status", {"job_id": bad}),
+            ):
+                n += 1
+                response = client.post("/mcp", headers=headers, content=_encode(
+                    {"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": {"name": name,
+                                                                                  "arguments": arguments}}))
+                statuses[f"{response.status_code // 100}xx"] += 1
+                if response.status_code >= 500:
+                    problems.append(f"{response.status_code}: {name} {arguments!r:.120} -> {response.text[:200]}")
+                if world.secret in response.text:
+                    reads += 1
+                    problems.append(f"cross-tenant read: {name} {arguments!r:.120}")
+    return {"requests": n, "server_errors": statuses["5xx"], "reads": reads, "statuses": dict(statuses),
             "problems": problems[:20]}
 
 
@@ -620,10 +699,13 @@ def main() -> None:
             results["fuzz"] = fuzz.as_json()
             results["fuzz"]["alice_view_changed"] = alice_view(tenants) != before
             results["injection"] = run_injection(tenants)
-        with server(Path(tmp) / "mcp", embedder=args.embedder, command="mcp", path="/mcp",
+        world = make_mcp_world(Path(tmp) / "mcp", embedder=args.embedder)
+        before_mcp = world.alice_view()
+        with server(world.data_dir, embedder=args.embedder, command="mcp", path="/mcp",
                     extra_args=("--transport", "http")) as running:
-            key = _mcp_key(Path(tmp) / "mcp")
-            results["mcp"] = run_mcp_fuzz(running.url, key, requests=args.mcp_requests, seed=seed)
+            results["mcp"] = run_mcp_fuzz(running.url, world.mallory_key, requests=args.mcp_requests, seed=seed)
+            results["mcp_injection"] = run_mcp_injection(running.url, world)
+        results["mcp_injection"]["writes"] = int(world.alice_view() != before_mcp)
     columns, rows = fuzz.table()
     print_table(f"Fuzz: {fuzz.requests} requests, seed {seed}", columns, rows)
     inj = results["injection"]
@@ -635,9 +717,13 @@ def main() -> None:
          int(results["fuzz"]["alice_view_changed"])],
         ["injection corpus", inj["requests"], inj["server_errors"], len(inj["problems"]), inj["reads"],
          inj["writes"]],
-        ["MCP HTTP", results["mcp"]["requests"], results["mcp"]["server_errors"], len(results["mcp"]["problems"]),
-         "-", "-"]])
-    for problem in (fuzz.problems + inj["problems"] + results["mcp"]["problems"])[:10]:
+        ["MCP HTTP fuzz", results["mcp"]["requests"], results["mcp"]["server_errors"],
+         len(results["mcp"]["problems"]), "-", "-"],
+        ["MCP injection corpus", results["mcp_injection"]["requests"], results["mcp_injection"]["server_errors"],
+         len(results["mcp_injection"]["problems"]), results["mcp_injection"]["reads"],
+         results["mcp_injection"]["writes"]]])
+    for problem in (fuzz.problems + inj["problems"] + results["mcp"]["problems"]
+                    + results["mcp_injection"]["problems"])[:10]:
         console.print(f"[red]{problem}")
     console.print(f"wrote {write_json(args.out, results)}")
     if args.markdown:
@@ -647,7 +733,7 @@ def main() -> None:
 
 
 def markdown_report(results: dict[str, Any], fuzz: FuzzReport) -> str:
-    inj, mcp = results["injection"], results["mcp"]
+    inj, mcp, mi = results["injection"], results["mcp"], results["mcp_injection"]
     lines = [f"# Reliability: fuzzing and cross-tenant injection (seed {results['seed']}, "
              f"embedder {results['embedder']})", "",
              "`python -m hippograph.evals.bench_reliability` against a real `hippograph serve` / `hippograph mcp` "
@@ -658,23 +744,15 @@ def markdown_report(results: dict[str, Any], fuzz: FuzzReport) -> str:
              f"{fuzz.leaks} | {int(results['fuzz']['alice_view_changed'])} |",
              f"| injection corpus | {inj['requests']} | {inj['server_errors']} | {len(inj['problems'])} | "
              f"{inj['reads']} | {inj['writes']} |",
-             f"| MCP streamable HTTP | {mcp['requests']} | {mcp['server_errors']} | {len(mcp['problems'])} | - | - |",
+             f"| MCP streamable HTTP fuzz | {mcp['requests']} | {mcp['server_errors']} | {len(mcp['problems'])} "
+             "| - | - |",
+             f"| MCP injection corpus | {mi['requests']} | {mi['server_errors']} | {len(mi['problems'])} | "
+             f"{mi['reads']} | {mi['writes']} |",
              "", f"Fuzz: {fuzz.requests} requests in {fuzz.seconds:.0f} s.", "",
              "| route | requests | 2xx | 4xx | 5xx | problems |", "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| `{route}` | {c['requests']} | {c['2xx']} | {c['4xx']} | {c['5xx']} | {c['problems']} |"
               for route, c in sorted(fuzz.per_route.items())]
     return "\n".join(lines) + "\n"
-
-
-def _mcp_key(data_dir: Path) -> str:
-    """An API key for the MCP server's data dir, made with the same registry the server reads."""
-    from hippograph.settings import Settings
-    from hippograph.stores.registry import Registry
-
-    data_dir.mkdir(parents=True, exist_ok=True)
-    registry = Registry(Settings(data_dir=data_dir).registry_path)
-    registry.ensure_user("bob")
-    return registry.create_api_key("bob")
 
 
 if __name__ == "__main__":

@@ -17,9 +17,11 @@ import pytest
 from hippograph.evals.bench_reliability import (
     Tenants,
     alice_view,
+    make_mcp_world,
     run_fuzz,
     run_injection,
     run_mcp_fuzz,
+    run_mcp_injection,
     server,
     set_up_tenants,
 )
@@ -167,14 +169,18 @@ def test_injection_corpus_never_crosses_tenants(tenants: Tenants) -> None:
     assert not result["problems"], result["problems"]
 
 
-def test_mcp_http_fuzz_no_5xx(tmp_path: Path) -> None:
-    from hippograph.evals.bench_reliability import _mcp_key
-
-    data = tmp_path / "mcp"
-    key = _mcp_key(data)
-    with server(data, embedder="hashing:64", command="mcp", path="/mcp",
+def test_mcp_http_fuzz_and_injection(tmp_path: Path) -> None:
+    """MCP over streamable HTTP: fuzzed JSON-RPC never gets a 5xx, and mallory's hostile ids in every id
+    argument of every tool neither read nor change alice's data."""
+    world = make_mcp_world(tmp_path / "mcp", embedder="hashing:64")
+    before = world.alice_view()
+    with server(world.data_dir, embedder="hashing:64", command="mcp", path="/mcp",
                 extra_args=("--transport", "http")) as running:
-        result = run_mcp_fuzz(running.url, key, requests=300, seed=SEED)
+        fuzz = run_mcp_fuzz(running.url, world.mallory_key, requests=300, seed=SEED)
+        injection = run_mcp_injection(running.url, world)
         assert running.proc.poll() is None
-    assert result["server_errors"] == 0, result["problems"]
-    assert result["statuses"].get("2xx", 0) > 100
+    assert fuzz["server_errors"] == 0, fuzz["problems"]
+    assert fuzz["statuses"].get("2xx", 0) > 100
+    assert injection["requests"] > 300 and injection["server_errors"] == 0, injection["problems"]
+    assert injection["reads"] == 0, injection["problems"]
+    assert world.alice_view() == before  # no cross-tenant write
