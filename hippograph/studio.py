@@ -13,20 +13,38 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from functools import cache, lru_cache
-from typing import Any
+import warnings
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from langgraph.graph.state import CompiledStateGraph
+if TYPE_CHECKING:
+    from langgraph.graph.state import CompiledStateGraph
 
-from hippograph.settings import get_settings
-from hippograph.stores.services import Services
+    from hippograph.stores.services import Services
 
+GRAPHS = ("chat", "search", "ingest", "enrich")
 _lock = threading.Lock()
 
+# The dev server asks for a durability on every run, also on stateless runs (`thread_id` None) to which it gives
+# no checkpointer; LangGraph then warns that durability has no effect. That is the server's choice, not a
+# mistake in the graph or the request, so it stays out of the log.
+warnings.filterwarnings("ignore", message="`durability` has no effect when no checkpointer is present")
 
-@lru_cache(maxsize=1)
+
+_services: list[Services] = []
+_services_lock = threading.Lock()
+
+
 def services() -> Services:
-    return Services.from_settings(get_settings())
+    """One `Services` per process, also when the warm-up and a first run ask at the same moment (two would
+    open the same Milvus Lite file twice)."""
+    from hippograph.settings import get_settings
+    from hippograph.stores.services import Services
+
+    with _services_lock:
+        if not _services:
+            _services.append(Services.from_settings(get_settings()))
+        return _services[0]
 
 
 @cache
@@ -50,6 +68,24 @@ def _graph(name: str) -> CompiledStateGraph[Any, Any, Any, Any]:
 
             return build_enrich_graph(shared, checkpointer=None)
         raise ValueError(f"unknown graph {name!r}")
+
+
+def warm_up() -> None:
+    """Open the stores, load the embedder and compile every graph, so the first run in Studio does not wait
+    for them (the dev server logs "Slow graph load" when a factory takes seconds). A failure here is raised
+    again, with its reason, by the factory the first run calls."""
+    try:
+        shared = services()
+        shared.embeddings.embed_query("warm up")
+        for name in GRAPHS:
+            _graph(name)
+    except Exception:  # reported, with its reason, by the factory on first use
+        return
+
+
+# Started on import: `langgraph dev` imports this module at start-up (cheaply: nothing heavy at module level)
+# and calls the factories on the first run, by which time the warm-up has usually finished.
+threading.Thread(target=warm_up, name="hippograph-studio-warm-up", daemon=True).start()
 
 
 async def chat() -> CompiledStateGraph[Any, Any, Any, Any]:
