@@ -3,13 +3,15 @@ MCP over streamable HTTP) against a real server, counting 5xx, cut streams and c
 
     python -m hippograph.evals.bench_reliability [--requests 50000] [--seed N] [--workers 4] [--embedder minilm]
 
-Two parts, each against a fresh `hippograph serve` process on 127.0.0.1:
+Against a fresh `hippograph serve` process on 127.0.0.1 (then a `hippograph mcp --transport http` one):
 - fuzz: shaped requests from per-route templates, most of them mutated (a value swapped for a hostile one, a
   key dropped or added, the raw body broken); every answer must be < 500 and every 4xx must carry a reason; a
   200 stream must end with `event: end` (403/422 come before a stream starts, never inside it).
 - injection: a corpus of hostile ids (`\\n`, quotes, `*`, `../`, NUL, unicode, very long) in every id position of
   every route, sent by `mallory`; `alice`'s secret must never appear in an answer, and alice's memories, cubes
   and chat thread must be the same afterwards (0 cross-tenant reads, 0 cross-tenant writes).
+- MCP: fuzzed JSON-RPC `tools/call` (and broken bodies) over streamable HTTP, then the same hostile ids in every
+  id argument of every tool, as mallory, against a data dir where alice keeps a secret.
 
 Prints tables and writes `evals/out/bench_reliability.json` (5xx count, requests, per route). `tests/test_fuzz.py`
 runs the same code with a fixed seed.
