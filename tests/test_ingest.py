@@ -376,8 +376,9 @@ def test_cli_ingest_progress_summary_and_errors(tmp_path: Path, monkeypatch: pyt
     (docs / "sub" / "blob.bin").write_bytes(bytes(range(256)) * 8)
     runner = CliRunner()
     result = runner.invoke(app, ["ingest", str(docs), "--recursive", "--user", "cli", "--cube", "cli.default"])
-    assert result.exit_code == 1, result.output  # one file failed, the batch went on
-    assert "blob.bin" in result.output and "binary" in result.output
+    assert result.exit_code == 0, result.output  # an unsupported file is skipped, not a failure
+    assert "2 ingested, 0 unchanged, 1 skipped, 0 failed" in " ".join(result.output.split())
+    assert "skipped blob.bin: unsupported file type .bin (binary)" in result.output
     assert "manual.md" in result.output and "recipes.html" in result.output and "total" in result.output
     result = runner.invoke(app, ["ingest", str(docs / "manual.md"), "--user", "cli"])
     assert result.exit_code == 0 and "unchanged" in result.output
