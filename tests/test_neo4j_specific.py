@@ -207,7 +207,8 @@ def test_filtered_vector_search_returns_k_beside_a_big_cube(neo4j_server: Any) -
     from tests.neo4j_fixture import make_neo4j_tree_store
 
     # A low exact threshold and oversampling force the ANN path even for this test-sized cube.
-    s = make_neo4j_tree_store(neo4j_server, DIM, exact_threshold=20, oversample=1.0, min_candidates=20, min_fetch=20)
+    s = make_neo4j_tree_store(neo4j_server, DIM, exact_threshold=20, oversample=1.0, min_candidates=20, min_fetch=20,
+                              cache_cube_rows=0)
     try:
         rng = np.random.default_rng(7)
         big = [item(cube="big", text=f"big {i}", rng=rng) for i in range(4000)]
@@ -237,7 +238,7 @@ def test_filtered_vector_search_returns_k_beside_a_big_cube(neo4j_server: Any) -
         assert len(s.vector_search(q, cube_ids=["small"], k=20)) == 12
         assert len(s.vector_search(q, cube_ids=["small"], k=20, statuses=list(MemoryStatus))) == 20
         # The exact path (small cube, default threshold) gives the true top-k.
-        exact = Neo4jTreeStore(neo4j_server.uri, auth=neo4j_server.auth, dimension=DIM)
+        exact = Neo4jTreeStore(neo4j_server.uri, auth=neo4j_server.auth, dimension=DIM, cache_cube_rows=0)
         hits = exact.vector_search(q, cube_ids=["small"], k=5, statuses=list(MemoryStatus))
         assert exact.last_plan["path"] == "exact"
         assert [h.id for h in hits] == exact_top(vectors, q, 5)
@@ -250,7 +251,8 @@ def test_ann_reads_only_the_best_candidates_vectors_with_the_same_answer(neo4j_s
     """Re-scoring the best 3k candidates by the index's score returns what re-scoring all of them returns."""
     from tests.neo4j_fixture import make_neo4j_tree_store
 
-    s = make_neo4j_tree_store(neo4j_server, DIM, exact_threshold=20, min_candidates=50, min_fetch=200)
+    s = make_neo4j_tree_store(neo4j_server, DIM, exact_threshold=20, min_candidates=50, min_fetch=200,
+                              cache_cube_rows=0)
     try:
         rng = np.random.default_rng(11)
         mine = [item(cube="mine", text=f"mine {i}", rng=rng) for i in range(1500)]
@@ -274,7 +276,7 @@ def test_a_stale_cached_index_size_never_cuts_results_short(neo4j_server: Any) -
     from tests.neo4j_fixture import make_neo4j_tree_store
 
     s = make_neo4j_tree_store(neo4j_server, DIM, exact_threshold=20, min_candidates=20, min_fetch=20,
-                              size_cache_s=3600)
+                              size_cache_s=3600, cache_cube_rows=0)
     try:
         rng = np.random.default_rng(12)
         s.add([item(cube="grow", text=f"first {i}", rng=rng) for i in range(5)])
@@ -285,6 +287,51 @@ def test_a_stale_cached_index_size_never_cuts_results_short(neo4j_server: Any) -
         assert len(hits) == 10 and s.last_plan["path"] == "ann"
     finally:
         s.close()
+
+
+def test_cached_cube_vectors_follow_every_write_from_any_process(neo4j_server: Any) -> None:
+    """The in-process copy of a cube's vectors answers like the exact Cypher path, and a write through another
+    store object (another process) is seen by the next search: new, updated, deleted and restored memories."""
+    from tests.neo4j_fixture import make_neo4j_tree_store
+
+    cached = make_neo4j_tree_store(neo4j_server, DIM)
+    exact = Neo4jTreeStore(neo4j_server.uri, auth=neo4j_server.auth, dimension=DIM, cache_cube_rows=0)
+    other = Neo4jTreeStore(neo4j_server.uri, auth=neo4j_server.auth, dimension=DIM)  # "another process"
+    try:
+        rng = np.random.default_rng(13)
+        mine = [item(cube="kept", text=f"kept {i}", rng=rng) for i in range(300)]
+        other.add(mine)
+        other.add([item(cube="next", text=f"next {i}", rng=rng) for i in range(50)])
+
+        def same(q: list[float], k: int = 10, path: str = "cache", **kw: Any) -> list[str]:
+            got = [h.id for h in cached.vector_search(q, cube_ids=["kept"], k=k, **kw)]
+            assert cached.last_plan["path"] == path
+            want = [h.id for h in exact.vector_search(q, cube_ids=["kept"], k=k, **kw)]
+            assert got == want
+            return got
+
+        q = vec(rng)
+        first = same(q)
+        assert same(q) == first  # served from the copy (no reload): same answer
+        twin = item(cube="kept", text="a twin of the query", rng=rng)
+        twin.embedding = list(q)
+        other.add([twin])
+        assert same(q)[0] == twin.id  # a new memory written elsewhere is found at once
+        moved = cached.get([first[0]])[0]
+        moved.embedding = [-x for x in q]
+        other.update(moved)
+        assert first[0] not in same(q)  # an updated vector is re-read
+        other.delete([twin.id])
+        assert twin.id not in same(q)  # a deleted memory never comes back
+        assert same(q, statuses=list(MemoryStatus))[0] == twin.id
+        other.delete([m.id for m in mine[:290]])  # most of the cube gone: fewer than k survive the copy's best
+        active = exact.vector_search(q, cube_ids=["kept"], k=400)
+        assert len(active) < 20 and len(same(q, k=20, path="exact")) == len(active)
+        assert [h.id for h in cached.vector_search(q, cube_ids=["kept", "next"], k=5)] == \
+            [h.id for h in exact.vector_search(q, cube_ids=["kept", "next"], k=5)]
+    finally:
+        for s in (cached, exact, other):
+            s.close()
 
 
 # --- failures ------------------------------------------------------------------------------------------------

@@ -29,7 +29,9 @@ import functools
 import json
 import math
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
@@ -57,6 +59,16 @@ RANGE_INDEXES = {
     "memory_occurred_at": "occurred_at",
 }
 COUNTER_LABEL = "HippographCounter"
+#: One node per cube whose `n` every vector write bumps (in the writing transaction) and whose `epoch` is new
+#: whenever the node is (re)created: a process may keep a cube's vectors in memory while both are unchanged.
+VERSION_LABEL = "CubeVersion"
+VERSION_CONSTRAINT = "cube_version_unique"
+_BUMP_VERSIONS = f"""
+UNWIND $cubes AS cube
+MERGE (v:{VERSION_LABEL} {{cube_id: cube}})
+ON CREATE SET v.epoch = randomUUID()
+SET v.n = coalesce(v.n, 0) + 1
+"""
 #: The entity graph: `(:Memory)-[:MENTIONS]->(:Entity {key, cube_id, name})`, one Entity per cube and name.
 ENTITY_LABEL = "Entity"
 ENTITY_CONSTRAINT = "entity_key_unique"
@@ -191,6 +203,8 @@ class Neo4jTreeStore:
         size_cache_s: float = 30.0,
         quantization: bool = True,
         rescore_factor: int = 3,
+        cache_cube_rows: int = 20_000,
+        cache_rows: int = 200_000,
         driver: neo4j.Driver | None = None,
     ) -> None:
         if not isinstance(dimension, int) or dimension <= 0:
@@ -206,6 +220,13 @@ class Neo4jTreeStore:
         self._sizes: dict[tuple[str, ...], tuple[int, float]] = {}
         self.quantization = quantization
         self.rescore_factor = rescore_factor
+        self.cache_cube_rows = cache_cube_rows
+        """Cubes (or cube sets) up to this many memories are searched from vectors kept in this process (exact
+        numpy cosine, then one query re-scores the best candidates in Neo4j); 0 turns the cache off."""
+        self.cache_rows = cache_rows
+        """Most vectors kept in memory over all cached cube sets (least recently used dropped first)."""
+        self._vcache: OrderedDict[tuple[str, ...], tuple[tuple[Any, ...], list[str], np.ndarray]] = OrderedDict()
+        self._vcache_lock = threading.Lock()
         """The ANN path reads the vectors of the best `rescore_factor * k` (at least 30) in-cube candidates by
         the index's score and ranks those by exact cosine (0: every candidate, the slower former behaviour)."""
         self.last_plan: dict[str, Any] = {}
@@ -261,6 +282,8 @@ class Neo4jTreeStore:
             s.run(f"CREATE CONSTRAINT {ID_CONSTRAINT} IF NOT EXISTS FOR (m:{LABEL}) REQUIRE m.id IS UNIQUE").consume()
             s.run(f"CREATE CONSTRAINT {ENTITY_CONSTRAINT} IF NOT EXISTS FOR (e:{ENTITY_LABEL}) "
                   "REQUIRE e.key IS UNIQUE").consume()
+            s.run(f"CREATE CONSTRAINT {VERSION_CONSTRAINT} IF NOT EXISTS FOR (v:{VERSION_LABEL}) "
+                  "REQUIRE v.cube_id IS UNIQUE").consume()
             for name, prop in RANGE_INDEXES.items():
                 s.run(f"CREATE INDEX {name} IF NOT EXISTS FOR (m:{LABEL}) ON (m.{prop})").consume()
             existing = s.run(
@@ -345,6 +368,8 @@ class Neo4jTreeStore:
     def _upsert(tx: neo4j.ManagedTransaction, rows: list[dict[str, Any]]) -> None:
         for start in range(0, len(rows), _BATCH):
             tx.run(_UPSERT, rows=rows[start : start + _BATCH]).consume()
+        # Every node and vector write passes here: cached cube vectors elsewhere become stale, visibly.
+        tx.run(_BUMP_VERSIONS, cubes=sorted({r["props"]["cube_id"] for r in rows})).consume()
 
     @_guard
     def add(self, items: Sequence[MemoryItem]) -> list[str]:
@@ -599,6 +624,60 @@ class Neo4jTreeStore:
         f"RETURN {_NODE_FIELDS}, score LIMIT $k"
     )
     _TOTAL = f"MATCH (m:{LABEL}) RETURN count(m) AS total"
+    _VERSIONS = (f"UNWIND $cubes AS cube OPTIONAL MATCH (v:{VERSION_LABEL} {{cube_id: cube}}) "
+                 "RETURN cube, v.epoch AS epoch, v.n AS n")
+    _CUBE_VECTORS = (f"MATCH (m:{LABEL}) WHERE m.cube_id IN $cubes AND m.embedding IS NOT NULL "
+                     "RETURN m.id AS id, m.embedding AS e")
+    _BY_IDS = (
+        f"UNWIND $ids AS id MATCH (m:{LABEL} {{id: id}}) "
+        "WHERE m.cube_id IN $cubes AND m.status IN $states AND m.embedding IS NOT NULL "
+        "WITH m, vector.similarity.cosine(m.embedding, $vec) AS score "
+        f"ORDER BY score DESC, m.id LIMIT $k RETURN {_NODE_FIELDS}, score"
+    )
+
+    def _cached_rows(self, tx: neo4j.ManagedTransaction, params: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """Top-k from this process's copy of the cubes' vectors, or None when the cubes are too big to keep.
+
+        The copy is valid while every cube's (epoch, write counter) is unchanged; the candidates it ranks are
+        re-scored in Neo4j by exact cosine with the status filter, so deleted or archived memories never come
+        back; when fewer than k candidates survive, the caller's exact path answers instead."""
+        if self.cache_cube_rows <= 0:
+            return None
+        cubes, k, vec = params["cubes"], params["k"], params["vec"]
+        key = tuple(sorted(cubes))
+        version = tuple((r["cube"], r["epoch"], r["n"]) for r in tx.run(self._VERSIONS, cubes=list(key)))
+        with self._vcache_lock:
+            entry = self._vcache.get(key)
+            if entry is not None and entry[0] == version:
+                self._vcache.move_to_end(key)
+        if entry is None or entry[0] != version:
+            if self._cube_size(tx, cubes) > self.cache_cube_rows:
+                return None
+            rows = [(r["id"], r["e"]) for r in tx.run(self._CUBE_VECTORS, cubes=cubes)]
+            matrix = np.asarray([e for _, e in rows], dtype=np.float32).reshape(len(rows), self.dimension)
+            entry = (version, [i for i, _ in rows], matrix)
+            self._remember(key, entry)
+        _, ids, matrix = entry
+        if not ids:
+            self.last_plan = {"path": "cache", "cube_size": 0}
+            return []
+        want = min(len(ids), max(k * max(self.rescore_factor, 1), 30))
+        scores = matrix @ np.asarray(vec, dtype=np.float32)
+        best = np.argpartition(-scores, want - 1)[:want] if want < len(ids) else np.arange(len(ids))
+        found = [r.data() for r in tx.run(self._BY_IDS, ids=[ids[i] for i in best], cubes=cubes,
+                                          states=params["states"], vec=vec, k=k)]
+        if len(found) < k and want < len(ids):
+            return None  # most of the best candidates are inactive: rank the rest in Neo4j
+        self.last_plan = {"path": "cache", "cube_size": len(ids), "candidates": want}
+        return found
+
+    def _remember(self, key: tuple[str, ...], entry: tuple[tuple[Any, ...], list[str], np.ndarray]) -> None:
+        with self._vcache_lock:
+            self._vcache[key] = entry
+            self._vcache.move_to_end(key)
+            while sum(len(e[1]) for e in self._vcache.values()) > self.cache_rows and len(self._vcache) > 1:
+                self._vcache.popitem(last=False)
+
     _CUBE_SIZE = f"MATCH (m:{LABEL}) WHERE m.cube_id IN $cubes WITH m LIMIT $cap RETURN count(m) AS n"
 
     def _rescore(self, k: int, fetch: int) -> int:
@@ -639,6 +718,9 @@ class Neo4jTreeStore:
         """Top-k rows of the filtered vector search inside `tx` (exact or oversampled ANN, see module doc)."""
         cubes, k = params["cubes"], params["k"]
         self.last_plan = {}
+        cached = self._cached_rows(tx, params)
+        if cached is not None:
+            return cached
         size = self._cube_size(tx, cubes)
         total = max(self._index_total(tx), size)
         if size == 0:
@@ -871,6 +953,8 @@ class Neo4jTreeStore:
     @_guard
     def wipe(self) -> None:
         """Delete every node and relationship of this database (tests and benchmarks only)."""
+        with self._vcache_lock:
+            self._vcache.clear()
         with self._session() as s:
             while True:
                 rec = s.run("MATCH (n) WITH n LIMIT 10000 DETACH DELETE n RETURN count(*) AS n").single()
