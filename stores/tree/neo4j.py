@@ -204,7 +204,7 @@ class Neo4jTreeStore:
         quantization: bool = True,
         rescore_factor: int = 3,
         cache_cube_rows: int = 20_000,
-        cache_rows: int = 200_000,
+        cache_rows: int = 100_000,
         driver: neo4j.Driver | None = None,
     ) -> None:
         if not isinstance(dimension, int) or dimension <= 0:
