@@ -329,6 +329,9 @@ def test_cached_cube_vectors_follow_every_write_from_any_process(neo4j_server: A
         assert len(active) < 20 and len(same(q, k=20, path="exact")) == len(active)
         assert [h.id for h in cached.vector_search(q, cube_ids=["kept", "next"], k=5)] == \
             [h.id for h in exact.vector_search(q, cube_ids=["kept", "next"], k=5)]
+        other.erase_cube("kept")  # erased elsewhere: the copy is dropped, nothing comes back
+        assert cached.vector_search(q, cube_ids=["kept"], k=5, statuses=list(MemoryStatus)) == []
+        assert cached._vcache.get(("kept",)) is None or cached._vcache[("kept",)][1] == []
     finally:
         for s in (cached, exact, other):
             s.close()

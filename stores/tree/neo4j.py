@@ -427,6 +427,12 @@ class Neo4jTreeStore:
             erased += deleted
         self._write(lambda tx: tx.run(f"MATCH (e:{ENTITY_LABEL} {{cube_id: $cube}}) DETACH DELETE e",
                                       cube=cube_id).consume())
+        # Its write counter goes too: every process's in-memory copy of the cube's vectors is then stale.
+        self._write(lambda tx: tx.run(f"MATCH (v:{VERSION_LABEL} {{cube_id: $cube}}) DELETE v",
+                                      cube=cube_id).consume())
+        with self._vcache_lock:
+            for key in [k for k in self._vcache if cube_id in k]:
+                del self._vcache[key]
         return erased
 
     @staticmethod
