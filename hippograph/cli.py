@@ -51,10 +51,16 @@ def default_user(user: str | None) -> str:
     return get_settings().default_user
 
 
+#: Signals whose own score means something to a reader (a cosine, a BM25 score); the others just found it.
+SCORED_SIGNALS = ("vector", "bm25", "entity")
+
+
 def found_by(hit: SearchHit) -> str:
-    """The retrievers that found the memory (rank 1 = best), with their own scores: no zeros for the others."""
+    """The retrievers that found the memory, with their own score where it has a meaning: no zeros for the
+    retrievers that did not find it."""
     names = [name for name in SIGNALS if name in hit.ranks]
-    return ", ".join(f"{name} {hit.scores.get(name, 0.0):.2f} (#{hit.ranks[name] + 1})" for name in names) or "-"
+    return ", ".join(f"{name} {hit.scores.get(name, 0.0):.2f}" if name in SCORED_SIGNALS else name
+                     for name in names) or "-"
 
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
@@ -66,7 +72,7 @@ def hits_table(hits: list[SearchHit], title: str, *, full: bool = False) -> Tabl
     table = Table(title=title, show_lines=full)
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("score", justify="right", no_wrap=True)
-    table.add_column("found by", max_width=26)
+    table.add_column("found by", max_width=24)
     table.add_column("memory", ratio=1, overflow="fold")
     for n, hit in enumerate(hits, 1):
         body = hit.text if full else snippet(hit.text)

@@ -38,20 +38,29 @@ QUESTIONS: list[str] = [
 
 def run_demo(memory: Memory, *, user: str, cube: str | None, console: Console,
              table: Callable[[list[SearchHit], str], Table]) -> None:
-    """Store the conversation (idempotent: a re-run adds nothing), then one chat turn per question."""
+    """Store the conversation (idempotent: a re-run adds nothing), then one chat turn per question.
+
+    The questions and answers are remembered, as every chat turn is, but in a cube of their own
+    (`<user>.demo-chat`) that the questions do not read: a second demo finds the conversation, not the
+    questions it asked the first time."""
+    from hippograph.stores.registry import default_cube_id
+
     started = time.perf_counter()
     try:
-        if cube and cube not in {c.cube.id for c in memory.cubes(user_id=user)}:  # cubes() creates the user
-            memory.create_cube(cube, user_id=user)
+        chat_cube = f"{user}.demo-chat"
+        existing = {c.cube.id for c in memory.cubes(user_id=user)}  # cubes() creates the user
+        for needed in {cube, chat_cube} - existing - {None}:
+            memory.create_cube(str(needed), user_id=user)
+        read_cube = cube or default_cube_id(user)
         # message ids make the replay idempotent: a second demo finds the same turns and adds nothing
         messages = [{**message, "id": f"demo-{n}"} for n, message in enumerate(CONVERSATION, 1)]
         ids = memory.add(messages, user_id=user, cube_id=cube, session_id=DEMO_SESSION)
         console.print(f"[bold]Stored[/bold] {len(set(ids))} memories for user [cyan]{user}[/cyan] "
-                      f"(cube {cube or memory.cubes(user_id=user)[0].cube.id}).")
+                      f"(cube {read_cube}).")
         for question in QUESTIONS:
             console.rule(f"[bold]Q:[/bold] {question}")
-            result = memory.chat(question, user_id=user, thread_id="demo", top_k=5,
-                                 cube_ids=[cube] if cube else None, cube_id=cube)
+            result = memory.chat(question, user_id=user, thread_id="demo", top_k=5, cube_ids=[read_cube],
+                                 cube_id=chat_cube)
             console.print(table(result.memories, "retrieved memories"))
             console.print(f"[bold green]A:[/bold green] {result.answer}")
             timings = ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings.items())
