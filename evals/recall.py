@@ -55,6 +55,14 @@ ROUND2: list[tuple[str, str, dict[str, Any]]] = [
     ("+ entity 0.3 + second round 0.3 + time window 0.5", "enriched",
      {"weights": {"entity": 0.3, "prf": 0.3, "time": 0.5}}),
 ]
+#: Third round: the kept defaults (entity 0.3, time window 0.5, questions last) against the defaults before.
+_BEFORE: dict[str, Any] = {"weights": {"entity": 0.0, "time": 0.0}, "questions_last": False}
+ROUND3: list[tuple[str, str, dict[str, Any]]] = [
+    ("issue-11 defaults, before enrichment", "raw", _BEFORE),
+    ("issue-11 defaults, enriched (grounded dates)", "enriched", _BEFORE),
+    ("new defaults, before enrichment", "raw", {}),
+    ("new defaults, enriched (entity 0.3, time 0.5, questions last)", "enriched", {}),
+]
 #: Data dirs: whether the enrichment worker ran, and whether entities include common nouns.
 KINDS: dict[str, dict[str, Any]] = {"raw": {"enrich": False}, "enriched": {"enrich": True, "nouns": True},
                                     "enriched-names": {"enrich": True, "nouns": False}}
@@ -184,18 +192,20 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data/locomo/locomo10_dev.json")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--round3", action="store_true", help="the kept defaults against the ones before")
     parser.add_argument("--round2", action="store_true", help="the second round of rows (ROUND2)")
     parser.add_argument("--longmemeval", action="store_true", help="the LongMemEval sample with as_of instead")
     args = parser.parse_args()
     if args.longmemeval:
         print(json.dumps(longmemeval_as_of(), indent=2))
         return
-    rows = run(args.data, limit=args.limit, rows=ROUND2 if args.round2 else ROWS)
+    chosen = ROUND3 if args.round3 else ROUND2 if args.round2 else ROWS
+    rows = run(args.data, limit=args.limit, rows=chosen)
     table = markdown(rows)
     print(table)
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        name = "recall_ablations2" if args.round2 else "recall_ablations"
+        name = "recall_ablations3" if args.round3 else "recall_ablations2" if args.round2 else "recall_ablations"
         (Path(args.out) / f"{name}.json").write_text(json.dumps(rows, indent=2, default=str))
         (Path(args.out) / f"{name}.md").write_text(table + "\n")
         plot(rows, Path(args.out) / f"{name}.png")

@@ -78,7 +78,8 @@ def test_questions_last_puts_every_found_statement_before_a_remembered_question(
     answer = _hit("I moved to Lisbon in May", {"vector": 3})
     assert [h.text for h in fuse([question, answer], RecallConfig(questions_last=True))] == [answer.text,
                                                                                               question.text]
-    assert fuse([question, answer], RecallConfig())[0].text == question.text  # the default only halves its score
+    assert fuse([question, answer], RecallConfig())[0].text == answer.text  # the default
+    assert fuse([question, answer], RecallConfig(questions_last=False))[0].text == question.text  # only halved
 
 
 def test_entity_signal_finds_a_memory_only_the_entity_graph_links(services: Services) -> None:
@@ -87,7 +88,9 @@ def test_entity_signal_finds_a_memory_only_the_entity_graph_links(services: Serv
     on = RecallConfig(weights=SignalWeights(entity=1.0))
     hits = _search(services, "what does marta do", recall=on)
     assert hits[0].id == ids[0] and "entity" in hits[0].scores
-    assert all("entity" not in h.scores for h in _search(services, "what does marta do"))  # off by default
+    off = RecallConfig(weights=SignalWeights(entity=0.0))
+    assert all("entity" not in h.scores for h in _search(services, "what does marta do", recall=off))
+    assert "entity" in _search(services, "what does marta do")[0].scores  # on by default (weight 0.3)
 
 
 def test_second_round_follows_the_seeds_entities(services: Services) -> None:
