@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stores.entities import query_entity_names
-from stores.models import MemoryItem
-from stores.tree.embedded import EmbeddedTreeStore
+from hippograph.stores.entities import query_entity_names
+from hippograph.stores.models import MemoryItem
+from hippograph.stores.tree.embedded import EmbeddedTreeStore
 
 DIM = 384
 WORDS = str.split("walk park dinner movie trip bake paint garden music book coffee run swim class concert")

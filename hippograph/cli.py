@@ -203,5 +203,5 @@ def main() -> None:
 
         if not isinstance(exc, HippographError):
             raise
-        console.print(f"[red]error:[/red] {exc}")
+        Console(stderr=True).print(f"[red]error:[/red] {exc}")  # errors on stderr: stdout stays the command's output
         raise SystemExit(2) from None
