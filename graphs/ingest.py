@@ -44,7 +44,6 @@ from hippograph.nodes.ingest_write import make_report, make_write
 from hippograph.stores.documents import DocumentRegistry
 from hippograph.stores.errors import InvalidInputError
 from hippograph.stores.models import check_id
-from hippograph.stores.registry import default_cube_id
 from hippograph.stores.services import Services
 
 __all__ = ["IngestContext", "IngestInput", "IngestState", "build_ingest_graph", "documents_registry",
@@ -128,8 +127,7 @@ def make_plan(services: Services) -> Node:
     def plan(state: IngestState, runtime: Runtime[IngestContext]) -> dict[str, Any]:
         ctx = runtime.context or IngestContext()
         user_id = check_id(ctx.user_id, "user id")
-        services.registry.ensure_user(user_id)
-        cube_id = services.registry.writable(user_id, [ctx.cube_id or default_cube_id(user_id)])[0]
+        cube_id = services.registry.write_cube(user_id, ctx.cube_id)
         sources: list[dict[str, Any]] = []
         for path in expand_paths(list(state.get("paths") or []), recursive=ctx.recursive):
             sources.append({"kind": "file", "path": path})

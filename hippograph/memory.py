@@ -551,9 +551,10 @@ class Memory:
     def _cube(self, user_id: str, cube_id: str | None, *, write: bool = True) -> str:
         """The cube a call works on (the user's default cube when none is named), checked for access."""
         registry = self.services.registry
+        if write:
+            return registry.write_cube(user_id, cube_id)
         registry.ensure_user(check_id(user_id, "user id"))
-        allowed = registry.writable if write else registry.readable
-        return allowed(user_id, [cube_id or default_cube_id(user_id)])[0]
+        return registry.readable(user_id, [cube_id or default_cube_id(user_id)])[0]
 
     def _get_for(self, memory_id: str, user_id: str, *, write: bool) -> MemoryItem:
         if not isinstance(memory_id, str) or not memory_id:

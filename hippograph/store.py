@@ -125,8 +125,7 @@ class HippoStore(BaseStore):
         if not namespace:
             raise InvalidInputError("an unbound HippoStore needs the user id as the namespace's first label")
         user_id = check_id(namespace[0], "user id (first namespace label)")
-        self.services.registry.ensure_user(user_id)
-        return user_id, self.services.registry.writable(user_id, [self.cube_id or default_cube_id(user_id)])[0]
+        return user_id, self.services.registry.write_cube(user_id, self.cube_id)
 
     def _read_cube(self, namespace: tuple[str, ...]) -> str | None:
         """The cube a read looks in; None when an unbound store's namespace names a user who does not exist. A

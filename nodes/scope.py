@@ -13,7 +13,6 @@ from hippograph.nodes.state import ChatContext, ChatState
 from hippograph.stores.embedders import embed_array
 from hippograph.stores.errors import InvalidInputError
 from hippograph.stores.models import check_id, check_text
-from hippograph.stores.registry import default_cube_id
 from hippograph.stores.services import Services
 
 
@@ -39,7 +38,7 @@ def make_scope(services: Services) -> Node:
         # untrusted content by the answer, never as instructions.
         shared = {a.cube.id: a.cube.owner_id for a in services.registry.cubes_for(user_id)
                   if not a.owned and a.cube.id in read}
-        write = services.registry.writable(user_id, [ctx.write_cube_id or default_cube_id(user_id)])[0]
+        write = services.registry.write_cube(user_id, ctx.write_cube_id)
         # The newest human message is the query; `query` is only for the search graph's bare-query input
         # (a thread's checkpoint still holds the previous turn's query, so it must not win over a new message).
         humans = [m for m in state.get("messages", []) if isinstance(m, HumanMessage)]

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 from enum import StrEnum
+from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -192,13 +193,16 @@ class Registry:
             return self.get_user(user_id)
         return User(id=user_id, name=name or user_id, is_admin=is_admin, created_at=ts)
 
-    def get_user(self, user_id: str) -> User:
-        check_id(user_id, "user id")
+    def _row(self, table: sa.Table, id_: str, what: str) -> dict[str, Any]:
+        check_id(id_, f"{what} id")
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(users).where(users.c.id == user_id)).first()
+            row = conn.execute(sa.select(table).where(table.c.id == id_)).first()
         if row is None:
-            raise NotFoundError(f"unknown user {user_id!r}")
-        return User(**row._mapping)
+            raise NotFoundError(f"unknown {what} {id_!r}")
+        return dict(row._mapping)
+
+    def get_user(self, user_id: str) -> User:
+        return User(**self._row(users, user_id, "user"))
 
     def ensure_user(self, user_id: str) -> User:
         """The user; created with a default cube on first use when `auto_create_users` is on."""
@@ -260,12 +264,7 @@ class Registry:
         return Cube(id=cube_id, owner_id=owner_id, name=name or cube_id, created_at=ts)
 
     def get_cube(self, cube_id: str) -> Cube:
-        check_id(cube_id, "cube id")
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(cubes).where(cubes.c.id == cube_id)).first()
-        if row is None:
-            raise NotFoundError(f"unknown cube {cube_id!r}")
-        return Cube(**row._mapping)
+        return Cube(**self._row(cubes, cube_id, "cube"))
 
     def check_deletable(self, owner_id: str, cube_id: str) -> Cube:
         """The cube, if `owner_id` may delete it: the owner, and not their default cube (every add lands there)."""
@@ -309,6 +308,12 @@ class Registry:
         if cube_ids is None:
             return allowed
         return self._check(user_id, cube_ids, set(allowed), "read")
+
+    def write_cube(self, user_id: str, cube_id: str | None = None) -> str:
+        """The cube a write lands in: `cube_id` if the user may write it, else (None) their default cube. The user
+        is created on first use when `auto_create_users` is on."""
+        self.ensure_user(check_id(user_id, "user id"))
+        return self.writable(user_id, [cube_id or default_cube_id(user_id)])[0]
 
     def writable(self, user_id: str, cube_ids: Sequence[str] | None = None) -> list[str]:
         allowed = [c.cube.id for c in self.cubes_for(user_id) if c.access == Access.WRITE]
