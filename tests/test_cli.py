@@ -61,9 +61,9 @@ def test_add_search_stats_and_errors(tmp_path: Path) -> None:
     other = run(tmp_path, "search", "boiler", "--user", "lee", embedder="hashing:64")
     assert other.returncode == 0 and "boiler" not in other.stdout.split("memories for: boiler", 1)[1]
     denied = run(tmp_path, "stats", "--user", "lee", "--cube", "kim.default", embedder="hashing:64")
-    assert denied.returncode == 2 and "may not read cube 'kim.default'" in denied.stdout
+    assert denied.returncode == 2 and "may not read cube 'kim.default'" in denied.stderr and not denied.stdout
     empty = run(tmp_path, "add", "", "--user", "kim", embedder="hashing:64")
-    assert empty.returncode == 2 and "error" in empty.stdout
+    assert empty.returncode == 2 and "error" in empty.stderr
 
 
 def test_demo_into_a_named_cube(tmp_path: Path) -> None:
@@ -86,7 +86,7 @@ def test_help_and_stats_open_only_what_they_need(tmp_path: Path) -> None:
     assert "users" in run(tmp_path, "--help").stdout
     # stats on a fresh data dir: no chat checkpoints, no Milvus Lite file (preference memory stays closed)
     unknown = run(tmp_path, "stats", "--user", "kim", embedder="hashing:64")
-    assert unknown.returncode == 2 and "unknown user 'kim'" in unknown.stdout
+    assert unknown.returncode == 2 and "unknown user 'kim'" in unknown.stderr
     assert run(tmp_path, "users", "create", "kim", embedder="hashing:64").returncode == 0
     assert cube_count(run(tmp_path, "stats", "--user", "kim", embedder="hashing:64"), "kim.default") == 0
     data = tmp_path / "data"
