@@ -71,7 +71,6 @@ def test_memory_from_turn_one_is_retrieved_and_cited_in_turn_two(services: Servi
     assert NO_MODEL_NOTE in second["answer"] and "[1] My cat Miso loves salmon treats" in second["answer"]
     assert second["references"][0]["id"] == first["written_ids"][0]
     assert set(second["timings"]) == set(NODES)
-    assert all(ms >= 0 for ms in second["timings"].values())
     # the thread's checkpoint holds both turns and both answers
     assert [m.type for m in second["messages"]] == ["human", "ai", "human", "ai"]
 
