@@ -66,4 +66,6 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
 def serve(host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info") -> None:
     import uvicorn
 
-    uvicorn.run(create_app(), host=host, port=port, log_level=log_level)
+    # Keep idle connections longer than clients and load balancers do (uvicorn's 5 s default closes them under a
+    # client that is about to reuse one: a reset instead of an answer).
+    uvicorn.run(create_app(), host=host, port=port, log_level=log_level, timeout_keep_alive=75)

@@ -540,10 +540,12 @@ class EmbeddedTreeStore:
             return []
         data = dict(self._query(f"SELECT rowid, data FROM memories WHERE rowid IN ({self._marks(rows)})",
                                 [r for r, _ in rows]))
+        # A memory erased between the two reads (another thread's hard delete) is simply not a hit.
+        found = [(rowid, score) for rowid, score in rows if rowid in data]
         return [
             SearchHit(item=MemoryItem.model_validate_json(data[rowid]), score=score, scores={"bm25": score},
                       ranks={"bm25": rank})
-            for rank, (rowid, score) in enumerate(rows)
+            for rank, (rowid, score) in enumerate(found)
         ]
 
     def _within_budget(self, scope: str, terms: list[str]) -> list[str]:
