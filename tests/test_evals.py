@@ -210,8 +210,9 @@ def test_recall_config_reaches_the_nodes(tmp_path: Path) -> None:
 
     settings = Settings(data_dir=tmp_path / "d", embedder="hashing:64", worker_in_process=False)
     with Memory(services=Services.from_settings(settings)) as memory:
-        memory.add([{"role": "user", "content": f"turn number {n} about the garden"} for n in range(8)],
-                   user_id="rc", session_id="s1")
+        # Fixed times: keys carry the turn's time, so "now" would make the ranking depend on the clock.
+        memory.add([{"role": "user", "content": f"turn number {n} about the garden",
+                     "timestamp": f"2023-05-08T10:0{n}:00"} for n in range(8)], user_id="rc", session_id="s1")
         graph = build_search_graph(memory.services)
 
         def signals(cfg: RecallConfig | None) -> set[str]:
