@@ -20,6 +20,7 @@ import argparse
 import json
 import platform
 import random
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -174,6 +175,9 @@ def run_scenario(
     lat: dict[str, list[float]] = {v: [] for v in variants}
     recalls: dict[str, list[float]] = {v: [] for v in variants}
     paths: dict[str, dict[str, int]] = {v: {} for v in variants}
+    t = time.perf_counter()
+    store.vector_search(queries[0].tolist(), cube_ids=[target], k=K)  # Neo4j: reads the cube's vectors if kept
+    first_ms = (time.perf_counter() - t) * 1000
     for _ in range(3):  # warm-up
         store.vector_search(queries[0].tolist(), cube_ids=[target], k=K)
     order = list(variants)
@@ -201,6 +205,7 @@ def run_scenario(
         "cube_size": len(texts),
         "ingest_per_s": n / secs,
         "ingest_s": secs,
+        "first_query_ms": first_ms,
         "vector_p50_ms": pct(lat[variant], 50),
         "vector_p95_ms": pct(lat[variant], 95),
         "text_p50_ms": pct(tlat, 50),
@@ -211,14 +216,103 @@ def run_scenario(
     } for variant in variants]
 
 
-#: `--before-after`, on one loaded store, alternating query by query: before (every in-cube ANN candidate's
-#: vector read for the exact cosine; small cubes by exact Cypher), the ANN re-score cut alone, and after (the cut
-#: plus cubes up to 20k memories ranked from vectors kept in the process, re-scored in Neo4j).
+#: `--before-after`, on one loaded store, alternating query by query: ranked in Neo4j (vector index for big
+#: cubes, exact Cypher for small ones) vs ranked from the cube's vectors kept in the process (up to
+#: `Settings.neo4j_vector_cache_rows` memories, default 100k), hydrated in one query.
 NEO4J_VARIANTS: dict[str, dict[str, Any]] = {
-    "before": {"rescore_factor": 0, "cache_cube_rows": 0},
-    "ANN cut only": {"rescore_factor": 3, "cache_cube_rows": 0},
-    "after": {"rescore_factor": 3, "cache_cube_rows": 20_000},
+    "in Neo4j": {"rescore_factor": 3, "cache_cube_rows": 0},
+    "kept vectors": {"rescore_factor": 3, "cache_cube_rows": 100_000, "cache_rows": 100_000},
 }
+
+
+class TimedTree:
+    """The tree store with every call timed by method (the search graph's store calls, for the profile), and the
+    dense list and query vector of the last `hybrid_search` kept (Recall@10 of the vector signal)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.ms: dict[str, list[float]] = {}
+        self.dense: list[Any] = []
+        self.vector: list[float] = []
+        self.spent = 0.0
+
+    def close(self) -> None:
+        """The caller closes the store (the benchmark times several variants on it)."""
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.store, name)
+        if not callable(attr) or name.startswith("_"):
+            return attr
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t = time.perf_counter()
+            out = attr(*args, **kwargs)
+            ms = (time.perf_counter() - t) * 1000
+            self.ms.setdefault(name, []).append(ms)
+            self.spent += ms
+            if name == "hybrid_search":
+                self.vector, self.dense = list(args[0]), list(out[0])
+            return out
+
+        return timed
+
+
+def graph_questions(rng: random.Random, n: int) -> list[str]:
+    """Questions like a user's: a name, a thing and a place (so the entity signal runs too)."""
+    return [f"What {rng.choice(_VERBS)} {rng.choice(_NAMES)} in {rng.choice(_PLACES)}, the {rng.choice(_THINGS)}?"
+            for _ in range(n)]
+
+
+def graph_search(store: Any, cubes: dict[str, tuple[np.ndarray, list[str]]], target: str,
+                 questions: list[str]) -> dict[str, Any]:
+    """The whole search graph (`Memory.search`: scope, query embedding with MiniLM, retrieve_tree with every
+    default signal, Milvus Lite preferences, rerank, threshold) on the loaded store, one cube read; per query
+    the wall time, the time inside tree-store calls by method, and Recall@10 of the dense signal vs exact cosine."""
+    from hippograph.memory import Memory
+    from hippograph.settings import Settings
+    from hippograph.stores.services import Services
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-graph-"))
+    timer = TimedTree(store)
+    services = Services.from_settings(Settings(data_dir=tmp, worker_in_process=False, auto_create_users=True),
+                                      tree=timer)
+    vectors, texts = cubes[target]
+    try:
+        memory = Memory(services=services)
+        try:
+            memory.create_user("bench")
+            memory.create_cube(target, user_id="bench")
+            t = time.perf_counter()
+            memory.search(questions[0], user_id="bench", cube_ids=[target])  # opens Milvus Lite, fills caches
+            cold_ms = (time.perf_counter() - t) * 1000
+            for q in questions[:3]:
+                memory.search(q, user_id="bench", cube_ids=[target])
+            timer.ms.clear()
+            lat, recalls, store_ms = [], [], []
+            for q in questions:
+                timer.spent = 0.0
+                t = time.perf_counter()
+                memory.search(q, user_id="bench", cube_ids=[target])
+                lat.append((time.perf_counter() - t) * 1000)
+                store_ms.append(timer.spent)
+                vec = np.asarray(timer.vector, dtype=np.float32)
+                truth = {texts[i] for i in np.argsort(-(vectors @ vec))[:K]}
+                recalls.append(len({h.text for h in timer.dense[:K]} & truth) / K)
+        finally:
+            memory.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "search_p50_ms": pct(lat, 50),
+        "search_p95_ms": pct(lat, 95),
+        "cold_first_search_ms": cold_ms,
+        "store_p50_ms": pct(store_ms, 50),
+        "store_p95_ms": pct(store_ms, 95),
+        "store_calls": {name: {"calls": len(v), "p50_ms": pct(v, 50), "p95_ms": pct(v, 95)}
+                        for name, v in sorted(timer.ms.items())},
+        "recall_at_10": float(np.mean(recalls)),
+        "min_recall_at_10": float(np.min(recalls)),
+    }
 
 
 def open_neo4j(args: argparse.Namespace, server: Any, **kw: Any) -> Neo4jTreeStore:
@@ -305,6 +399,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--pagecache", type=int, default=512, help="page cache MiB of the local Neo4j")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--markdown", type=Path, default=None, help="also write the table as Markdown here")
+    ap.add_argument("--graph", type=int, default=0,
+                    help="also time this many questions through the whole search graph (Memory.search) per store")
     ap.add_argument("--before-after", action="store_true",
                     help="Neo4j: also time the former ANN re-scoring (every candidate's vector read) on the same data")
     args = ap.parse_args(argv)
@@ -315,6 +411,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     trng = random.Random(42)
     queries = unit_rows(rng, args.queries)
     text_queries = [f"{trng.choice(_NAMES)} {trng.choice(_THINGS)} {trng.choice(_PLACES)}" for _ in range(100)]
+    questions = graph_questions(random.Random(7), args.graph)
     scenarios: list[tuple[str, dict[str, tuple[np.ndarray, list[str]]], str]] = []
     for size in args.sizes:
         scenarios.append((f"1x{size}", {"c0": (unit_rows(rng, size), [gen_text(trng, i) for i in range(size)])}, "c0"))
@@ -346,8 +443,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     variants = NEO4J_VARIANTS if backend == "neo4j" and args.before_after else None
                     try:
                         rows = run_scenario(name, store, cubes, target, queries, text_queries, args.batch, variants)
+                        for row in rows if args.graph else []:
+                            for attr, value in (variants or {}).get(row["variant"], {}).items():
+                                setattr(store, attr, value)
+                            row["graph"] = graph_search(store, cubes, target, questions)
                     finally:
                         store.close()
+                        if backend != "neo4j":
+                            shutil.rmtree(tmp, ignore_errors=True)  # ~440 MB at 100k: never leave it behind
                 for row in rows:
                     row["backend"] = backend + (f" ({row['variant']})" if row["variant"] else "")
                     results.append(row)
@@ -356,6 +459,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         f"{row['vector_p50_ms']:.1f} ms p95 {row['vector_p95_ms']:.1f} ms  recall "
                         f"{row['recall_at_10']:.3f}"
                     )
+                    if "graph" in row:
+                        g = row["graph"]
+                        console.print(f"{'':>10} search graph p50 {g['search_p50_ms']:.1f} ms p95 "
+                                      f"{g['search_p95_ms']:.1f} ms (store {g['store_p50_ms']:.1f} ms p50) recall "
+                                      f"{g['recall_at_10']:.3f}  calls {json.dumps(g['store_calls'])}")
         if args.minilm and server is not None:
             with console.status(f"MiniLM recall check ({args.minilm} memories)..."):
                 minilm = minilm_check(args, server)

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     neo4j_user: str = "neo4j"
     neo4j_password: str = "neo4j"
     neo4j_database: str = "neo4j"
+    neo4j_vector_cache_rows: int = Field(default=100_000, ge=0)
+    """Neo4j backend: most memory vectors one process keeps in memory to rank a cube's memories itself (exact
+    cosine; float32, 4 x dimension bytes each: ~150 MB for 100k 384-d vectors, plus their ids). A cube bigger
+    than this is searched through Neo4j's vector index (HNSW); 0 turns the copy off."""
     milvus_uri: str = ""
     """Preference memory: a Milvus server URI, or empty for a Milvus Lite file in the data dir."""
     milvus_token: str = ""

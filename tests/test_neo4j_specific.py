@@ -324,17 +324,85 @@ def test_cached_cube_vectors_follow_every_write_from_any_process(neo4j_server: A
         other.delete([twin.id])
         assert twin.id not in same(q)  # a deleted memory never comes back
         assert same(q, statuses=list(MemoryStatus))[0] == twin.id
-        other.delete([m.id for m in mine[:290]])  # most of the cube gone: fewer than k survive the copy's best
+        other.delete([m.id for m in mine[:290]])  # most of the cube gone: the copy widens down to the whole cube
         active = exact.vector_search(q, cube_ids=["kept"], k=400)
-        assert len(active) < 20 and len(same(q, k=20, path="exact")) == len(active)
+        assert len(active) < 20 and len(same(q, k=20)) == len(active)
         assert [h.id for h in cached.vector_search(q, cube_ids=["kept", "next"], k=5)] == \
             [h.id for h in exact.vector_search(q, cube_ids=["kept", "next"], k=5)]
         other.erase_cube("kept")  # erased elsewhere: the copy is dropped, nothing comes back
         assert cached.vector_search(q, cube_ids=["kept"], k=5, statuses=list(MemoryStatus)) == []
-        assert cached._vcache.get(("kept",)) is None or cached._vcache[("kept",)][1] == []
+        assert cached._vcache.get("kept") is None or cached._vcache["kept"].size == 0
     finally:
         for s in (cached, exact, other):
             s.close()
+
+
+def test_kept_vectors_catch_up_on_writes_alone_and_hybrid_answers_in_one_query(neo4j_server: Any) -> None:
+    """A write elsewhere is caught up by reading only the vectors written since (the copy is not re-read whole),
+    and hybrid search from the copy answers like the Neo4j paths, in one query when nothing was written."""
+    from tests.neo4j_fixture import make_neo4j_tree_store
+
+    cached = make_neo4j_tree_store(neo4j_server, DIM, cache_cube_rows=1000)
+    plain = Neo4jTreeStore(neo4j_server.uri, auth=neo4j_server.auth, dimension=DIM, cache_cube_rows=0)
+    other = Neo4jTreeStore(neo4j_server.uri, auth=neo4j_server.auth, dimension=DIM, cache_cube_rows=0)
+    try:
+        rng = np.random.default_rng(21)
+        other.add([item(cube="hy", text=f"hybrid note {i} about {('apples', 'boats')[i % 2]}", rng=rng)
+                   for i in range(200)])
+        q = vec(rng)
+
+        def both() -> tuple[list[str], list[str]]:
+            dense, lexical = cached.hybrid_search(q, "apples", cube_ids=["hy"], k=10)
+            assert cached.last_plan["path"] == "cache"
+            want_dense, want_lexical = plain.hybrid_search(q, "apples", cube_ids=["hy"], k=10)
+            assert [h.id for h in dense] == [h.id for h in want_dense]
+            assert [h.id for h in lexical] == [h.id for h in want_lexical]
+            for got, want in zip(dense, want_dense, strict=True):
+                assert got.scores["vector"] == pytest.approx(want.scores["vector"], abs=1e-5)
+            return [h.id for h in dense], [h.id for h in lexical]
+
+        both()
+        copy = cached._vcache["hy"]
+        queries: list[str] = []
+        run = QuerySpy(cached, queries)
+        both()
+        assert len(queries) == 1, queries  # the copy is current: one query for dense and full text
+        twin = item(cube="hy", text="the query's twin, apples", rng=rng)
+        twin.embedding = list(q)
+        other.add([twin])
+        queries.clear()
+        assert both()[0][0] == twin.id
+        assert cached._vcache["hy"] is copy and copy.size == 201  # caught up in place, not re-read whole
+        assert any("_v > $since" in text for text in queries)
+        run.undo()
+    finally:
+        for s in (cached, plain, other):
+            s.close()
+
+
+class QuerySpy:
+    """Record the Cypher text of every query a store runs (through its sessions' transactions)."""
+
+    def __init__(self, store: Neo4jTreeStore, into: list[str]) -> None:
+        self.store, self.original = store, store._read
+
+        def read(fn: Any) -> Any:
+            def spied(tx: Any) -> Any:
+                real_run = tx.run
+
+                def run(query: str, *args: Any, **kwargs: Any) -> Any:
+                    into.append(query)
+                    return real_run(query, *args, **kwargs)
+
+                tx.run = run
+                return fn(tx)
+
+            return self.original(spied)
+
+        store._read = read  # type: ignore[method-assign]
+
+    def undo(self) -> None:
+        self.store._read = self.original  # type: ignore[method-assign]
 
 
 # --- failures ------------------------------------------------------------------------------------------------

@@ -21,6 +21,13 @@ cube's nodes only (an index seek, never every tenant); (3) otherwise ask the ANN
 `max(k * oversample, min_candidates) * total / cube_size` candidates (at least `min_fetch`), filter, re-score
 them with exact cosine, and widen until k survive or the exact path is cheaper. `evals/bench_neo4j.py`
 measures recall and latency.
+
+Kept vectors (before all of that): a cube of up to `cache_cube_rows` memories (`Settings.neo4j_vector_cache_rows`,
+default 100k: ~150 MB of 384-d float32 per process) is ranked from a copy of its vectors in this process, by
+exact cosine in numpy, and one query returns the cubes' write counters and the best hits' fields (with the
+status filter; hybrid search adds the full-text hits to that same query). Every write bumps its cube's counter
+(`CubeVersion`) and stamps the memory with the new value (`_v`), so a copy behind the counter reads only the
+vectors written since; a new epoch (the cube erased and written again) reads the cube whole.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from neo4j import exceptions as nx
 
 from hippograph.stores.errors import BackendUnavailableError, InvalidInputError, NotFoundError
 from hippograph.stores.models import MemoryItem, MemoryStatus, SearchHit, now
+from hippograph.stores.settings import get_settings
 from hippograph.stores.text import STOP_WORDS, WORD
 from hippograph.stores.tree.base import ENTITY_FANOUT, Edge, Rel, entity_key
 
@@ -68,13 +76,17 @@ UNWIND $cubes AS cube
 MERGE (v:{VERSION_LABEL} {{cube_id: cube}})
 ON CREATE SET v.epoch = randomUUID()
 SET v.n = coalesce(v.n, 0) + 1
+RETURN cube, v.n AS n
 """
+#: Every written memory carries `_v`, its cube's counter value of that write: a process's copy of the cube's
+#: vectors at counter n only needs the memories with `_v > n` (an index seek on this composite index).
+WRITE_INDEX = "memory_cube_write"
 #: The entity graph: `(:Memory)-[:MENTIONS]->(:Entity {key, cube_id, name})`, one Entity per cube and name.
 ENTITY_LABEL = "Entity"
 ENTITY_CONSTRAINT = "entity_key_unique"
 #: Properties stored as JSON strings (Neo4j properties cannot hold maps or lists of maps).
 _JSON_FIELDS = ("source_refs", "metadata")
-_INTERNAL = ("embedding", "_ord")
+_INTERNAL = ("embedding", "_ord", "_v")
 _BATCH = 1000
 
 #: Characters with a meaning in Lucene's query syntax (escaped in `lucene_escape`).
@@ -113,7 +125,7 @@ UNWIND range(0, size($rows) - 1) AS i
 WITH base + i AS ord, $rows[i] AS row
 MERGE (m:{LABEL} {{id: row.props.id}})
 ON CREATE SET m._ord = ord
-SET m += row.props
+SET m += row.props, m._v = $versions[row.props.cube_id]
 WITH m, row WHERE row.embedding IS NOT NULL
 CALL db.create.setNodeVectorProperty(m, 'embedding', row.embedding)
 RETURN count(m) AS n
@@ -131,7 +143,8 @@ RETURN count(r) AS n
     for rel in Rel
 }
 
-_NODE_FIELDS = "m {.*, embedding: null, _ord: null} AS m"
+_NODE_MAP = "m {.*, embedding: null, _ord: null, _v: null}"
+_NODE_FIELDS = f"{_NODE_MAP} AS m"
 
 _MENTIONS_MERGE = f"""
 UNWIND $rows AS row
@@ -163,6 +176,97 @@ WITH m, sum(w) AS score
 ORDER BY score DESC, m.id LIMIT $k
 RETURN {_NODE_FIELDS}, score
 """
+
+
+# One round trip for a search from the cubes' vectors kept in the process: the write counters (is the copy
+# current?) and the fields of the best ranked candidates still in the cubes with a wanted status, in rank order
+# (`$ids` is best first); with the full-text hits in the same query for hybrid recall.
+_CACHED_PARTS = f"""
+CALL () {{
+    UNWIND $cubes AS cube OPTIONAL MATCH (v:{VERSION_LABEL} {{cube_id: cube}})
+    RETURN collect([cube, v.epoch, v.n]) AS versions
+}}
+CALL () {{
+    UNWIND range(0, size($ids) - 1) AS i
+    MATCH (m:{LABEL} {{id: $ids[i]}}) WHERE m.cube_id IN $cubes AND m.status IN $states
+    WITH i, m ORDER BY i LIMIT $k
+    RETURN collect([i, {_NODE_MAP}]) AS dense
+}}
+"""
+_CACHED_SEARCH = _CACHED_PARTS + "RETURN versions, dense"
+_CACHED_TEXT_SEARCH = _CACHED_PARTS + f"""
+CALL () {{
+    CALL db.index.fulltext.queryNodes($index, $q) YIELD node AS m, score
+    WHERE m.cube_id IN $cubes AND m.status IN $states
+    WITH m, score LIMIT $k
+    RETURN collect({{m: {_NODE_MAP}, score: score}}) AS lexical
+}}
+RETURN versions, dense, lexical
+"""
+
+
+class _CubeCopy:
+    """One cube's vectors kept in this process, current for the cube's write counter (`epoch`, `n`).
+
+    Rows only grow or change in place and `ids` grows after its row is written, so a reader that takes
+    `size` first and then `matrix` ranks consistent rows without a lock; writers hold `lock`."""
+
+    def __init__(self, epoch: str, n: int, matrix: np.ndarray, ids: list[str]) -> None:
+        self.epoch, self.n = epoch, n
+        self.matrix = matrix
+        self.ids = ids
+        self.rows = {i: r for r, i in enumerate(ids)}
+        self.lock = threading.Lock()
+
+    @classmethod
+    def of(cls, epoch: str, n: int, dimension: int, rows: Sequence[tuple[str, Sequence[float]]]) -> _CubeCopy:
+        matrix = np.empty((len(rows) + len(rows) // 8 + 16, dimension), dtype=np.float32)
+        for r, (_, vec) in enumerate(rows):
+            matrix[r] = vec
+        return cls(epoch, n, matrix, [i for i, _ in rows])
+
+    @property
+    def size(self) -> int:
+        return len(self.ids)
+
+    @property
+    def version(self) -> tuple[str, int]:
+        return self.epoch, self.n
+
+    def put(self, rows: Sequence[tuple[str, Sequence[float]]], n: int) -> None:
+        """Add or replace the vectors written up to counter `n` (an updated memory keeps its row)."""
+        for mid, vec in rows:
+            row = self.rows.get(mid)
+            if row is not None:
+                self.matrix[row] = vec
+                continue
+            row = len(self.ids)
+            if row == len(self.matrix):  # grow by a quarter: at 100k rows a doubling would waste 150 MB
+                grown = np.empty((row + row // 4 + 16, self.matrix.shape[1]), dtype=np.float32)
+                grown[:row] = self.matrix[:row]
+                self.matrix = grown
+            self.matrix[row] = vec
+            self.rows[mid] = row
+            self.ids.append(mid)
+        self.n = n
+
+
+def _rank(copies: Mapping[str, _CubeCopy], vec: np.ndarray, want: int) -> tuple[list[str], list[float]]:
+    """The `want` best ids over the copies by exact cosine (vectors are unit length), best first, ties by id
+    (the order of the exact Cypher path), with their cosines."""
+    ids: list[str] = []
+    scores: list[float] = []
+    for copy in copies.values():
+        size = copy.size  # before `matrix`: see `_CubeCopy`
+        if not size:
+            continue
+        cos = copy.matrix[:size] @ vec
+        take = min(want, size)
+        best = np.argpartition(-cos, take - 1)[:take] if take < size else np.arange(size)
+        ids.extend(copy.ids[i] for i in best)
+        scores.extend(cos[best].tolist())
+    order = sorted(range(len(ids)), key=lambda i: (-scores[i], ids[i]))[:want]
+    return [ids[i] for i in order], [scores[i] for i in order]
 
 
 def _guard(method: Callable[..., T]) -> Callable[..., T]:
@@ -203,8 +307,8 @@ class Neo4jTreeStore:
         size_cache_s: float = 30.0,
         quantization: bool = True,
         rescore_factor: int = 3,
-        cache_cube_rows: int = 20_000,
-        cache_rows: int = 100_000,
+        cache_cube_rows: int | None = None,
+        cache_rows: int | None = None,
         driver: neo4j.Driver | None = None,
     ) -> None:
         if not isinstance(dimension, int) or dimension <= 0:
@@ -220,12 +324,14 @@ class Neo4jTreeStore:
         self._sizes: dict[tuple[str, ...], tuple[int, float]] = {}
         self.quantization = quantization
         self.rescore_factor = rescore_factor
-        self.cache_cube_rows = cache_cube_rows
-        """Cubes (or cube sets) up to this many memories are searched from vectors kept in this process (exact
-        numpy cosine, then one query re-scores the best candidates in Neo4j); 0 turns the cache off."""
-        self.cache_rows = cache_rows
-        """Most vectors kept in memory over all cached cube sets (least recently used dropped first)."""
-        self._vcache: OrderedDict[tuple[str, ...], tuple[tuple[Any, ...], list[str], np.ndarray]] = OrderedDict()
+        limit = get_settings().neo4j_vector_cache_rows if cache_cube_rows is None else cache_cube_rows
+        self.cache_cube_rows = limit
+        """Cubes up to this many memories are ranked from vectors kept in this process (exact float32 cosine with
+        numpy; one query then reads the best hits' fields with the status filter); 0 turns the copy off. Default:
+        `Settings.neo4j_vector_cache_rows`."""
+        self.cache_rows = limit if cache_rows is None else cache_rows
+        """Most vectors kept in memory over all cubes (least recently used cube dropped first)."""
+        self._vcache: OrderedDict[str, _CubeCopy] = OrderedDict()
         self._vcache_lock = threading.Lock()
         """The ANN path reads the vectors of the best `rescore_factor * k` (at least 30) in-cube candidates by
         the index's score and ranks those by exact cosine (0: every candidate, the slower former behaviour)."""
@@ -286,6 +392,7 @@ class Neo4jTreeStore:
                   "REQUIRE v.cube_id IS UNIQUE").consume()
             for name, prop in RANGE_INDEXES.items():
                 s.run(f"CREATE INDEX {name} IF NOT EXISTS FOR (m:{LABEL}) ON (m.{prop})").consume()
+            s.run(f"CREATE INDEX {WRITE_INDEX} IF NOT EXISTS FOR (m:{LABEL}) ON (m.cube_id, m._v)").consume()
             existing = s.run(
                 "SHOW INDEXES YIELD name, options WHERE name = $name RETURN options", name=VECTOR_INDEX
             ).single()
@@ -366,10 +473,12 @@ class Neo4jTreeStore:
 
     @staticmethod
     def _upsert(tx: neo4j.ManagedTransaction, rows: list[dict[str, Any]]) -> None:
+        # Every node and vector write passes here: the cubes' write counters move first (their nodes stay
+        # locked until commit, in sorted order), so a reader that sees counter n also sees every `_v <= n`.
+        cubes = sorted({r["props"]["cube_id"] for r in rows})
+        versions = {r["cube"]: r["n"] for r in tx.run(_BUMP_VERSIONS, cubes=cubes)}
         for start in range(0, len(rows), _BATCH):
-            tx.run(_UPSERT, rows=rows[start : start + _BATCH]).consume()
-        # Every node and vector write passes here: cached cube vectors elsewhere become stale, visibly.
-        tx.run(_BUMP_VERSIONS, cubes=sorted({r["props"]["cube_id"] for r in rows})).consume()
+            tx.run(_UPSERT, rows=rows[start : start + _BATCH], versions=versions).consume()
 
     @_guard
     def add(self, items: Sequence[MemoryItem]) -> list[str]:
@@ -431,8 +540,7 @@ class Neo4jTreeStore:
         self._write(lambda tx: tx.run(f"MATCH (v:{VERSION_LABEL} {{cube_id: $cube}}) DELETE v",
                                       cube=cube_id).consume())
         with self._vcache_lock:
-            for key in [k for k in self._vcache if cube_id in k]:
-                del self._vcache[key]
+            self._vcache.pop(cube_id, None)
         return erased
 
     @staticmethod
@@ -632,56 +740,112 @@ class Neo4jTreeStore:
     _TOTAL = f"MATCH (m:{LABEL}) RETURN count(m) AS total"
     _VERSIONS = (f"UNWIND $cubes AS cube OPTIONAL MATCH (v:{VERSION_LABEL} {{cube_id: cube}}) "
                  "RETURN cube, v.epoch AS epoch, v.n AS n")
-    _CUBE_VECTORS = (f"MATCH (m:{LABEL}) WHERE m.cube_id IN $cubes AND m.embedding IS NOT NULL "
+    _CUBE_VECTORS = (f"MATCH (m:{LABEL} {{cube_id: $cube}}) WHERE m.embedding IS NOT NULL "
                      "RETURN m.id AS id, m.embedding AS e")
-    _BY_IDS = (
-        f"UNWIND $ids AS id MATCH (m:{LABEL} {{id: id}}) "
-        "WHERE m.cube_id IN $cubes AND m.status IN $states AND m.embedding IS NOT NULL "
-        "WITH m, vector.similarity.cosine(m.embedding, $vec) AS score "
-        f"ORDER BY score DESC, m.id LIMIT $k RETURN {_NODE_FIELDS}, score"
-    )
+    _CUBE_WRITES = (f"MATCH (m:{LABEL}) WHERE m.cube_id = $cube AND m._v > $since AND m.embedding IS NOT NULL "
+                    "RETURN m.id AS id, m.embedding AS e")
 
-    def _cached_rows(self, tx: neo4j.ManagedTransaction, params: dict[str, Any]) -> list[dict[str, Any]] | None:
-        """Top-k from this process's copy of the cubes' vectors, or None when the cubes are too big to keep.
+    def _cached_search(
+        self, tx: neo4j.ManagedTransaction, params: dict[str, Any], lucene: str = ""
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None] | None:
+        """Top-k rows ranked from this process's copy of the cubes' vectors (and the full-text rows when `lucene`
+        is given), or None when a cube is too big to keep (the caller's ANN path answers).
 
-        The copy is valid while every cube's (epoch, write counter) is unchanged; the candidates it ranks are
-        re-scored in Neo4j by exact cosine with the status filter, so deleted or archived memories never come
-        back; when fewer than k candidates survive, the caller's exact path answers instead."""
+        Steady state is one query: it returns the cubes' write counters and the fields of the best candidates that
+        are still in the cubes with the wanted status (so deleted or archived memories never come back). If a
+        counter moved since the copy was made, the copy reads the vectors written since and ranks again. Fewer
+        than k survivors widen the candidates (x4) up to the whole cube: the answer is the exact top-k."""
         if self.cache_cube_rows <= 0:
             return None
-        cubes, k, vec = params["cubes"], params["k"], params["vec"]
-        key = tuple(sorted(cubes))
-        version = tuple((r["cube"], r["epoch"], r["n"]) for r in tx.run(self._VERSIONS, cubes=list(key)))
-        with self._vcache_lock:
-            entry = self._vcache.get(key)
-            if entry is not None and entry[0] == version:
-                self._vcache.move_to_end(key)
-        if entry is None or entry[0] != version:
-            if self._cube_size(tx, cubes) > self.cache_cube_rows:
+        cubes, k = params["cubes"], params["k"]
+        copies = self._held_copies(cubes)
+        if copies is None:
+            copies = self._refresh_copies(tx, cubes, self._read_versions(tx, cubes))
+            if copies is None:
                 return None
-            rows = [(r["id"], r["e"]) for r in tx.run(self._CUBE_VECTORS, cubes=cubes)]
-            matrix = np.asarray([e for _, e in rows], dtype=np.float32).reshape(len(rows), self.dimension)
-            entry = (version, [i for i, _ in rows], matrix)
-            self._remember(key, entry)
-        _, ids, matrix = entry
-        if not ids:
-            self.last_plan = {"path": "cache", "cube_size": 0}
-            return []
-        want = min(len(ids), max(k * max(self.rescore_factor, 1), 30))
-        scores = matrix @ np.asarray(vec, dtype=np.float32)
-        best = np.argpartition(-scores, want - 1)[:want] if want < len(ids) else np.arange(len(ids))
-        found = [r.data() for r in tx.run(self._BY_IDS, ids=[ids[i] for i in best], cubes=cubes,
-                                          states=params["states"], vec=vec, k=k)]
-        if len(found) < k and want < len(ids):
-            return None  # most of the best candidates are inactive: rank the rest in Neo4j
-        self.last_plan = {"path": "cache", "cube_size": len(ids), "candidates": want}
-        return found
+        query_vec = np.asarray(params["vec"], dtype=np.float32)
+        total = sum(c.size for c in copies.values())
+        want = min(total, max(k * max(self.rescore_factor, 1), 30))
+        lexical: list[dict[str, Any]] | None = None
+        for _ in range(16):
+            seen = {c: copy.version for c, copy in copies.items()}
+            ids, scores = _rank(copies, query_vec, want)
+            with_text = bool(lucene) and lexical is None
+            rec = tx.run(_CACHED_TEXT_SEARCH if with_text else _CACHED_SEARCH, ids=ids, cubes=cubes,
+                         states=params["states"], k=k, index=FULLTEXT_INDEX, q=lucene).single()
+            if rec is None:
+                return None
+            if with_text:
+                lexical = list(rec["lexical"])
+            versions = {cube: (epoch or "", n or 0) for cube, epoch, n in rec["versions"]}
+            if versions != seen:  # written since the copy was made (by any process): catch up, rank again
+                refreshed = self._refresh_copies(tx, cubes, versions)
+                if refreshed is None:
+                    return None
+                copies, total = refreshed, sum(c.size for c in refreshed.values())
+                want = min(total, max(want, 30))
+                continue
+            # Neo4j's cosine scale, (1 + cos) / 2, like the index's scores: `_hits` turns it back into the cosine
+            dense = [{"m": m, "score": (1.0 + scores[i]) / 2.0} for i, m in rec["dense"]]
+            if len(dense) >= k or want >= total:
+                self.last_plan = {"path": "cache", "cube_size": total, "candidates": want}
+                return dense, lexical
+            want = min(total, want * 4)  # most of the best are deleted or archived: look further down
+        return None
 
-    def _remember(self, key: tuple[str, ...], entry: tuple[tuple[Any, ...], list[str], np.ndarray]) -> None:
+    def _read_versions(self, tx: neo4j.ManagedTransaction, cubes: list[str]) -> dict[str, tuple[str, int]]:
+        return {r["cube"]: (r["epoch"] or "", r["n"] or 0) for r in tx.run(self._VERSIONS, cubes=cubes)}
+
+    def _held_copies(self, cubes: list[str]) -> dict[str, _CubeCopy] | None:
+        """The copies of every cube if this process holds them all (no query), else None."""
         with self._vcache_lock:
-            self._vcache[key] = entry
-            self._vcache.move_to_end(key)
-            while sum(len(e[1]) for e in self._vcache.values()) > self.cache_rows and len(self._vcache) > 1:
+            copies = {c: self._vcache.get(c) for c in cubes}
+            for c in cubes:
+                if c in self._vcache:
+                    self._vcache.move_to_end(c)
+        if any(copy is None for copy in copies.values()):
+            return None
+        return cast(dict[str, _CubeCopy], copies)
+
+    def _refresh_copies(
+        self, tx: neo4j.ManagedTransaction, cubes: list[str], versions: Mapping[str, tuple[str, int]]
+    ) -> dict[str, _CubeCopy] | None:
+        """Copies of `cubes` brought to `versions`: unchanged, the vectors written since (same epoch), or read
+        whole (new epoch: first use, or the cube was erased and written again). None if a cube is too big."""
+        out: dict[str, _CubeCopy] = {}
+        for cube in cubes:
+            epoch, n = versions.get(cube, ("", 0))
+            with self._vcache_lock:
+                copy = self._vcache.get(cube)
+                lock = copy.lock if copy is not None else threading.Lock()
+            with lock:
+                if copy is None or copy.epoch != epoch or n < copy.n:
+                    if self._cube_size(tx, [cube]) > self.cache_cube_rows:
+                        return None
+                    copy = _CubeCopy.of(epoch, n, self.dimension, self._pairs(tx, self._CUBE_VECTORS, cube=cube))
+                elif n > copy.n:
+                    written = self._pairs(tx, self._CUBE_WRITES, cube=cube, since=copy.n)
+                    if written:
+                        copy.put(written, n)
+                    else:  # a write without `_v` (an older version of this store), or gone since: read it whole
+                        copy = _CubeCopy.of(epoch, n, self.dimension, self._pairs(tx, self._CUBE_VECTORS, cube=cube))
+            if copy.size > self.cache_cube_rows:
+                with self._vcache_lock:
+                    self._vcache.pop(cube, None)
+                return None
+            self._remember(cube, copy)
+            out[cube] = copy
+        return out
+
+    @staticmethod
+    def _pairs(tx: neo4j.ManagedTransaction, query: str, **params: Any) -> list[tuple[str, Sequence[float]]]:
+        return [(r["id"], r["e"]) for r in tx.run(query, params)]
+
+    def _remember(self, cube: str, copy: _CubeCopy) -> None:
+        with self._vcache_lock:
+            self._vcache[cube] = copy
+            self._vcache.move_to_end(cube)
+            while sum(c.size for c in self._vcache.values()) > self.cache_rows and len(self._vcache) > 1:
                 self._vcache.popitem(last=False)
 
     _CUBE_SIZE = f"MATCH (m:{LABEL}) WHERE m.cube_id IN $cubes WITH m LIMIT $cap RETURN count(m) AS n"
@@ -721,12 +885,14 @@ class Neo4jTreeStore:
         return size
 
     def _vector_rows(self, tx: neo4j.ManagedTransaction, params: dict[str, Any]) -> list[dict[str, Any]]:
-        """Top-k rows of the filtered vector search inside `tx` (exact or oversampled ANN, see module doc)."""
-        cubes, k = params["cubes"], params["k"]
+        """Top-k rows of the filtered vector search inside `tx` (kept vectors, exact or ANN: see module doc)."""
         self.last_plan = {}
-        cached = self._cached_rows(tx, params)
-        if cached is not None:
-            return cached
+        cached = self._cached_search(tx, params)
+        return cached[0] if cached is not None else self._index_rows(tx, params)
+
+    def _index_rows(self, tx: neo4j.ManagedTransaction, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Top-k rows ranked in Neo4j: exact Cypher for small cubes, else the oversampled vector index."""
+        cubes, k = params["cubes"], params["k"]
         size = self._cube_size(tx, cubes)
         total = max(self._index_total(tx), size)
         if size == 0:
@@ -812,7 +978,11 @@ class Neo4jTreeStore:
         lucene = lucene_query(query) if isinstance(query, str) else ""
 
         def work(tx: neo4j.ManagedTransaction) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-            dense = self._vector_rows(tx, params)
+            self.last_plan = {}
+            cached = self._cached_search(tx, params, lucene)
+            if cached is not None and (cached[1] is not None or not lucene):
+                return cached[0], cached[1] or []
+            dense = cached[0] if cached is not None else self._index_rows(tx, params)
             lexical = []
             if lucene:
                 lexical = [
@@ -850,7 +1020,7 @@ class Neo4jTreeStore:
                 RETURN n, [3, si, n.created_at] AS ord
             }}
             WITH n, ord WHERE n.cube_id IN $cubes AND n.status = 'active' AND NOT n.id IN $ids
-            RETURN n {{.*, embedding: null, _ord: null}} AS m, ord ORDER BY ord
+            RETURN n {{.*, embedding: null, _ord: null, _v: null}} AS m, ord ORDER BY ord
             """,
             ids=list(dict.fromkeys(ids)),
             cubes=cubes,
