@@ -445,12 +445,16 @@ def _cfg(**changes: Any) -> RecallConfig:
     return RecallConfig(weights=weights, **changes)
 
 
-#: Plain hybrid recall over raw turns: no key, flat RRF, no graph, no propagation, no question penalty.
+#: Plain hybrid recall over raw turns: no key, flat RRF, no graph, no propagation, no question penalty, no
+#: speaker mark.
 _PLAIN: dict[str, Any] = {"rrf_k": 60, "weights": {"vector": 1.0, "graph": 0.0}, "expand_seeds": 0,
-                          "propagate": 0.0, "question_penalty": 1.0}
+                          "propagate": 0.0, "question_penalty": 1.0, "speaker_boost": 0.0,
+                          "expand_window": 1, "propagate_window": 1}
 _SHARP: dict[str, Any] = {**_PLAIN, "rrf_k": 5, "weights": {"vector": 0.8, "graph": 0.0}}
 _GRAPH: dict[str, Any] = {**_SHARP, "weights": {"vector": 0.8, "graph": 0.1}, "expand_seeds": 5}
 _PROPAGATE: dict[str, Any] = {**_GRAPH, "propagate": 0.6}
+_QUESTIONS: dict[str, Any] = {**_PROPAGATE, "question_penalty": 0.5}
+_WIDE: dict[str, Any] = {**_QUESTIONS, "expand_window": 2, "propagate_window": 2}
 
 #: Cumulative steps from plain hybrid recall over raw turns to hippograph's defaults; each row adds one idea:
 #: (label, the turn key the memories were written with (`Settings.turn_key`), the `RecallConfig` of the search).
@@ -461,7 +465,9 @@ ABLATION_STEPS: list[tuple[str, str, dict[str, Any]]] = [
     ("+ sharper fusion (RRF k=5, dense weight 0.8)", "full", _SHARP),
     ("+ graph neighbours of the top 5 seeds (weight 0.1)", "full", _GRAPH),
     ("+ adjacent-turn score propagation 0.6", "full", _PROPAGATE),
-    ("+ remembered questions ranked at half score (= default)", "full", {}),
+    ("+ remembered questions ranked at half score", "full", _QUESTIONS),
+    ("+ neighbours and propagation within 2 turns", "full", _WIDE),
+    ("+ speaker mark: turns of the person the query names x2 (= default)", "full", {}),
     ("+ MMR lambda 0.8 (not kept)", "full", {"mmr_lambda": 0.8}),
 ]
 

@@ -4,7 +4,8 @@
 2. Context propagation: a turn sitting next to a strongly matching turn of the same session (question and its
    answer, a story told over two turns) inherits a share of its neighbour's fused score. Conversations spread
    one fact over adjacent turns, so adjacency is evidence of relevance.
-3. Optional MMR (maximal marginal relevance) over the stored vectors, off by default (`mmr_lambda = 1.0`).
+3. Speaker: a turn spoken by a person the query names (`scores["speaker"]`) scores `1 + speaker_boost` times.
+4. Optional MMR (maximal marginal relevance) over the stored vectors, off by default (`mmr_lambda = 1.0`).
 
 Every knob is a field of `RecallConfig` (`stores/recall_config.py`): the run's `ChatContext.recall`, else
 `settings.recall`.
@@ -91,7 +92,10 @@ def fuse(candidates: list[SearchHit], cfg: RecallConfig | None = None) -> list[S
     """Order candidates by weighted RRF (+ propagation); `score` becomes the fused score, `scores["rrf"]` too."""
     cfg = cfg or RecallConfig()
     base = [_rrf(hit, cfg) for hit in candidates]
-    final = _propagate(candidates, base, cfg)
+    # The speaker mark scales the score after propagation: it says whose turn this is, which adjacent turns
+    # (spoken by the other person) do not share.
+    final = [score * (1.0 + cfg.speaker_boost) if "speaker" in hit.scores else score
+             for hit, score in zip(candidates, _propagate(candidates, base, cfg), strict=True)]
     fused = [
         hit.model_copy(update={"score": score, "scores": {**hit.scores, "rrf": rrf}})
         for hit, rrf, score in zip(candidates, base, final, strict=True)

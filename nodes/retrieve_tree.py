@@ -19,11 +19,13 @@ from hippograph.nodes._timing import Node, timed
 from hippograph.nodes.rerank import recall_config
 from hippograph.nodes.state import ChatContext, ChatState
 from hippograph.nodes.time_grounding import event_time, query_window, valid_at
+from hippograph.nodes.turns import speaker_of
 from hippograph.stores.embedders import embed_array
 from hippograph.stores.entities import query_entity_names
 from hippograph.stores.models import MemoryItem, MemoryStatus, MemoryType, SearchHit
 from hippograph.stores.recall_config import RecallConfig
 from hippograph.stores.services import Services
+from hippograph.stores.text import WORD
 from hippograph.stores.tree.base import TreeStore
 
 
@@ -74,6 +76,8 @@ def recall(services: Services, query: str, vector: list[float], *, cube_ids: lis
         hits = [h for h in hits if valid_at(h.item, as_of)]
     if cfg.weights.time > 0:
         hits = with_time_signal(hits, query, as_of)
+    if cfg.speaker_boost > 0:
+        hits = with_speaker_signal(hits, query)
     return hits
 
 
@@ -126,6 +130,19 @@ def with_time_signal(hits: list[SearchHit], query: str, as_of: float | None) -> 
     for rank, hit in enumerate(inside):
         hit.scores = {**hit.scores, "time": 1.0}
         hit.ranks = {**hit.ranks, "time": rank}
+    return hits
+
+
+def with_speaker_signal(hits: list[SearchHit], query: str) -> list[SearchHit]:
+    """Mark (`scores["speaker"]`) the candidates spoken by a person the query names, every word of the name in
+    the query ("Caroline", "Ana Silva"). A mark, not a rank: rerank multiplies the fused score
+    (`RecallConfig.speaker_boost`), so it orders what the signals found and never finds anything itself."""
+    words = {w.lower() for w in WORD.findall(query)}
+    for hit in hits:
+        speaker = speaker_of(hit.item)
+        name = [w.lower() for w in WORD.findall(speaker)] if speaker else []
+        if name and all(w in words for w in name):
+            hit.scores = {**hit.scores, "speaker": 1.0}
     return hits
 
 

@@ -48,6 +48,16 @@ _USER_ROLES = {"human", "user"}
 _KNOWN_ROLES = {"user", "assistant", "system", "tool", "developer", "function"}
 
 
+def speaker_of(item: MemoryItem) -> str | None:
+    """Who said a turn memory (its source ref's `speaker`), or None for a memory that is no turn or whose
+    speaker is only a role (user, assistant, ...)."""
+    for ref in item.source_refs[:1]:
+        speaker = ref.extra.get("speaker") if ref.kind == "turn" else None
+        if isinstance(speaker, str) and speaker.strip() and speaker.lower() not in _KNOWN_ROLES | _USER_ROLES:
+            return speaker
+    return None
+
+
 # -- time ---------------------------------------------------------------------------------------------------
 
 

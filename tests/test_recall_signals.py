@@ -140,3 +140,35 @@ def test_memory_search_takes_as_of_as_a_date(tmp_path: Path) -> None:
         assert len(memory.search("where does Ana live", user_id=USER, as_of=datetime.now(UTC))) == 1
         with pytest.raises(InvalidInputError):
             memory.search("where does Ana live", user_id=USER, as_of="no such time zzz")
+
+
+def test_speaker_mark_needs_every_word_of_a_real_name() -> None:
+    from hippograph.nodes.retrieve_tree import with_speaker_signal
+    from hippograph.stores.models import SourceRef
+
+    def turn(speaker: str) -> SearchHit:
+        item = MemoryItem(user_id=USER, cube_id="c", text="hi", session_id="s", turn_index=0,
+                          source_refs=[SourceRef(kind="turn", ref="1", extra={"speaker": speaker})])
+        return SearchHit(item=item, ranks={"vector": 0}, scores={"vector": 1.0})
+
+    hits = with_speaker_signal([turn("Caroline"), turn("Ana Silva"), turn("Ana Costa"), turn("user")],
+                               "What did Caroline and Ana Silva tell the user?")
+    assert ["speaker" in h.scores for h in hits] == [True, True, False, False]  # roles are never names
+
+
+def test_turns_of_the_person_the_query_names_rank_first(services: Services) -> None:
+    memory = Memory(services=services)
+    cube = default_cube_id(USER)
+    memory.ingest(user_id=USER, cube_id=cube, conversations=[
+        {"session_id": "s1", "messages": [{"speaker": "Caroline", "text": "I joined a painting club in town"}]},
+        {"session_id": "s2", "messages": [
+            {"speaker": "Melanie", "text": "Caroline, my pottery class went great, the class starts again in June"}]},
+        {"session_id": "s3", "messages": [{"speaker": "Jon", "text": t} for t in (
+            "The dance studio opens on Monday", "Gina found a new supplier", "We should launch the website soon")]},
+    ])
+    query = "What class did Caroline take?"
+    off = [h.text for h in _search(services, query, recall=RecallConfig(speaker_boost=0.0))]
+    on = _search(services, query)
+    assert off[0].startswith("Caroline, my pottery class")  # without the mark, Melanie's words win
+    assert on[0].text == "I joined a painting club in town" and on[0].scores["speaker"] == 1.0
+    assert sum("speaker" in h.scores for h in on) == 1  # only Caroline's own turn is hers
