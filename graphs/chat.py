@@ -31,17 +31,23 @@ ChatGraphBuilder = StateGraph[ChatState, ChatContext, ChatInput, Any]
 ChatGraph = CompiledStateGraph[ChatState, ChatContext, ChatInput, Any]
 
 
-def add_recall_nodes(builder: ChatGraphBuilder, services: Services) -> None:
-    """scope -> (retrieve_tree || retrieve_prefs) -> rerank -> threshold: shared by chat and search."""
+def add_recall_nodes(builder: ChatGraphBuilder, services: Services, *, preferences: bool = True) -> None:
+    """scope -> (retrieve_tree || retrieve_prefs) -> rerank -> threshold: shared by chat and search.
+    `preferences=False` leaves retrieve_prefs out (scope -> retrieve_tree -> rerank), for callers that return
+    memories only: rerank ranks memories alone, so their result is the same without opening preference memory."""
     builder.add_node("scope", make_scope(services))
     builder.add_node("retrieve_tree", make_retrieve_tree(services))
-    builder.add_node("retrieve_prefs", make_retrieve_prefs(services))
+    if preferences:
+        builder.add_node("retrieve_prefs", make_retrieve_prefs(services))
     builder.add_node("rerank", make_rerank(services))
     builder.add_node("threshold", make_threshold(services))
     builder.add_edge(START, "scope")
     builder.add_edge("scope", "retrieve_tree")
-    builder.add_edge("scope", "retrieve_prefs")
-    builder.add_edge(["retrieve_tree", "retrieve_prefs"], "rerank")
+    if preferences:
+        builder.add_edge("scope", "retrieve_prefs")
+        builder.add_edge(["retrieve_tree", "retrieve_prefs"], "rerank")
+    else:
+        builder.add_edge("retrieve_tree", "rerank")
     builder.add_edge("rerank", "threshold")
 
 

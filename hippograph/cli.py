@@ -2,8 +2,9 @@
 
 Start-up matters for a command people type: this module imports only typer and rich at load time (`--help`
 needs nothing else); each command imports and opens what it uses, when it runs. `stats` and `add` never
-compile a graph or open preference memory, and the one-shot commands run without the in-process worker
-thread (jobs wait in the durable outbox for `chat`, `serve` or `hippograph worker`).
+import LangGraph, compile a graph or open preference memory; `search` compiles the memories-only search graph
+(no preference memory: Milvus Lite stays shut) while the embedder loads beside it; and the one-shot commands run
+without the in-process worker thread (jobs wait in the durable outbox for `chat`, `serve` or `hippograph worker`).
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ def search(
 ) -> None:
     """Search memories (hybrid recall, fused, thresholded): best first, with the retrievers that found each."""
     memory = open_memory()
+    memory.services.prefetch(embedder=True)  # the model loads while the search graph is imported and compiled
     try:
         hits = memory.search(query, user_id=default_user(user), cube_ids=[cube] if cube else None, top_k=top_k)
     finally:
@@ -135,6 +137,7 @@ def chat(
 ) -> None:
     """Chat with memory (interactive). Empty line or Ctrl-D quits."""
     memory = open_memory(worker=True)
+    memory.services.prefetch(embedder=True, preferences=True)  # while the user types the first message
     user_id = default_user(user)
     console.print(f"[dim]user {user_id}, thread {thread}; empty line to quit[/dim]")
     try:

@@ -17,18 +17,21 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from hippograph.api.auth import api_key_from_headers
-from hippograph.memory import Memory
 from hippograph.settings import Settings, get_settings
 from hippograph.stores.errors import AccessDeniedError, HippographError
-from hippograph.stores.models import MemoryItem
-from hippograph.stores.services import Services
+
+if TYPE_CHECKING:  # the stores and graphs load when the first tool runs, not before `initialize` is answered
+    from hippograph.memory import Memory
+    from hippograph.stores.models import MemoryItem
+    from hippograph.stores.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +45,66 @@ def _item(item: MemoryItem) -> dict[str, Any]:
 
 
 class HippoMCP:
-    """The tools, bound to one `Memory` and one way of telling who the caller is."""
+    """The tools, bound to one `Memory` and one way of telling who the caller is.
 
-    def __init__(self, memory: Memory, transport: Transport) -> None:
-        self.memory = memory
+    The `Memory` is built by the first tool call that needs it (or by `warm_up`, in the background), not with
+    the server: a client's `initialize` and `tools/list` are answered at once instead of after seconds of
+    opening stores and loading graph libraries, and a data dir that cannot be opened is reported by the tool
+    calls, with its reason, rather than by a server that never starts."""
+
+    def __init__(self, memory: Memory | Callable[[], Memory], transport: Transport) -> None:
+        self._memory: Memory | None = None
+        self._open: Callable[[], Memory] | None = None
+        if callable(memory):
+            self._open = memory
+        else:
+            self._memory = memory
+        self._lock = threading.Lock()
         self.transport = transport
         self._stdio_user: str | None = None
+
+    @property
+    def memory(self) -> Memory:
+        with self._lock:
+            if self._memory is None:
+                assert self._open is not None
+                try:
+                    self._memory = self._open()
+                except HippographError:
+                    raise
+                except Exception as exc:  # the SDK would say only "Error executing tool": say why
+                    raise ToolError(f"cannot open hippograph memory ({type(exc).__name__}): {exc}") from exc
+            return self._memory
+
+    @property
+    def memory_opened(self) -> bool:
+        return self._memory is not None
+
+    def warm_up(self) -> threading.Thread:
+        """Build the `Memory` in a daemon thread, so the first tool call finds it ready. A failure is left for
+        that call to raise again, with its reason."""
+
+        def build() -> None:
+            try:
+                self.memory  # noqa: B018 -- the property builds it
+            except Exception:
+                log.debug("MCP warm-up failed; the first tool call reports it", exc_info=True)
+
+        thread = threading.Thread(target=build, name="hippograph-mcp-warm-up", daemon=True)
+        thread.start()
+        return thread
+
+    def close(self) -> None:
+        with self._lock:
+            if self._memory is not None:
+                self._memory.close()
 
     # -- identity ------------------------------------------------------------------------------------------
 
     def caller(self, ctx: Context | None) -> str:
         if self.transport == "http":
+            from hippograph.api.auth import api_key_from_headers
+
             headers = ctx.headers if ctx is not None else None
             key = api_key_from_headers(headers) if headers is not None else None
             if not key:
@@ -178,10 +230,18 @@ def _wrap(method: Any) -> Any:
 
 def create_mcp_server(services: Services | None = None, *, transport: Transport = "stdio",
                       settings: Settings | None = None) -> MCPServer:
-    services = services or Services.from_settings(settings or get_settings())
-    if transport == "http":
-        services.registry.auto_create_users = False
-    hippo = HippoMCP(Memory(services=services), transport)
+    """The MCP server. Its `Memory` (on `services`, or on stores opened from `settings`) is built on first use."""
+
+    def open_memory() -> Memory:
+        from hippograph.memory import Memory
+        from hippograph.stores.services import Services
+
+        opened = services or Services.from_settings(settings or get_settings())
+        if transport == "http":
+            opened.registry.auto_create_users = False
+        return Memory(services=opened)
+
+    hippo = HippoMCP(open_memory, transport)
     server: MCPServer = MCPServer(
         "hippograph",
         instructions="Long-term memory: search, add, get, update and delete memories; chat with memory; "
@@ -217,10 +277,13 @@ _DOCS = {
 def run(transport: Transport = "stdio", *, host: str = "127.0.0.1", port: int = 8765) -> None:
     if transport == "stdio":
         logging.basicConfig(level=logging.WARNING)  # stderr: stdout belongs to the stdio transport
-        create_mcp_server(transport="stdio").run("stdio")
+        server = create_mcp_server(transport="stdio")
+        server.hippo.warm_up()  # type: ignore[attr-defined]
+        server.run("stdio")
         return
     import uvicorn
 
     server = create_mcp_server(transport="http")
+    server.hippo.warm_up()  # type: ignore[attr-defined]
     app = server.streamable_http_app(host=host)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -17,18 +17,11 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, convert_to_messages
-from langgraph.checkpoint.base import BaseCheckpointSaver
 from pydantic import BaseModel, Field
 
-from hippograph.graphs.chat import build_chat_graph
-from hippograph.graphs.checkpoint import erase_threads
-from hippograph.graphs.search import build_search_graph
-from hippograph.nodes.scope import message_text
-from hippograph.nodes.state import ChatContext
-from hippograph.nodes.time_grounding import as_datetime
 from hippograph.settings import Settings, get_settings
 from hippograph.stores import limits
 from hippograph.stores.embedders import embed_array
@@ -61,6 +54,9 @@ from hippograph.stores.services import Services
 from hippograph.stores.tree import ops as tree_ops
 from hippograph.stores.tree.base import Edge, Rel
 from hippograph.stores.write import write_memories
+
+if TYPE_CHECKING:  # LangGraph loads with the first graph a call compiles, not with this module
+    from langgraph.checkpoint.base import BaseCheckpointSaver
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -100,16 +96,30 @@ class Memory:
         self._worker = None
         self._enrich_saver: BaseCheckpointSaver | None = None
         if self.settings.worker_in_process:
-            self._worker = _start_worker(self.services)
+            self._worker = _start_worker(self.services)  # returns at once: the thread compiles its own graph
 
     @functools.cached_property
     def _chat(self) -> Any:
-        """The chat graph, compiled on first use (with its checkpointer): `stats` or `add` never need it."""
+        """The chat graph, compiled on first use (with its checkpointer): `stats` or `add` never need it, nor
+        LangGraph itself (the graph modules are imported here, not at the top: they are most of start-up)."""
+        from hippograph.graphs.chat import build_chat_graph
+
         return build_chat_graph(self.services)
 
     @functools.cached_property
     def _search(self) -> Any:
-        """The search graph, compiled on first use (compiling opens preference memory)."""
+        """The search graph as `search` runs it: memories only. Its retrieve_prefs branch is left out (rerank
+        ranks memories alone and `search` returns no preferences), so a search never starts preference memory:
+        seconds of start-up for the CLI, and a CLI search works beside a server that owns the Milvus Lite file."""
+        from hippograph.graphs.search import build_search_graph
+
+        return build_search_graph(self.services, preferences=False)
+
+    @functools.cached_property
+    def _search_audit(self) -> Any:
+        """The whole search graph, preferences included, for `explain_search` (the inspector shows every node)."""
+        from hippograph.graphs.search import build_search_graph
+
         return build_search_graph(self.services)
 
     # -- writing -------------------------------------------------------------------------------------------
@@ -290,6 +300,9 @@ class Memory:
         `as_of` (epoch seconds, a datetime, or a date string such as "2023/05/30 (Tue) 23:40"): when the question
         is asked. Recall then answers what was true at that moment (memories that had happened by then, a
         superseded version if it was still valid), and the query's "last year" counts from it."""
+        from hippograph.nodes.state import ChatContext
+        from hippograph.nodes.time_grounding import as_datetime
+
         limits.check_top_k(top_k)
         limits.check_threshold(threshold)
         when = as_datetime(as_of)
@@ -305,6 +318,8 @@ class Memory:
         """One chat turn: recall from `cube_ids` (default: every readable cube), answer (cited), then remember
         the turn in `cube_id` (default: the user's default cube). `message` is a text, or this turn's messages
         (the LangServe `messages` shape, at least one of them from the human)."""
+        from hippograph.nodes.state import ChatContext
+
         messages = turn_messages(message)
         if top_k is not None:
             limits.check_top_k(top_k)
@@ -462,6 +477,8 @@ class Memory:
     def delete_thread(self, thread_id: str, *, user_id: str) -> None:
         """Forget a chat thread for good: its checkpoints (messages, recalled memories, answers) and the
         enrichment jobs it scheduled. Memories the thread wrote stay (delete them with `delete`)."""
+        from langgraph.checkpoint.base import BaseCheckpointSaver
+
         key = thread_key(check_id(user_id, "user id"), limits.check_thread_id(thread_id))
         checkpointer = self._chat.checkpointer
         if isinstance(checkpointer, BaseCheckpointSaver):
@@ -532,6 +549,8 @@ class Memory:
             return self._enrich_saver
 
     def _erase(self, cube_ids: Sequence[str], *, user_id: str | None = None) -> ErasureReport:
+        from langgraph.checkpoint.base import BaseCheckpointSaver
+
         checkpointer = self._chat.checkpointer
 
         def erase_chat_threads(keys: Iterable[str]) -> int:
@@ -649,6 +668,8 @@ class Memory:
     ) -> SearchAudit:
         """Run the search graph and return its whole audit: every candidate with per-signal scores and ranks,
         the fused and thresholded memories, what the threshold dropped and why, and node timings."""
+        from hippograph.nodes.state import ChatContext
+
         limits.check_top_k(top_k)
         limits.check_threshold(threshold)
         keep = self.settings.min_keep if min_keep is None else min_keep
@@ -656,7 +677,7 @@ class Memory:
             raise InvalidInputError("min_keep must be a non-negative integer")
         context = ChatContext(user_id=check_id(user_id, "user id"), cube_ids=_cubes(cube_ids), top_k=top_k,
                               threshold=threshold, min_keep=keep, ingest=False)
-        state = self._search.invoke({"query": check_text(query, "query")}, context=context)
+        state = self._search_audit.invoke({"query": check_text(query, "query")}, context=context)
         return SearchAudit(query=query, candidates=state.get("candidates", []), memories=state.get("memories", []),
                            dropped=state.get("dropped", []), timings=state.get("timings", {}))
 
@@ -704,6 +725,8 @@ class Memory:
 
 def turn_messages(message: Any) -> list[BaseMessage]:
     """A chat turn's new messages, checked: one text, or a list of messages with at least one from the human."""
+    from hippograph.nodes.scope import message_text
+
     if isinstance(message, str | bytes):
         return [HumanMessage(content=check_text(message, "message"))]
     if not isinstance(message, Sequence) or not message:
@@ -737,6 +760,13 @@ def _start_worker(services: Services) -> Any:
     from hippograph.worker import start_in_process_worker
 
     return start_in_process_worker(services)
+
+
+def erase_threads(checkpointer: BaseCheckpointSaver, thread_ids: Iterable[str]) -> int:
+    """`graphs.checkpoint.erase_threads`, imported when something is erased (the graph layer loads LangGraph)."""
+    from hippograph.graphs.checkpoint import erase_threads as erase
+
+    return erase(checkpointer, thread_ids)
 
 
 def _to_thread(method: Callable[P, R]) -> Callable[P, Any]:

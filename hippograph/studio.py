@@ -77,6 +77,7 @@ def warm_up() -> None:
     try:
         shared = services()
         shared.embeddings.embed_query("warm up")
+        shared.open_preferences()  # compiling no longer opens it (it opens on first use): Milvus Lite takes seconds
         for name in GRAPHS:
             _graph(name)
     except Exception:  # reported, with its reason, by the factory on first use

@@ -19,6 +19,7 @@ import socket
 import threading
 import traceback
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -157,19 +158,43 @@ def retry_policy(settings: Settings) -> RetryPolicy:
 
 
 class WorkerThread(threading.Thread):
-    """An in-process worker (the embedded default): a daemon thread that `stop()` ends."""
+    """An in-process worker (the embedded default): a daemon thread that `stop()` ends.
 
-    def __init__(self, worker: Worker, *, poll_interval: float = 0.5) -> None:
-        super().__init__(name=f"hippograph-worker-{worker.name}", daemon=True)
-        self.worker = worker
+    Given a factory rather than a `Worker`, the thread builds its worker itself: compiling the enrich graph
+    (seconds of imports: datasketch and the enrich nodes) then happens beside the process's start-up, not in it."""
+
+    def __init__(self, worker: Worker | Callable[[], Worker], *, poll_interval: float = 0.5) -> None:
+        super().__init__(name="hippograph-worker", daemon=True)
+        self._worker: Worker | None = worker if isinstance(worker, Worker) else None
+        self._build: Callable[[], Worker] | None = None if isinstance(worker, Worker) else worker
+        self._built = threading.Event()
+        if self._worker is not None:
+            self._built.set()
         self.poll_interval = poll_interval
         self._stop_event = threading.Event()
 
+    @property
+    def worker(self) -> Worker:
+        """The worker, once built (waits for the thread to build it)."""
+        self._built.wait()
+        if self._worker is None:
+            raise RuntimeError("the in-process enrichment worker could not start (see the log)")
+        return self._worker
+
     def run(self) -> None:
+        if self._build is not None:
+            try:
+                self._worker = self._build()
+            except Exception:
+                log.exception("the in-process enrichment worker could not start")
+                return
+            finally:
+                self._built.set()
+        assert self._worker is not None
         try:
-            self.worker.run(self._stop_event, poll_interval=self.poll_interval)
+            self._worker.run(self._stop_event, poll_interval=self.poll_interval)
         finally:
-            self.worker.release()
+            self._worker.release()
 
     def stop(self, timeout: float | None = 30.0) -> None:
         self._stop_event.set()
@@ -178,8 +203,9 @@ class WorkerThread(threading.Thread):
 
 
 def start_in_process_worker(services: Services, *, poll_interval: float = 0.5, **kwargs: Any) -> WorkerThread:
-    """Start a worker thread on these services and return it (call `.stop()` at shutdown)."""
-    thread = WorkerThread(Worker(services, **kwargs), poll_interval=poll_interval)
+    """Start a worker thread on these services and return it (call `.stop()` at shutdown). The thread builds
+    its `Worker` (and compiles the enrich graph) itself, so this returns at once."""
+    thread = WorkerThread(lambda: Worker(services, **kwargs), poll_interval=poll_interval)
     thread.start()
     return thread
 

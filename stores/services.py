@@ -6,22 +6,25 @@ LangServe and the CLI use, so every interface serves the same graph the tests co
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from langchain_core.embeddings import Embeddings
-from langchain_core.language_models import BaseChatModel
-
-from hippograph.stores.embedders import embedding_dimension, load_embeddings
+from hippograph.stores.embedders import MiniLMEmbeddings, embed_array, embedding_dimension, load_embeddings
 from hippograph.stores.files import private_dir
 from hippograph.stores.outbox import Outbox, SqliteOutbox
+from hippograph.stores.preferences.lazy import LazyPreferenceStore
 from hippograph.stores.registry import Registry
 from hippograph.stores.settings import Settings, get_settings
 from hippograph.stores.tree.base import TreeStore
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: importing langchain_core's language models costs ~0.5 s of start-up
+    from langchain_core.embeddings import Embeddings
+    from langchain_core.language_models import BaseChatModel
+
     from hippograph.stores.preferences.base import PreferenceStore
 
 
@@ -37,6 +40,7 @@ class Services:
     chat_model: BaseChatModel | None = None
     _preferences: Any = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _prefetching: list[threading.Thread] = field(default_factory=list, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> Services:
@@ -55,9 +59,19 @@ class Services:
             _preferences=overrides.pop("preferences", None),
         )
 
-    @property
+    @cached_property
     def preferences(self) -> PreferenceStore:
-        """Preference memory (Milvus / Milvus Lite), opened on first use: Milvus Lite takes a second to start."""
+        """Preference memory (Milvus / Milvus Lite), opened by the first call on it, not by reading this
+        attribute: Milvus Lite takes seconds to start, and graph compilation reads `services.preferences.*`."""
+        return LazyPreferenceStore(self.open_preferences)
+
+    @property
+    def preferences_opened(self) -> bool:
+        """Whether preference memory is open in this process (a command that never needs it leaves it shut)."""
+        return self._preferences is not None
+
+    def open_preferences(self) -> PreferenceStore:
+        """Preference memory, opened now if it is not yet (a warm-up; calls on `preferences` do it too)."""
         with self._lock:
             if self._preferences is None:
                 from hippograph.stores.preferences.milvus import MilvusPreferenceStore
@@ -67,13 +81,37 @@ class Services:
                 )
                 if not self.settings.milvus_uri:  # a Milvus Lite directory of ours: owner-only like the rest
                     private_dir(self.settings.milvus_path)
-            return self._preferences
+            return self._preferences  # type: ignore[no-any-return]
+
+    def prefetch(self, *, embedder: bool = True, preferences: bool = False) -> None:
+        """Open the slow parts in a background thread, so they load while the caller imports and compiles its
+        graphs: the embedder's model (onnxruntime builds its session outside the GIL), then, for callers that
+        will recall preferences, Milvus Lite. One thread, one part after the other: Python imports hold the GIL,
+        and more threads importing at once would only slow the caller down. Failures are left for the real
+        first use, which raises them again with their context."""
+        loads: list[Callable[[], object]] = []
+        if embedder and isinstance(self.embeddings, MiniLMEmbeddings):  # local only: no paid warm-up API call
+            loads.append(lambda: embed_array(self.embeddings, ["warm-up"]))
+        if preferences and self._preferences is None:
+            loads.append(self.open_preferences)
+
+        def run() -> None:
+            for load in loads:
+                with contextlib.suppress(Exception):
+                    load()
+
+        if loads:
+            thread = threading.Thread(target=run, name="hippograph-prefetch", daemon=True)
+            thread.start()
+            self._prefetching.append(thread)
 
     @cached_property
     def dimension(self) -> int:
         return embedding_dimension(self.embeddings)
 
     def close(self) -> None:
+        for thread in self._prefetching:  # a store still opening would be left open (and its file claimed)
+            thread.join()
         for part in (self.tree, self._preferences, self.outbox):
             close = getattr(part, "close", None)
             if close is not None:

@@ -92,6 +92,27 @@ def test_help_and_stats_open_only_what_they_need(tmp_path: Path) -> None:
     data = tmp_path / "data"
     assert (data / "registry.sqlite").exists()
     assert not (data / "checkpoints.sqlite").exists() and not list(data.glob("preferences*"))
+    # search runs the memories-only search graph: no Milvus Lite, no chat checkpoints, no enrichment worker
+    assert run(tmp_path, "add", "Kim keeps the spare key under the mat", "--user", "kim",
+               embedder="hashing:64").returncode == 0
+    found = run(tmp_path, "search", "spare key", "--user", "kim", embedder="hashing:64")
+    assert found.returncode == 0 and "spare key" in found.stdout, found.stderr[-2000:]
+    assert not list(data.glob("preferences*")) and not (data / "checkpoints.sqlite").exists()
+    assert not (data / "enrich_checkpoints.sqlite").exists()
+
+
+def test_stats_loads_no_graph_library_embedder_runtime_or_milvus(tmp_path: Path) -> None:
+    # the stats command, run in this interpreter to see what it imported: stores only
+    assert run(tmp_path, "users", "create", "kim", embedder="hashing:64").returncode == 0
+    code = ("import sys; from hippograph.cli import main; sys.argv = ['hippograph', 'stats', '--user', 'kim']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "heavy = ('langgraph', 'langsmith.run_trees', 'langchain_core.tracers', 'onnxruntime', 'pymilvus', "
+            "'pandas', 'datasketch', 'dateparser', 'spacy', 'markitdown', 'chonkie')\n"
+            "print('HEAVY', sorted(m for m in heavy if m in sys.modules))")
+    env = {**os.environ, "HIPPOGRAPH_DATA_DIR": str(tmp_path / "data"), "HIPPOGRAPH_EMBEDDER": "minilm"}
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert probe.returncode == 0 and "kim.default" in probe.stdout, probe.stdout + probe.stderr
+    assert "HEAVY []" in probe.stdout, probe.stdout
 
 
 def test_search_shows_snippets_and_only_the_signals_that_found_a_memory(tmp_path: Path) -> None:

@@ -114,6 +114,23 @@ def test_stdio_revoked_key_is_refused(world: dict[str, Any]) -> None:
     asyncio.run(asyncio.wait_for(_revoked(world), timeout=300))
 
 
+async def _unopenable(data: Path) -> None:
+    params = StdioServerParameters(command=sys.executable, args=["-m", "hippograph", "mcp"], cwd=str(REPO),
+                                   env=env_for(data))
+    async with Client(params, read_timeout_seconds=120) as client:  # `initialize` answered without any store
+        assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+        result = await client.call_tool("list_cubes", {})
+        assert result.is_error and str(data) in await _text(result)  # the first tool call says what is wrong
+
+
+def test_stdio_answers_initialize_before_memory_opens(tmp_path: Path) -> None:
+    # The data dir is a file: no store can open. The server still answers `initialize` and `tools/list`
+    # (Memory is built by the first tool call, which then reports the reason), instead of dying at start.
+    data = tmp_path / "not-a-dir"
+    data.write_text("x")
+    asyncio.run(asyncio.wait_for(_unopenable(data), timeout=300))
+
+
 async def _http_session(url: str, world: dict[str, Any]) -> None:
     import httpx2
     from mcp.client.streamable_http import streamable_http_client

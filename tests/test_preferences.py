@@ -182,3 +182,28 @@ def test_cli_eval_prefeval_writes_the_fixed_shape(tmp_path: Path) -> None:
     assert "| explicit | 300 | 10 |" in (out / "prefeval.md").read_text()
     assert (out / "prefeval.png").stat().st_size > 1000
     assert not list(out.glob("prefeval_milvus.db*")) and not (out / "prefeval.partial.json").exists()
+
+
+def test_compiling_graphs_opens_no_preference_memory_until_a_call(tmp_path: Path) -> None:
+    # LangGraph's compile reads `services.preferences.search` (looking for subgraphs): that must not start
+    # Milvus Lite. The first real call does; the memories-only search graph never does.
+    from hippograph.graphs.chat import build_chat_graph
+    from hippograph.graphs.search import build_search_graph
+    from hippograph.nodes.state import ChatContext
+    from hippograph.settings import Settings
+    from hippograph.stores.services import Services
+
+    services = Services.from_settings(Settings(data_dir=tmp_path / "data", embedder="hashing:64",
+                                               worker_in_process=False, chat_model=""))
+    try:
+        build_chat_graph(services, checkpointer=None)
+        build_search_graph(services)
+        lean = build_search_graph(services, preferences=False)
+        services.registry.ensure_user("ana")
+        out = lean.invoke({"query": "anything"}, context=ChatContext(user_id="ana", ingest=False))
+        assert "preferences" not in out and out["memories"] == []
+        assert not services.preferences_opened and not list((tmp_path / "data").glob("preferences*"))
+        assert services.preferences.list(user_id="ana") == []
+        assert services.preferences_opened and (tmp_path / "data" / "preferences.db").exists()
+    finally:
+        services.close()
