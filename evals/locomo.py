@@ -228,16 +228,17 @@ def cube_for(conv: Conversation, suffix: str = "") -> str:
     return f"{EVAL_USER}.{re.sub(r'[^A-Za-z0-9_.:@-]', '-', conv.sample_id)}{suffix}"
 
 
-def open_memory(data_dir: Path, *, backend: str = "embedded", embeddings: Any = None, turn_key: str = "full"
-                ) -> Any:
+def open_memory(data_dir: Path, *, backend: str = "embedded", embeddings: Any = None, turn_key: str = "full",
+                **overrides: Any) -> Any:
     """A `Memory` for an eval run in its own data dir, with the product's default stores (Milvus Lite preference
-    memory in the search path). The enrichment worker stays off so that the figures measure what was written."""
+    memory in the search path). The enrichment worker stays off so that the figures measure what was written.
+    `overrides`: more `Settings` fields (an ablation's write-side setting)."""
     from hippograph.memory import Memory
     from hippograph.settings import Settings
     from hippograph.stores.services import Services
 
     settings = Settings(data_dir=data_dir, embedder="minilm", tree_backend=backend,  # type: ignore[arg-type]
-                        worker_in_process=False, turn_key=turn_key)  # type: ignore[arg-type]
+                        worker_in_process=False, turn_key=turn_key, **overrides)  # type: ignore[arg-type]
     memory = Memory(services=Services.from_settings(settings, embeddings=embeddings))
     # Warm-up, untimed: starts Milvus Lite and loads the ONNX model, as a running service already has.
     memory.search("warm-up", user_id=EVAL_USER)

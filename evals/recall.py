@@ -63,9 +63,26 @@ ROUND3: list[tuple[str, str, dict[str, Any]]] = [
     ("new defaults, before enrichment", "raw", {}),
     ("new defaults, enriched (entity 0.3, time 0.5, questions last)", "enriched", {}),
 ]
-#: Data dirs: whether the enrichment worker ran, and whether entities include common nouns.
+#: Fourth round: context within 2 turns and the speaker mark, keyphrases in keys, and the earlier dropped ideas
+#: again on top of the new defaults.
+_ISSUE12: dict[str, Any] = {"expand_window": 1, "propagate_window": 1, "speaker_boost": 0.0}
+ROUND4: list[tuple[str, str, dict[str, Any]]] = [
+    ("issue-12 defaults, enriched (reference)", "enriched", _ISSUE12),
+    ("+ neighbours and propagation within 2 turns", "enriched", {"speaker_boost": 0.0}),
+    ("+ speaker mark x1.5", "enriched", {"speaker_boost": 0.5}),
+    ("+ speaker mark x2 (= new defaults)", "enriched", {}),
+    ("+ speaker mark x3", "enriched", {"speaker_boost": 2.0}),
+    ("new defaults, before enrichment", "raw", {}),
+    ("new defaults + yake keyphrases (top 3) in keys", "enriched-keyphrases", {}),
+    ("new defaults + second round 0.3", "enriched", {"weights": {"prf": 0.3}}),
+    ("new defaults + candidate pool 80", "enriched", {"min_pool": 80}),
+]
+#: Data dirs: whether the enrichment worker ran, whether entities include common nouns, and settings of the
+#: `Memory` that wrote them.
 KINDS: dict[str, dict[str, Any]] = {"raw": {"enrich": False}, "enriched": {"enrich": True, "nouns": True},
-                                    "enriched-names": {"enrich": True, "nouns": False}}
+                                    "enriched-names": {"enrich": True, "nouns": False},
+                                    "enriched-keyphrases": {"enrich": True, "nouns": True,
+                                                            "settings": {"key_keyphrases": 3}}}
 
 
 def config(changes: dict[str, Any]) -> RecallConfig:
@@ -93,7 +110,7 @@ def run(data: str | Path, *, ks: tuple[int, ...] = DEFAULT_KS, limit: int | None
         memories: dict[str, Any] = {}
         timing: dict[str, float] = {}
         for kind in dict.fromkeys(kind for _, kind, _ in rows):
-            memory = open_memory(Path(tmp) / kind, embeddings=embeddings)
+            memory = open_memory(Path(tmp) / kind, embeddings=embeddings, **KINDS[kind].get("settings", {}))
             start = time.perf_counter()
             for conv in tqdm(convs, desc=f"ingest ({kind})", disable=not progress):
                 ingest_conversation(memory, conv, cube_for(conv))
@@ -192,6 +209,7 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data/locomo/locomo10_dev.json")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--round4", action="store_true", help="context within 2 turns, speaker mark, keyphrases")
     parser.add_argument("--round3", action="store_true", help="the kept defaults against the ones before")
     parser.add_argument("--round2", action="store_true", help="the second round of rows (ROUND2)")
     parser.add_argument("--longmemeval", action="store_true", help="the LongMemEval sample with as_of instead")
@@ -199,13 +217,14 @@ def main() -> None:
     if args.longmemeval:
         print(json.dumps(longmemeval_as_of(), indent=2))
         return
-    chosen = ROUND3 if args.round3 else ROUND2 if args.round2 else ROWS
+    chosen = ROUND4 if args.round4 else ROUND3 if args.round3 else ROUND2 if args.round2 else ROWS
     rows = run(args.data, limit=args.limit, rows=chosen)
     table = markdown(rows)
     print(table)
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        name = "recall_ablations3" if args.round3 else "recall_ablations2" if args.round2 else "recall_ablations"
+        name = ("recall_ablations4" if args.round4 else "recall_ablations3" if args.round3
+                else "recall_ablations2" if args.round2 else "recall_ablations")
         (Path(args.out) / f"{name}.json").write_text(json.dumps(rows, indent=2, default=str))
         (Path(args.out) / f"{name}.md").write_text(table + "\n")
         plot(rows, Path(args.out) / f"{name}.png")

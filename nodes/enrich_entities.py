@@ -28,17 +28,26 @@ from hippograph.stores.tree.base import TreeStore
 INGEST_JOB_SIZE = 200
 
 
-def ground_times(tree: TreeStore, items: Sequence[MemoryItem]) -> int:
-    """Append each memory's absolute dates to its key; returns how many memories changed."""
+def key_phrases(text: str, top: int) -> list[str]:
+    """The `top` keyphrases of a text (yake: statistical, offline, no model), best first."""
+    import yake  # imported on first use: only enrichment with `Settings.key_keyphrases` needs it
+
+    return [phrase for phrase, _ in yake.KeywordExtractor(lan="en", n=2, top=top).extract_keywords(text)]
+
+
+def ground_times(tree: TreeStore, items: Sequence[MemoryItem], *, keyphrases: int = 0) -> int:
+    """Append each memory's absolute dates (and its top `keyphrases` keyphrases) to its key; returns how many
+    memories changed."""
     changed = 0
     for item in items:
         said = datetime.fromtimestamp(event_time(item), UTC)
         labels = time_labels(item.text, said)
-        key = grounded_key(item.key, labels)
+        phrases = key_phrases(item.text, keyphrases) if keyphrases and item.text.strip() else []
+        key = grounded_key(item.key, [*labels, *phrases])
         if key != item.key:
             item.key = key
-            item.metadata = {**item.metadata, "time_refs": labels}
-            item.embedding = None  # keep the stored vector: only the lexical index sees the dates
+            item.metadata = {**item.metadata, "time_refs": labels} if labels else item.metadata
+            item.embedding = None  # keep the stored vector: only the lexical index sees the dates and phrases
             tree.update(item)
             changed += 1
     return changed
@@ -55,18 +64,20 @@ def link_entities(tree: TreeStore, items: Sequence[MemoryItem], extractor: Entit
 
 
 def enrich_memories(tree: TreeStore, cube_id: str, ids: Sequence[str],
-                    extractor: EntityExtractor | None = None) -> dict[str, int]:
-    """Time grounding + entity links for these memories of one cube (active, not topics or working copies)."""
+                    extractor: EntityExtractor | None = None, *, keyphrases: int = 0) -> dict[str, int]:
+    """Time grounding (+ keyphrases) and entity links for these memories of one cube (active, not topics or
+    working copies)."""
     items = [i for i in tree.get(list(dict.fromkeys(ids)), cube_ids=[cube_id])
              if i.status == MemoryStatus.ACTIVE and i.memory_type not in (MemoryType.TOPIC, MemoryType.WORKING)]
-    return {"grounded": ground_times(tree, items), "mentions": link_entities(tree, items, extractor)}
+    return {"grounded": ground_times(tree, items, keyphrases=keyphrases),
+            "mentions": link_entities(tree, items, extractor)}
 
 
 def make_enrich_entities(services: Services) -> Node:
     def entities(state: EnrichState) -> dict[str, Any]:
         start = time.perf_counter()
         ids = [*state.get("memory_ids", []), *state.get("written", [])]
-        enrich_memories(services.tree, state["cube_id"], ids)
+        enrich_memories(services.tree, state["cube_id"], ids, keyphrases=services.settings.key_keyphrases)
         return node_update("entities", start, {})
 
     return entities

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     turn_key: Literal["none", "speaker_date", "full"] = "full"
     """What a conversation turn's key carries (`nodes/turns.py`): speaker and time, and (`full`) the turn it
     replies to. Applies to turns written from then on."""
+    key_keyphrases: int = Field(default=0, ge=0, le=10)
+    """Keyphrases (yake, offline) the enrichment worker appends to each memory's index key; 0 = off, the default:
+    the top 3 measured R@10 -0.003 on LoCoMo dev (evals/results/recall.md)."""
     top_k: int = Field(default=10, ge=1, le=200)
     threshold: float = Field(default=0.0, ge=0.0, le=1.0)
     """Relevance floor (0-1, relative to the best hit) under which the threshold node drops a memory."""

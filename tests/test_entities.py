@@ -115,3 +115,21 @@ def test_an_ingested_conversation_joins_the_entity_graph_with_grounded_dates(tmp
     again = graph.invoke({"conversations": [conversation]}, context=IngestContext(user_id="u1", cube_id=cube))
     assert "enrich_jobs" not in again["summary"]  # unchanged: nothing new to enrich
     services.close()
+
+
+def test_keyphrases_join_the_key_only_when_the_setting_asks(tmp_path: Path) -> None:
+    from hippograph.nodes.enrich_entities import ground_times
+    from hippograph.stores.tree.embedded import EmbeddedTreeStore
+
+    tree = EmbeddedTreeStore(tmp_path / "tree.sqlite", dimension=2)
+    text = "The quarterly budget review for the marine biology lab moved to the harbour office"
+    item = MemoryItem(user_id="u", cube_id="c1", text=text, key="ana said", embedding=[1.0, 0.0])
+    tree.add([item])
+    (stored,) = tree.get([item.id], cube_ids=["c1"])
+    assert ground_times(tree, [stored]) == 0  # off by default: no time expression, nothing to add
+    assert ground_times(tree, [stored], keyphrases=2) == 1
+    (stored,) = tree.get([item.id], cube_ids=["c1"])
+    key, _, phrases = stored.key.partition(" · ")
+    assert key == "ana said" and len(phrases.split("; ")) == 2
+    assert all(word.lower() in text.lower() for word in phrases.replace(";", " ").split())
+    assert [h.id for h in tree.text_search("harbour", cube_ids=["c1"])] == [item.id]
