@@ -3,10 +3,11 @@ throughput against the raw embedder's.
 
     python -m hippograph.evals.bench_core [--sizes 10000,100000] [--queries 200]
 
-Search = the whole `search` graph (query embedding + hybrid recall + rerank + threshold, with preference
-retrieval in parallel), timed per query. Texts are real LoCoMo turns; the large stores reuse their real
-embeddings with small noise (latency depends on sizes and distributions, not on new meanings), so 100k
-memories load in seconds instead of embedding 100k texts. Prints a table, writes evals/out/bench_core.json.
+Search = `Memory.search` (the search graph: query embedding + hybrid recall + rerank + threshold), timed per
+query. Texts are real LoCoMo turns; the large stores reuse their real embeddings with small noise (latency
+depends on sizes and distributions, not on new meanings), written as a user export file and loaded with
+`Memory.import_`, so 100k memories load in a minute instead of embedding 100k texts. Prints a table, writes
+evals/out/bench_core.json.
 """
 
 from __future__ import annotations
@@ -25,9 +26,7 @@ from hippograph.evals.common import OUT, SHARED_DATA, console, percentiles, prin
 from hippograph.memory import Memory
 from hippograph.settings import Settings
 from hippograph.stores.embedders import MiniLMEmbeddings
-from hippograph.stores.models import MemoryItem
 from hippograph.stores.services import Services
-from hippograph.stores.write import write_memories
 
 
 def locomo_turns(limit: int | None = None) -> list[str]:
@@ -113,29 +112,38 @@ def bench_conversation_ingest(embedder: MiniLMEmbeddings, data_dir: Path, *, con
 
 def bench_search(embedder: MiniLMEmbeddings, texts: list[str], vectors: np.ndarray, size: int, queries: list[str],
                  data_dir: Path) -> dict[str, float]:
+    """`Memory.search` latency over `size` memories in one cube, loaded through the public bulk path
+    (`Memory.import_` of a user export with vectors: no eval-only writer)."""
     rng = np.random.default_rng(size)
-    services = Services.from_settings(Settings(data_dir=data_dir, worker_in_process=False), embeddings=embedder)
-    services.registry.ensure_user("bench")
-    cube = "bench.default"
-    for start in tqdm(range(0, size, 5000), desc=f"loading {size:,} memories", leave=False):
-        n = min(5000, size - start)
-        idx = (np.arange(start, start + n)) % len(texts)
-        noisy = vectors[idx] + rng.normal(0, 0.02, size=(n, vectors.shape[1])).astype(np.float32)
-        items = [
-            MemoryItem(user_id="bench", cube_id=cube, text=f"{texts[i]} (#{start + j})",
-                       session_id=f"s{(start + j) // 20}", turn_index=(start + j) % 20)
-            for j, i in enumerate(idx)
-        ]
-        write_memories(services.tree, embedder, items, vectors=noisy / np.linalg.norm(noisy, axis=1, keepdims=True))
-    memory = Memory(services=services)
-    memory.search(queries[0], user_id="bench")  # warm-up: loads the vector cache, opens Milvus Lite
+    memory = Memory(services=Services.from_settings(Settings(data_dir=data_dir, worker_in_process=False),
+                                                    embeddings=embedder))
+    export = data_dir / "bench-export.jsonl"
+    with export.open("w", encoding="utf-8") as out:
+        out.write(json.dumps({"type": "header", "format": "hippograph-user", "version": 1, "user_id": "bench"}) + "\n")
+        out.write(json.dumps({"type": "cube", "cube_id": "bench.default", "name": "default", "default": True}) + "\n")
+        for start in tqdm(range(0, size, 5000), desc=f"export file of {size:,} memories", leave=False):
+            n = min(5000, size - start)
+            idx = (np.arange(start, start + n)) % len(texts)
+            noisy = vectors[idx] + rng.normal(0, 0.02, size=(n, vectors.shape[1])).astype(np.float32)
+            noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+            for j, i in enumerate(idx):
+                item = {"id": f"bench-{start + j:07d}", "user_id": "bench", "cube_id": "bench.default",
+                        "text": f"{texts[i]} (#{start + j})",
+                        "session_id": f"s{(start + j) // 20}", "turn_index": (start + j) % 20}
+                out.write(json.dumps({"type": "memory", "item": item,
+                                      "embedding": [round(float(x), 6) for x in noisy[j]]}) + "\n")
+    began = time.perf_counter()
+    imported = memory.import_(export, user_id="bench")["memories"]
+    load_s = time.perf_counter() - began
+    export.unlink()
+    memory.search(queries[0], user_id="bench")  # warm-up: loads the vector cache
     samples = []
     for query in tqdm(queries, desc=f"searching {size:,}", leave=False):
         began = time.perf_counter()
         memory.search(query, user_id="bench", top_k=10)
         samples.append((time.perf_counter() - began) * 1000)
     memory.close()
-    return {"memories": size, **percentiles(samples)}
+    return {"memories": imported, "import_s": round(load_s, 1), **percentiles(samples)}
 
 
 def main() -> None:
