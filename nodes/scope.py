@@ -32,13 +32,10 @@ def make_scope(services: Services) -> Node:
     def scope(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
         ctx = runtime.context or ChatContext()
         user_id = check_id(ctx.user_id, "user id")
-        services.registry.ensure_user(user_id)
-        read = services.registry.readable(user_id, ctx.cube_ids)
+        allowed = services.registry.scope(user_id, read=ctx.cube_ids, write=ctx.write_cube_id)
         # Cubes other users shared (and this user accepted): their memories are labelled and treated as
         # untrusted content by the answer, never as instructions.
-        shared = {a.cube.id: a.cube.owner_id for a in services.registry.cubes_for(user_id)
-                  if not a.owned and a.cube.id in read}
-        write = services.registry.write_cube(user_id, ctx.write_cube_id)
+        read, write, shared = allowed.read, allowed.write, allowed.shared_owners
         # The newest human message is the query; `query` is only for the search graph's bare-query input
         # (a thread's checkpoint still holds the previous turn's query, so it must not win over a new message).
         humans = [m for m in state.get("messages", []) if isinstance(m, HumanMessage)]

@@ -55,6 +55,17 @@ class CubeAccess(BaseModel):
     """False for a cube another user shared with this one: its memories are untrusted content."""
 
 
+class Scope(BaseModel):
+    """What one chat or search turn may touch (`Registry.scope`)."""
+
+    read: list[str]
+    """Cube ids the turn reads."""
+    write: str
+    """The cube id its writes land in."""
+    shared_owners: dict[str, str]
+    """Owner of each read cube that another user shared (their memories are untrusted content)."""
+
+
 class ShareStatus(StrEnum):
     PENDING = "pending"
     """Invited; the cube is not readable until the recipient accepts."""
@@ -288,6 +299,9 @@ class Registry:
     def cubes_for(self, user_id: str) -> list[CubeAccess]:
         """Every cube the user may read: owned ones (write) and shared ones (read or write)."""
         self.get_user(user_id)
+        return self._cubes_of(user_id)
+
+    def _cubes_of(self, user_id: str) -> list[CubeAccess]:
         with self.engine.connect() as conn:
             owned = conn.execute(sa.select(cubes).where(cubes.c.owner_id == user_id).order_by(cubes.c.id))
             result = [CubeAccess(cube=Cube(**r._mapping), access=Access.WRITE) for r in owned]
@@ -308,6 +322,20 @@ class Registry:
         if cube_ids is None:
             return allowed
         return self._check(user_id, cube_ids, set(allowed), "read")
+
+    def scope(self, user_id: str, *, read: Sequence[str] | None = None, write: str | None = None) -> Scope:
+        """What one turn may touch, from one read of the user's cubes: the cubes it reads (`read`, else all the
+        user may read), the cube it writes (`write`, else their default) and the owners of the shared cubes it
+        reads. AccessDenied for any cube the user may not read or write; the user is created on first use when
+        `auto_create_users` is on."""
+        self.ensure_user(check_id(user_id, "user id"))
+        access = self._cubes_of(user_id)
+        readable = [a.cube.id for a in access]
+        read_ids = readable if read is None else self._check(user_id, read, set(readable), "read")
+        writable = {a.cube.id for a in access if a.access == Access.WRITE}
+        write_id = self._check(user_id, [write or default_cube_id(user_id)], writable, "write")[0]
+        shared = {a.cube.id: a.cube.owner_id for a in access if not a.owned and a.cube.id in read_ids}
+        return Scope(read=read_ids, write=write_id, shared_owners=shared)
 
     def write_cube(self, user_id: str, cube_id: str | None = None) -> str:
         """The cube a write lands in: `cube_id` if the user may write it, else (None) their default cube. The user

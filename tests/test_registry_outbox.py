@@ -58,6 +58,27 @@ def test_cubes_and_shares(tmp_path: Path) -> None:
         registry.create_cube("ana", "bad cube id; DROP TABLE cubes")
 
 
+def test_scope_reads_writes_and_labels_shared_cubes_in_one_call(tmp_path: Path) -> None:
+    registry = Registry(f"sqlite:///{tmp_path / 'r.sqlite'}")
+    registry.create_user("ana")
+    registry.create_cube("ana", "ana.work")
+    registry.share("ana", "ana.work", "ben", Access.READ)  # ben does not exist yet: silently nothing
+    turn = registry.scope("ben")  # created on first use
+    assert (turn.read, turn.write, turn.shared_owners) == (["ben.default"], "ben.default", {})
+    registry.share("ana", "ana.work", "ben", Access.READ)
+    registry.accept_share("ben", "ana.work")
+    turn = registry.scope("ben")
+    assert (turn.read, turn.write, turn.shared_owners) == (["ben.default", "ana.work"], "ben.default",
+                                                           {"ana.work": "ana"})
+    assert registry.scope("ben", read=["ben.default"]).shared_owners == {}
+    with pytest.raises(AccessDeniedError):
+        registry.scope("ben", write="ana.work")  # read-only share
+    with pytest.raises(AccessDeniedError):
+        registry.scope("ben", read=["ana.secret"])
+    with pytest.raises(InvalidInputError):
+        registry.scope("ben", read=["x' OR 1=1 --"])
+
+
 def test_outbox_heartbeat_keeps_a_long_job_from_being_claimed_twice(tmp_path: Path) -> None:
     outbox = SqliteOutbox(tmp_path / "o.sqlite")
     job_id = outbox.enqueue("enrich_turn", {"n": 1})
