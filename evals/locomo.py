@@ -1,8 +1,8 @@
 """LoCoMo: write conversations through hippograph's public API, ask through it, score evidence recall@k.
 
 Parsing is `evals.loaders.load_locomo` (sessions from the `session_N` keys, lenient evidence parsing with dropped
-ids counted). hippograph is measured exactly as a user runs it, with its default stores (Milvus Lite preferences in
-the search path):
+ids counted). hippograph is measured exactly as a user runs it, with its default stores (Milvus Lite
+preference memory on: the chat replay consults it every turn; `Memory.search` returns memories only, without it):
 
 - `hippograph`: each conversation through `Memory.ingest(conversations=...)`, questions through `Memory.search`;
 - `hippograph_chat`: the same conversation replayed turn by turn through the chat graph (one thread per session,
@@ -231,7 +231,7 @@ def cube_for(conv: Conversation, suffix: str = "") -> str:
 def open_memory(data_dir: Path, *, backend: str = "embedded", embeddings: Any = None, turn_key: str = "full",
                 **overrides: Any) -> Any:
     """A `Memory` for an eval run in its own data dir, with the product's default stores (Milvus Lite preference
-    memory in the search path). The enrichment worker stays off so that the figures measure what was written.
+    memory included). The enrichment worker stays off so that the figures measure what was written.
     `overrides`: more `Settings` fields (an ablation's write-side setting)."""
     from hippograph.memory import Memory
     from hippograph.settings import Settings
@@ -240,7 +240,7 @@ def open_memory(data_dir: Path, *, backend: str = "embedded", embeddings: Any = 
     settings = Settings(data_dir=data_dir, embedder="minilm", tree_backend=backend,  # type: ignore[arg-type]
                         worker_in_process=False, turn_key=turn_key, **overrides)  # type: ignore[arg-type]
     memory = Memory(services=Services.from_settings(settings, embeddings=embeddings))
-    # Warm-up, untimed: starts Milvus Lite and loads the ONNX model, as a running service already has.
+    # Warm-up, untimed: loads the ONNX model and the vector cache, as a running service already has.
     memory.search("warm-up", user_id=EVAL_USER)
     return memory
 
@@ -421,7 +421,7 @@ def run_locomo(
         "config": {"backend": backend, "ks": ks, "embedder": "all-MiniLM-L6-v2 (int8 ONNX)", "seed": SEED,
                    "write_path": {"hippograph": "Memory.ingest(conversations=...)",
                                   "hippograph_chat": "chat graph, one turn per run"},
-                   "read_path": "Memory.search (default stores, Milvus Lite preferences in the path)"},
+                   "read_path": "Memory.search (default stores; returns memories, no preference step)"},
         "qa": qa.summary(_model_name(model)) if qa is not None else
         {"skipped": True, "reason": "no chat model configured (HIPPOGRAPH_CHAT_MODEL); retrieval only"},
     }
