@@ -127,6 +127,7 @@ def open_tree_store(settings: Settings, dimension: int) -> TreeStore:
             auth=(settings.neo4j_user, settings.neo4j_password),
             database=settings.neo4j_database,
             dimension=dimension,
+            cache_cube_rows=settings.neo4j_vector_cache_rows,
         )
     from hippograph.stores.tree.embedded import EmbeddedTreeStore
 
