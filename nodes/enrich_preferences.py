@@ -56,7 +56,9 @@ def _jaccard(a: str, b: str) -> float:
 
 def store_preferences(services: Services, prefs: list[Preference]) -> dict[str, list[str]]:
     """Dedup / supersede / add `prefs` (one user) against preference memory. Returns what happened."""
-    store = services.preferences
+    # The opened store itself, not the lazy wrapper: dedup uses Milvus' extra methods (find_by_hash, similar,
+    # update, add with vectors), which the wrapper does not forward (it carries only the protocol).
+    store: Any = services.open_preferences()
     result: dict[str, list[str]] = {"added": [], "merged": [], "superseded": []}
     if not prefs:
         return result
