@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import sqlite3
+import time
 import typing
 from collections.abc import Iterable, Iterator
 from functools import cache
@@ -83,17 +84,36 @@ def open_checkpointer(settings: Settings) -> BaseCheckpointSaver:
     return SqliteSaver(lite, serde=checkpoint_serializer())
 
 
+#: Rounds of delete + WAL checkpoint + check before erasure gives up (a round waits `ERASE_PAUSE_S` after a miss).
+ERASE_ROUNDS = 30
+ERASE_PAUSE_S = 0.1
+
+
 def erase_threads(saver: BaseCheckpointSaver, thread_ids: Iterable[str]) -> int:
     """Delete threads' checkpoints and pending writes for good (erasure). Returns how many threads were named.
 
-    SQLite: `secure_delete` zeroes the freed pages, and a WAL checkpoint moves them out of the `-wal` file.
+    SQLite: `secure_delete` zeroes the freed pages, and a WAL checkpoint moves them out of the `-wal` file. The
+    deletion is checked, not assumed: a checkpoint that another reader kept partial (old page versions, with the
+    erased text, stay in the database file) or a checkpoint row written after the delete starts another round.
+    Raises `RuntimeError` if the bytes are still there after `ERASE_ROUNDS` rounds.
     """
-    count = 0
-    for thread_id in thread_ids:
-        saver.delete_thread(thread_id)
-        count += 1
+    named = list(thread_ids)
+    threads = list(dict.fromkeys(named))
+    for _ in range(ERASE_ROUNDS):
+        for thread_id in threads:
+            saver.delete_thread(thread_id)
+        if _wal_flushed(saver) and not any(saver.get_tuple({"configurable": {"thread_id": t}}) for t in threads):
+            return len(named)
+        time.sleep(ERASE_PAUSE_S)
+    raise RuntimeError(f"erasure of {len(threads)} checkpoint thread(s) could not complete: the checkpoint store "
+                       "kept a reader open or rows came back; retry the erasure")
+
+
+def _wal_flushed(saver: BaseCheckpointSaver) -> bool:
+    """Checkpoint the SQLite WAL into the database file and truncate it; False if a reader kept it partial."""
     conn = getattr(saver, "conn", None)
-    if isinstance(conn, sqlite3.Connection):
-        with getattr(saver, "lock", contextlib.nullcontext()):
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return count
+    if not isinstance(conn, sqlite3.Connection):
+        return True  # Postgres: a committed delete is gone from the table
+    with getattr(saver, "lock", contextlib.nullcontext()):
+        busy, log, done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return not busy and (log == -1 or log == done)

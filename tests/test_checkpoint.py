@@ -71,3 +71,34 @@ def test_outputs_leave_internal_channels_out(services: Services) -> None:
     assert not INTERNAL & set(found) and "memories" in found
     chat_schema = build_chat_graph(services, checkpointer=None).get_output_jsonschema()
     assert "query_vector" not in chat_schema["properties"] and "answer" in chat_schema["properties"]
+
+
+def test_erasure_waits_out_a_reader_that_keeps_the_wal_checkpoint_partial(tmp_path: Path) -> None:
+    import sqlite3
+    import threading
+
+    from hippograph.graphs.checkpoint import erase_threads, open_checkpointer
+
+    settings = Settings(data_dir=tmp_path / "d", worker_in_process=False)
+    saver = open_checkpointer(settings)
+    saver.setup()  # type: ignore[attr-defined]
+    marker = "ZQXMARKER" * 50
+    config = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    checkpoint = {"v": 1, "id": "1f0", "ts": "2026-01-01T00:00:00+00:00", "channel_values": {"note": marker},
+                  "channel_versions": {}, "versions_seen": {}}
+    saver.put(config, checkpoint, {}, {})  # type: ignore[arg-type]
+    path = Path(settings.checkpoint_path)
+    # Another connection in a read transaction: a WAL checkpoint cannot pass its snapshot while it lasts.
+    reader = sqlite3.connect(path, check_same_thread=False)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM checkpoints").fetchone()
+    timer = threading.Timer(0.5, reader.rollback)
+    timer.start()
+    try:
+        assert erase_threads(saver, ["t"]) == 1
+    finally:
+        timer.join()
+        reader.close()
+    assert saver.get_tuple(config) is None  # type: ignore[arg-type]
+    for file in path.parent.glob(path.name + "*"):
+        assert b"ZQXMARKER" not in file.read_bytes(), file.name
