@@ -22,6 +22,7 @@ from hippograph.stores.embedders import embed_array
 from hippograph.stores.models import MemoryStatus, content_hash
 from hippograph.stores.preferences.base import Evidence, Preference
 from hippograph.stores.preferences.extract import RuleExtractor, match_preference
+from hippograph.stores.preferences.lazy import LazyPreferenceStore
 from hippograph.stores.services import Services
 from hippograph.stores.write import stable_id
 
@@ -58,7 +59,9 @@ def store_preferences(services: Services, prefs: list[Preference]) -> dict[str, 
     """Dedup / supersede / add `prefs` (one user) against preference memory. Returns what happened."""
     # The opened store itself, not the lazy wrapper: dedup uses Milvus' extra methods (find_by_hash, similar,
     # update, add with vectors), which the wrapper does not forward (it carries only the protocol).
-    store: Any = services.open_preferences()
+    store: Any = services.preferences
+    if isinstance(store, LazyPreferenceStore):
+        store = store.store()
     result: dict[str, list[str]] = {"added": [], "merged": [], "superseded": []}
     if not prefs:
         return result
