@@ -69,6 +69,7 @@ class MiniLMEmbeddings(Embeddings):
                 options = ort.SessionOptions()
                 options.intra_op_num_threads = self._threads or min(4, os.cpu_count() or 1)
                 options.log_severity_level = 3
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
                 self._loaded = (tokenizer, session)
             return self._loaded

@@ -147,6 +147,24 @@ def test_searches_never_cross_cubes(tree_store: TreeStore) -> None:
     assert tree_store.list(cube_ids=["c3"]) == []
 
 
+def test_text_search_keeps_to_scope_when_better_matches_are_elsewhere(tree_store: TreeStore) -> None:
+    # The cube is most of the table while the strongest matches live in another cube or are superseded: the
+    # search still returns k in-scope active hits, best first (the embedded store then filters after matching).
+    mine = [mem(f"kayak trip number {i} with friends and a long list of other words") for i in range(30)]
+    theirs = [mem(f"kayak kayak kayak {i}", cube="c2", user="u2") for i in range(20)]
+    old = mem("kayak kayak kayak kayak")
+    tree_store.add([*mine, *theirs, old])
+    tree_store.supersede(old.id, mem("the boat is sold"))
+    hits = tree_store.text_search("kayak", cube_ids=["c1"], k=8)
+    assert len(hits) == 8
+    assert {h.item.cube_id for h in hits} == {"c1"} and old.id not in {h.id for h in hits}
+    assert [h.scores["bm25"] for h in hits] == sorted((h.scores["bm25"] for h in hits), reverse=True)
+    assert {h.id for h in tree_store.text_search("kayak", cube_ids=["c2"], k=25)} == {m.id for m in theirs}
+    then = tree_store.text_search("kayak", cube_ids=["c1"], k=8,
+                                  statuses=(MemoryStatus.ACTIVE, MemoryStatus.SUPERSEDED))
+    assert then[0].id == old.id
+
+
 def test_text_search_ranks_matches_and_reports_bm25(tree_store: TreeStore) -> None:
     tree_store.add([mem(t) for t in [
         "the violin concert was wonderful", "I play the violin and the violin is old", "a quiet evening at home",
