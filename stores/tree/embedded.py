@@ -14,6 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,6 +167,7 @@ class EmbeddedTreeStore:
         self._cubes: dict[str, _CubeVectors] = {}
         self._cache_seq = 0
         self._df_cache: dict[tuple[str, str], tuple[int, float]] = {}
+        self._scans: ThreadPoolExecutor | None = None  # hybrid_search's vector scans, started on first use
 
     def _add_time_column(self) -> None:
         """`occurred_at` (when a turn was said), indexed per cube; added in place to stores created before it."""
@@ -489,29 +491,38 @@ class EmbeddedTreeStore:
         statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,),
     ) -> list[SearchHit]:
         self._refresh_vectors()
+        return self._vector_hits(self._nearest(vector, cube_ids, k, statuses), statuses)
+
+    def _nearest(self, vector: Sequence[float], cube_ids: Sequence[str], k: int,
+                 statuses: Sequence[MemoryStatus]) -> list[tuple[float, str]]:
+        """(cosine, id) of the k nearest cached vectors, best first. The scan runs outside the lock on a
+        snapshot of each cube's arrays (writers grow them by replacing, never by moving rows), so other threads'
+        reads and writes go on meanwhile; a status changed during the scan is caught by `_vector_hits`."""
         query = np.asarray(vector, dtype=np.float32)
         norm = float(np.linalg.norm(query))
         if norm:
             query = query / norm
         allowed = self._status_mask(statuses)
-        scored: list[tuple[float, str]] = []
         with self._lock:
-            for cube_id in dict.fromkeys(cube_ids):
-                cube = self._cubes.get(cube_id)
-                if cube is None or cube.size == 0:
-                    continue
-                sims = cube.matrix[: cube.size] @ query
-                sims[~allowed[cube.status[: cube.size] + 1]] = -np.inf
-                top = min(k, cube.size)
-                idx = np.argpartition(-sims, top - 1)[:top]
-                scored.extend((float(sims[i]), cube.ids[i]) for i in idx if np.isfinite(sims[i]))
+            cubes = [(c.matrix, c.status, c.ids, c.size) for c in map(self._cubes.get, dict.fromkeys(cube_ids))
+                     if c is not None and c.size]
+        scored: list[tuple[float, str]] = []
+        for matrix, status, ids, size in cubes:
+            sims = matrix[:size] @ query
+            sims[~allowed[status[:size] + 1]] = -np.inf
+            top = min(k, size)
+            idx = np.argpartition(-sims, top - 1)[:top]
+            scored.extend((float(sims[i]), ids[i]) for i in idx if np.isfinite(sims[i]))
         scored.sort(key=lambda pair: -pair[0])
-        scored = scored[:k]
+        return scored[:k]
+
+    def _vector_hits(self, scored: list[tuple[float, str]], statuses: Sequence[MemoryStatus]) -> list[SearchHit]:
         items = {item.id: item for item in self.get([memory_id for _, memory_id in scored])}
+        allowed = {MemoryStatus(s) for s in statuses}
         return [
             SearchHit(item=items[memory_id], score=sim, scores={"vector": sim}, ranks={"vector": rank})
             for rank, (sim, memory_id) in enumerate(scored)
-            if memory_id in items
+            if memory_id in items and items[memory_id].status in allowed
         ]
 
     def text_search(
@@ -620,9 +631,17 @@ class EmbeddedTreeStore:
         k: int = 10,
         statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,),
     ) -> tuple[list[SearchHit], list[SearchHit]]:
-        # In-process: no round trips to save.
-        return (self.vector_search(vector, cube_ids=cube_ids, k=k, statuses=statuses),
-                self.text_search(query, cube_ids=cube_ids, k=k, statuses=statuses))
+        # The vector scan (numpy) and the full-text query (SQLite) both release the GIL: run them side by side.
+        self._refresh_vectors()
+        scan = self._scan_pool().submit(self._nearest, vector, cube_ids, k, statuses)
+        lexical = self.text_search(query, cube_ids=cube_ids, k=k, statuses=statuses)
+        return self._vector_hits(scan.result(), statuses), lexical
+
+    def _scan_pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._scans is None:
+                self._scans = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hippograph-vector-scan")
+            return self._scans
 
     def neighbours(self, ids: Sequence[str], *, cube_ids: Sequence[str], window: int = 1) -> list[MemoryItem]:
         seeds = self.get(ids, cube_ids=cube_ids)
@@ -718,5 +737,7 @@ class EmbeddedTreeStore:
         return int(self._query(sql, params)[0][0])
 
     def close(self) -> None:
+        if self._scans is not None:  # outside the lock: a scan may be waiting for it to take its snapshot
+            self._scans.shutdown(wait=True)
         with self._lock:
             self._conn.close()
