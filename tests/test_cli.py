@@ -104,8 +104,8 @@ def test_help_and_stats_open_only_what_they_need(tmp_path: Path) -> None:
 def test_stats_loads_no_graph_library_embedder_runtime_or_milvus(tmp_path: Path) -> None:
     # the stats command, run in this interpreter to see what it imported: stores only
     assert run(tmp_path, "users", "create", "kim", embedder="hashing:64").returncode == 0
-    code = ("import sys; from hippograph.cli import main; sys.argv = ['hippograph', 'stats', '--user', 'kim']\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+    code = ("import sys; from hippograph.cli import run; sys.argv = ['hippograph', 'stats', '--user', 'kim']\n"
+            "assert run() == 0\n"
             "heavy = ('langgraph', 'langsmith.run_trees', 'langchain_core.tracers', 'onnxruntime', 'pymilvus', "
             "'pandas', 'datasketch', 'dateparser', 'spacy', 'markitdown', 'chonkie')\n"
             "print('HEAVY', sorted(m for m in heavy if m in sys.modules))")
@@ -113,6 +113,22 @@ def test_stats_loads_no_graph_library_embedder_runtime_or_milvus(tmp_path: Path)
     probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert probe.returncode == 0 and "kim.default" in probe.stdout, probe.stdout + probe.stderr
     assert "HEAVY []" in probe.stdout, probe.stdout
+
+
+def test_exit_now_flushes_runs_exit_handlers_and_waits_for_live_threads() -> None:
+    # the command line skips interpreter teardown, never the output, the exit handlers or a running thread
+    code = ("import atexit, threading, time; from hippograph.cli import exit_now\n"
+            "atexit.register(lambda: print('exit handler ran'))\n"
+            "print('answer ' * 2000)\n"  # more than a pipe buffer: lost if not flushed
+            "if {thread}:\n"
+            "    threading.Thread(target=lambda: (time.sleep(0.3), print('thread finished'))).start()\n"
+            "exit_now(3)\n")
+    for thread in (False, True):
+        out = subprocess.run([sys.executable, "-c", code.format(thread=thread)], capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 3, out.stderr
+        assert out.stdout.count("answer") == 2000 and "exit handler ran" in out.stdout
+        assert ("thread finished" in out.stdout) is thread
 
 
 def test_search_shows_snippets_and_only_the_signals_that_found_a_memory(tmp_path: Path) -> None:
