@@ -95,8 +95,8 @@ def status_token(status: MemoryStatus | str) -> str:
 
 
 def scope_tokens(cube_id: str, status: MemoryStatus | str) -> str:
-    """The FTS `scope` column. Filtering inside the full-text index (rather than joining afterwards) keeps
-    text search cost proportional to the cube, not to the whole table."""
+    """The FTS `scope` column. A text search over cubes that are a small part of the table filters on their
+    tokens inside the full-text index, so its cost follows the cubes, not the table (`text_search`)."""
     return f"{cube_token(cube_id)} {status_token(status)}"
 
 
@@ -537,22 +537,21 @@ class EmbeddedTreeStore:
         if not terms or not cube_ids or not statuses or k <= 0:
             return []
         cubes = list(dict.fromkeys(cube_ids))
-        allowed = {MemoryStatus(s).value for s in statuses}
-        in_scope, in_table = self._scope_rows(cubes, statuses)
+        scope, allowed = set(cubes), {MemoryStatus(s).value for s in statuses}
+        in_scope, in_cubes, in_table = self._scope_rows(cubes, statuses)
         if not in_scope:
             return []
         # The scope column filters inside the index, at the cost of walking every row its tokens name: worth it
         # when the cubes are a small part of the table, not when they are most of it (one 100k cube: 4x slower).
         # Either way BM25 scores are the same (IDF is over the table; the scope column weighs 0), and rows of
         # other cubes or statuses are dropped below.
-        scoped = in_scope * 2 < in_table
-        domain = _any_of([cube_token(c) for c in cubes]) if scoped else ""
-        if (in_scope if scoped else in_table) > TEXT_ROW_BUDGET:
+        scoped = in_cubes * 2 < in_table
+        domain, domain_rows = (_any_of([cube_token(c) for c in cubes]), in_cubes) if scoped else ("", in_table)
+        if domain_rows > TEXT_ROW_BUDGET:
             terms = self._within_budget(domain, terms)
         words = f"body:({' OR '.join(quoted(t) for t in terms)})"
         match = f"{domain} AND {words}" if scoped else words
         # Enough rows that k of them are likely in scope; more only when they were not.
-        domain_rows = in_scope if scoped else in_table
         limit = k if domain_rows == in_scope else math.ceil(k * domain_rows / in_scope * 1.25) + 10
         while True:
             rows = self._query(
@@ -560,14 +559,17 @@ class EmbeddedTreeStore:
                 "ORDER BY bm25(memories_fts, 1.0, 0.0) LIMIT ?",
                 [match, limit],
             )
-            found = self._query(f"SELECT rowid, cube_id, status, data FROM memories WHERE rowid IN "
-                                f"({self._marks(rows)})", [r for r, _ in rows]) if rows else []
-            # A memory erased between the two reads (another thread's hard delete) is simply not a hit.
-            data = {rowid: text for rowid, cube, status, text in found if cube in cubes and status in allowed}
-            kept = [(rowid, score) for rowid, score in rows if rowid in data][:k]
+            found = self._query(f"SELECT rowid, cube_id, status FROM memories WHERE rowid IN ({self._marks(rows)})",
+                                [r for r, _ in rows]) if rows else []
+            wanted = {rowid for rowid, cube, status in found if cube in scope and status in allowed}
+            kept = [(rowid, score) for rowid, score in rows if rowid in wanted][:k]
             if len(kept) == k or len(rows) < limit:
                 break
             limit *= 4
+        data = dict(self._query(f"SELECT rowid, data FROM memories WHERE rowid IN ({self._marks(kept)})",
+                                [r for r, _ in kept])) if kept else {}
+        # A memory erased between the reads (another thread's hard delete) is simply not a hit.
+        kept = [(rowid, score) for rowid, score in kept if rowid in data]
         return [
             SearchHit(item=MemoryItem.model_validate_json(data[rowid]), score=score, scores={"bm25": score},
                       ranks={"bm25": rank})
@@ -581,16 +583,17 @@ class EmbeddedTreeStore:
         allowed[[_STATUS_CODE[MemoryStatus(s)] + 1 for s in statuses]] = True
         return allowed
 
-    def _scope_rows(self, cube_ids: Sequence[str], statuses: Sequence[MemoryStatus]) -> tuple[int, int]:
-        """(rows of these cubes with these statuses, rows in the table), counted in the vector cache (it holds
-        every row): what decides how a text search filters."""
+    def _scope_rows(self, cube_ids: Sequence[str], statuses: Sequence[MemoryStatus]) -> tuple[int, int, int]:
+        """Rows of these cubes with these statuses, rows of these cubes, rows in the table: counted in the vector
+        cache (it holds every row), they decide how a text search filters."""
         self._refresh_vectors()
         allowed = self._status_mask(statuses)
         with self._lock:
-            cubes = {c: self._cubes[c] for c in cube_ids if c in self._cubes}
-            in_scope = sum(int(np.count_nonzero(allowed[v.status[: v.size] + 1])) for v in cubes.values())
+            cubes = [self._cubes[c] for c in cube_ids if c in self._cubes]
+            in_scope = sum(int(np.count_nonzero(allowed[v.status[: v.size] + 1])) for v in cubes)
+            in_cubes = sum(int(np.count_nonzero(v.status[: v.size] >= 0)) for v in cubes)
             in_table = sum(int(np.count_nonzero(v.status[: v.size] >= 0)) for v in self._cubes.values())
-        return in_scope, in_table
+        return in_scope, in_cubes, in_table
 
     def _within_budget(self, scope: str, terms: list[str]) -> list[str]:
         """Rarest terms first, as many as fit in `TEXT_ROW_BUDGET` rows matched within `scope` (an FTS5 filter on
