@@ -77,10 +77,16 @@ class Level:
 
 
 async def client_loop(http: httpx.AsyncClient, key: str, level: Level, deadline: float, mix: dict[str, float],
-                      rng: random.Random, counter: list[int]) -> None:
+                      rng: random.Random, counter: list[int], think: float = 0.0) -> None:
+    """One client: a request, its answer, then (with `think` > 0) a pause of `think` seconds on average
+    (exponential, as people and agents pause between turns), until the deadline."""
     auth = {"Authorization": f"Bearer {key}"}
     ops, weights = list(mix), list(mix.values())
     while time.monotonic() < deadline:
+        if think > 0:
+            await asyncio.sleep(min(rng.expovariate(1 / think), max(0.0, deadline - time.monotonic())))
+            if time.monotonic() >= deadline:
+                break
         op = rng.choices(ops, weights)[0]
         if op == "search":
             request = http.post("/v1/search", json={"query": query_text(rng), "top_k": 10}, headers=auth)
@@ -108,7 +114,7 @@ async def client_loop(http: httpx.AsyncClient, key: str, level: Level, deadline:
 
 
 async def run_level(url: str, keys: list[str], clients: int, duration: float, mix: dict[str, float],
-                    seed: int) -> Level:
+                    seed: int, think: float = 0.0) -> Level:
     level = Level(clients)
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
@@ -116,7 +122,8 @@ async def run_level(url: str, keys: list[str], clients: int, duration: float, mi
         deadline = started + duration
         counter = [seed * 1_000_000]
         await asyncio.gather(*(client_loop(http, keys[i % len(keys)], level, deadline, mix,
-                                           random.Random(seed * 1000 + i), counter) for i in range(clients)))
+                                           random.Random(seed * 1000 + i), counter, think)
+                               for i in range(clients)))
         level.seconds = time.monotonic() - started
     return level
 
@@ -216,7 +223,7 @@ def bench_backend(backend: str, args: argparse.Namespace, mix: dict[str, float])
         asyncio.run(run_level(url, keys, 2, 5.0, mix, seed=0))  # warm-up (models, caches, connections)
         levels = []
         for n, clients in enumerate(args.levels, start=1):
-            level = asyncio.run(run_level(url, keys, clients, args.duration, mix, seed=n))
+            level = asyncio.run(run_level(url, keys, clients, args.duration, mix, seed=n, think=args.think))
             summary = level.summary()
             levels.append(summary)
             console.print(f"[{backend}] {clients:>4} clients: {summary['throughput_rps']:.1f} req/s, search p95 "
@@ -229,13 +236,19 @@ def bench_backend(backend: str, args: argparse.Namespace, mix: dict[str, float])
 # -- report -------------------------------------------------------------------------------------------------
 
 
+def clients_kind(report: dict[str, Any]) -> str:
+    think = report.get("think_s", 0.0)
+    return (f"clients pausing {think:g} s on average (exponential) between an answer and their next request"
+            if think else "closed-loop clients (each sends its next request as soon as it has an answer)")
+
+
 def markdown(report: dict[str, Any]) -> str:
     mix = ", ".join(f"{op} {share:.0%}" for op, share in report["mix"].items())
     lines = [
         "# HTTP server under load (`evals/bench_load.py`)",
         "",
         f"{report['machine']}; {report['users']} users with {report['memories_per_user']} memories each, "
-        f"MiniLM, no chat model; mix {mix}; {report['duration_s']:.0f} s per level of closed-loop clients. "
+        f"MiniLM, no chat model; mix {mix}; {report['duration_s']:.0f} s per level of {clients_kind(report)}. "
         "Errors = HTTP status >= 400 or a transport error. Chart: `load.png`; raw: `load.json`.",
         "",
         "| backend | API processes | clients | req/s | errors | search p50/p95/p99 ms | chat p50/p95/p99 ms "
@@ -276,7 +289,7 @@ def chart(report: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     left.set_yscale("log")
-    fig.suptitle(f"hippograph HTTP server under load\n{report['machine']}", fontsize=9)
+    fig.suptitle(f"hippograph HTTP server under load: {clients_kind(report)}\n{report['machine']}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -291,6 +304,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--api-processes", type=int, default=2, help="uvicorn workers (Neo4j backend)")
     ap.add_argument("--mix", default="search=0.7,chat=0.2,add=0.1")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--think", type=float, default=0.0,
+                    help="mean seconds a client pauses between answer and next request (0: closed loop, no pause)")
     ap.add_argument("--out", type=Path, default=RESULTS / "load")
     args = ap.parse_args(argv)
     mix = {k: float(v) for k, v in (part.split("=") for part in args.mix.split(","))}
@@ -298,7 +313,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ap.error(f"--mix takes {', '.join(OPS)}")
     report: dict[str, Any] = {"machine": f"{os.cpu_count()} CPUs, driver and server on one machine",
                               "duration_s": args.duration, "users": args.users, "memories_per_user": args.memories,
-                              "mix": mix, "runs": []}
+                              "mix": mix, "think_s": args.think, "runs": []}
     for backend in args.backends:
         report["runs"].append(bench_backend(backend, args, mix))
     write_json(args.out.with_suffix(".json"), report)
