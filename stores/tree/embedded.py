@@ -114,12 +114,14 @@ class _CubeVectors:
     matrix: np.ndarray = field(init=False)
     status: np.ndarray = field(init=False)
     size: int = 0
+    live: int = 0  # rows not hard-deleted (status >= 0)
 
     def __post_init__(self) -> None:
         self.matrix = np.zeros((0, self.dimension), dtype=np.float32)
         self.status = np.zeros(0, dtype=np.int8)
 
-    def upsert(self, memory_id: str, vector: np.ndarray, status_code: int) -> None:
+    def upsert(self, memory_id: str, vector: np.ndarray, status_code: int) -> int:
+        """Add or replace a row; returns the change in live rows."""
         row = self.row_of.get(memory_id)
         if row is None:
             if self.size == self.matrix.shape[0]:
@@ -133,13 +135,20 @@ class _CubeVectors:
             self.size += 1
             self.ids.append(memory_id)
             self.row_of[memory_id] = row
+        added = int(self.status[row] < 0 <= status_code)  # a new row starts at -1 (see the growth above)
         self.matrix[row] = vector
         self.status[row] = status_code
+        self.live += added
+        return added
 
-    def remove(self, memory_id: str) -> None:
+    def remove(self, memory_id: str) -> int:
+        """Mark a row hard-deleted; returns the change in live rows."""
         row = self.row_of.get(memory_id)
-        if row is not None:
-            self.status[row] = -1
+        if row is None or self.status[row] < 0:
+            return 0
+        self.status[row] = -1
+        self.live -= 1
+        return -1
 
 
 _STATUS_CODE = {MemoryStatus.ACTIVE: 0, MemoryStatus.SUPERSEDED: 1, MemoryStatus.DELETED: 2}
@@ -165,6 +174,7 @@ class EmbeddedTreeStore:
         self._conn.executescript(_SCHEMA)
         self._add_time_column()
         self._cubes: dict[str, _CubeVectors] = {}
+        self._live_rows = 0  # rows in the table, kept with the cache: a text search must not count every cube
         self._cache_seq = 0
         self._df_cache: dict[tuple[str, str], tuple[int, float]] = {}
         self._scans: ThreadPoolExecutor | None = None  # hybrid_search's vector scans, started on first use
@@ -209,12 +219,13 @@ class EmbeddedTreeStore:
             ).fetchall()
             for memory_id, cube_id, status, blob in rows:
                 cube = self._cubes.setdefault(cube_id, _CubeVectors(self.dimension))
-                cube.upsert(memory_id, np.frombuffer(blob, dtype=np.float32), _STATUS_CODE[MemoryStatus(status)])
+                self._live_rows += cube.upsert(memory_id, np.frombuffer(blob, dtype=np.float32),
+                                               _STATUS_CODE[MemoryStatus(status)])
             for memory_id, cube_id in self._conn.execute(
                 "SELECT id, cube_id FROM tombstones WHERE seq > ?", (self._cache_seq,)
             ):
                 if cube_id in self._cubes:
-                    self._cubes[cube_id].remove(memory_id)
+                    self._live_rows += self._cubes[cube_id].remove(memory_id)
             self._cache_seq = seq
 
     # -- writes -------------------------------------------------------------------------------------------
@@ -591,9 +602,7 @@ class EmbeddedTreeStore:
         with self._lock:
             cubes = [self._cubes[c] for c in cube_ids if c in self._cubes]
             in_scope = sum(int(np.count_nonzero(allowed[v.status[: v.size] + 1])) for v in cubes)
-            in_cubes = sum(int(np.count_nonzero(v.status[: v.size] >= 0)) for v in cubes)
-            in_table = sum(int(np.count_nonzero(v.status[: v.size] >= 0)) for v in self._cubes.values())
-        return in_scope, in_cubes, in_table
+            return in_scope, sum(v.live for v in cubes), self._live_rows
 
     def _within_budget(self, scope: str, terms: list[str]) -> list[str]:
         """Rarest terms first, as many as fit in `TEXT_ROW_BUDGET` rows matched within `scope` (an FTS5 filter on
