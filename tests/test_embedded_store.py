@@ -21,16 +21,21 @@ def test_row_counts_that_steer_text_search_follow_every_write(tmp_path: Path) ->
     # text search never counts every cube; writes through another store object (another process) count too
     store = EmbeddedTreeStore(tmp_path / "tree.sqlite", dimension=16)
     other = EmbeddedTreeStore(tmp_path / "tree.sqlite", dimension=16)
+
+    def counts(cubes: list[str], statuses: tuple[MemoryStatus, ...] = ACTIVE) -> tuple[int, int, int]:
+        store._refresh_vectors()  # as every search does first
+        return store._scope_rows(cubes, statuses)
+
     mine = [mem(f"kayak trip {i}", "c1") for i in range(4)]
     store.add([*mine, mem("kayak shop", "c2")])
-    assert store._scope_rows(["c1"], ACTIVE) == (4, 4, 5)
+    assert counts(["c1"]) == (4, 4, 5)
     other.delete([mine[0].id])  # soft: still a row, no longer active
     other.delete([mine[1].id], hard=True)
-    assert store._scope_rows(["c1"], ACTIVE) == (2, 3, 4)
-    assert store._scope_rows(["c1"], (MemoryStatus.ACTIVE, MemoryStatus.DELETED)) == (3, 3, 4)
+    assert counts(["c1"]) == (2, 3, 4)
+    assert counts(["c1"], (MemoryStatus.ACTIVE, MemoryStatus.DELETED)) == (3, 3, 4)
     other.add([mem("kayak again", "c2"), mem("new cube", "c3")])
-    assert store._scope_rows(["c2", "c3"], ACTIVE) == (3, 3, 6)
-    assert store._scope_rows(["nowhere"], ACTIVE) == (0, 0, 6)
+    assert counts(["c2", "c3"]) == (3, 3, 6)
+    assert counts(["nowhere"]) == (0, 0, 6)
     # the text search over c1 (half the table or more: matched table-wide, filtered after) keeps to c1's active rows
     assert {h.id for h in store.text_search("kayak", cube_ids=["c1"], k=10)} == {mine[2].id, mine[3].id}
     store.close()

@@ -24,11 +24,6 @@ class LazyPreferenceStore:
         self._store: PreferenceStore | None = None
         self._lock = threading.Lock()
 
-    @property
-    def opened(self) -> bool:
-        """Whether the real store has been opened (by a call, or by `store()`)."""
-        return self._store is not None
-
     def store(self) -> PreferenceStore:
         """The real store, opened now if it is not yet."""
         with self._lock:

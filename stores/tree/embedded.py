@@ -544,6 +544,12 @@ class EmbeddedTreeStore:
         k: int = 10,
         statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,),
     ) -> list[SearchHit]:
+        self._refresh_vectors()  # its row counts choose how to filter
+        return self._text_hits(query, cube_ids, k, statuses)
+
+    def _text_hits(self, query: str, cube_ids: Sequence[str], k: int,
+                   statuses: Sequence[MemoryStatus]) -> list[SearchHit]:
+        """`text_search` on the vector cache as it is (the caller refreshed it)."""
         terms = query_terms(query)
         if not terms or not cube_ids or not statuses or k <= 0:
             return []
@@ -597,7 +603,6 @@ class EmbeddedTreeStore:
     def _scope_rows(self, cube_ids: Sequence[str], statuses: Sequence[MemoryStatus]) -> tuple[int, int, int]:
         """Rows of these cubes with these statuses, rows of these cubes, rows in the table: counted in the vector
         cache (it holds every row), they decide how a text search filters."""
-        self._refresh_vectors()
         allowed = self._status_mask(statuses)
         with self._lock:
             cubes = [self._cubes[c] for c in cube_ids if c in self._cubes]
@@ -646,7 +651,7 @@ class EmbeddedTreeStore:
         # The vector scan (numpy) and the full-text query (SQLite) both release the GIL: run them side by side.
         self._refresh_vectors()
         scan = self._scan_pool().submit(self._nearest, vector, cube_ids, k, statuses)
-        lexical = self.text_search(query, cube_ids=cube_ids, k=k, statuses=statuses)
+        lexical = self._text_hits(query, cube_ids, k, statuses)
         return self._vector_hits(scan.result(), statuses), lexical
 
     def _scan_pool(self) -> ThreadPoolExecutor:
