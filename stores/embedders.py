@@ -69,6 +69,8 @@ class MiniLMEmbeddings(Embeddings):
                 options = ort.SessionOptions()
                 options.intra_op_num_threads = self._threads or min(4, os.cpu_count() or 1)
                 options.log_severity_level = 3
+                # Idle threads sleep instead of spinning: spinning fought numpy's vector scan for 2 cores (search at
+                # 100k memories p95 80 -> 46 ms without it) and costs a third more CPU per search.
                 options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
                 self._loaded = (tokenizer, session)
