@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from typing_extensions import is_typeddict
 
 from hippograph.stores.files import private_file
+from hippograph.stores.scrub import scrub
 from hippograph.stores.settings import Settings
 
 
@@ -92,9 +93,10 @@ ERASE_PAUSE_S = 0.1
 def erase_threads(saver: BaseCheckpointSaver, thread_ids: Iterable[str]) -> int:
     """Delete threads' checkpoints and pending writes for good (erasure). Returns how many threads were named.
 
-    SQLite: `secure_delete` zeroes the freed pages, and a WAL checkpoint moves them out of the `-wal` file. The
-    deletion is checked, not assumed: a checkpoint that another reader kept partial (old page versions, with the
-    erased text, stay in the database file) or a checkpoint row written after the delete starts another round.
+    SQLite: the file is rewritten (`stores.scrub`: `secure_delete` alone leaves old cell images in live pages)
+    and the WAL folded into it. The deletion is checked, not assumed: a checkpoint that another reader kept
+    partial (old page versions, with the erased text, stay in the file) or a checkpoint row written after the
+    delete starts another round.
     Raises `RuntimeError` if the bytes are still there after `ERASE_ROUNDS` rounds.
     """
     named = list(thread_ids)
@@ -102,18 +104,17 @@ def erase_threads(saver: BaseCheckpointSaver, thread_ids: Iterable[str]) -> int:
     for _ in range(ERASE_ROUNDS):
         for thread_id in threads:
             saver.delete_thread(thread_id)
-        if _wal_flushed(saver) and not any(saver.get_tuple({"configurable": {"thread_id": t}}) for t in threads):
+        if _scrubbed(saver) and not any(saver.get_tuple({"configurable": {"thread_id": t}}) for t in threads):
             return len(named)
         time.sleep(ERASE_PAUSE_S)
     raise RuntimeError(f"erasure of {len(threads)} checkpoint thread(s) could not complete: the checkpoint store "
                        "kept a reader open or rows came back; retry the erasure")
 
 
-def _wal_flushed(saver: BaseCheckpointSaver) -> bool:
-    """Checkpoint the SQLite WAL into the database file and truncate it; False if a reader kept it partial."""
+def _scrubbed(saver: BaseCheckpointSaver) -> bool:
+    """Rewrite a SQLite saver's file and truncate its WAL; False if a reader kept the WAL partial."""
     conn = getattr(saver, "conn", None)
     if not isinstance(conn, sqlite3.Connection):
         return True  # Postgres: a committed delete is gone from the table
     with getattr(saver, "lock", contextlib.nullcontext()):
-        busy, log, done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    return not busy and (log == -1 or log == done)
+        return scrub(conn)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from hippograph.stores.files import private_file
+from hippograph.stores.scrub import scrub
 from hippograph.stores.tree.base import TreeStore
 
 _SCHEMA = """
@@ -146,7 +147,7 @@ class DocumentRegistry:
         """Forget every document record of a cube for good (erasure)."""
         with self._lock:
             deleted = self._conn.execute("DELETE FROM documents WHERE cube_id = ?", (cube_id,)).rowcount
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            scrub(self._conn)
         return int(deleted)
 
     def close(self) -> None:

@@ -3,8 +3,8 @@
 One home for the rule of what "erased" means. A cube's memories, edges and entities (tree store), its
 preferences (Milvus, rewritten so no deleted row stays in a segment file), every outbox job about it (payloads
 hold message text) and those jobs' enrichment checkpoints, its document records, and every chat thread whose
-checkpoints may hold its text (threads that wrote into it or recalled from it). SQLite files run with
-`secure_delete` and are checkpointed, so no copy stays in free pages or in `-wal` files.
+checkpoints may hold its text (threads that wrote into it or recalled from it). SQLite files are rewritten
+after the deletes (`stores.scrub`) and their WAL truncated, so no copy stays in any page or in `-wal` files.
 
 Hard-deleting single memories goes through `erase_memories`: the memories, everything derived from them
 (facts, topics, working memory whose source refs point at them, transitively), preferences evidenced by their
@@ -61,6 +61,7 @@ def erase_cubes(
         threads |= set(registry.threads(cube_id=cube_id))
     report = ErasureReport(user_id=user_id, cube_ids=list(cube_ids))
     report.memories = sum(tree.erase_cube(c) for c in cube_ids)
+    tree.scrub()
     if preferences is not None:
         report.preferences = preferences.erase(user_id=user_id, cube_ids=cube_ids)
     jobs = outbox.purge(user_id=user_id, cube_ids=cube_ids, thread_ids=sorted(threads))
@@ -108,6 +109,7 @@ def erase_memories(
         doomed += derived_closure(tree, cube_id, [i.id for i in items if i.cube_id == cube_id])
     message_refs = {r.ref for i in items for r in i.source_refs if r.kind in ("message", "turn") and r.ref}
     report.memories = tree.delete(doomed, hard=True)
+    tree.scrub()
     if preferences is not None and message_refs:
         for user in sorted({i.user_id for i in items}):
             evidenced = [p.id for p in preferences.list(user_id=user, include_inactive=True, limit=100_000)

@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, Field
 
 from hippograph.stores.files import private_file
+from hippograph.stores.scrub import scrub
 
 
 class JobStatus(StrEnum):
@@ -237,7 +238,7 @@ class SqliteOutbox:
                       if job_touches(json.loads(payload), user_id=user_id, cube_ids=cube_ids, memory_ids=memory_ids,
                                      thread_ids=thread_ids)]
             self._conn.executemany("DELETE FROM jobs WHERE id = ?", [(j,) for j in doomed])
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            scrub(self._conn)  # also older copies of payloads that finished jobs left in the file
         return doomed
 
     def get(self, job_id: str) -> Job | None:

@@ -80,8 +80,13 @@ class TreeStore(Protocol):
         ...
 
     def erase_cube(self, cube_id: str) -> int:
-        """Hard-delete every memory, edge and entity of a cube, leaving no recoverable copy in the backend's
-        files where the backend controls that. Returns how many memories went."""
+        """Hard-delete every memory, edge and entity of a cube. Returns how many memories went. An erasure
+        follows it (and hard deletes) with `scrub`."""
+        ...
+
+    def scrub(self) -> None:
+        """Leave no recoverable copy of hard-deleted data in the backend's files, where the backend controls
+        them (erasure). May rewrite the whole store: run it once per erasure, not per delete."""
         ...
 
     def supersede(self, old_id: str, new_item: MemoryItem) -> str:

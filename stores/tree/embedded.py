@@ -25,6 +25,7 @@ import numpy as np
 from hippograph.stores.errors import InvalidInputError, NotFoundError
 from hippograph.stores.files import private_file
 from hippograph.stores.models import MemoryItem, MemoryStatus, SearchHit, now
+from hippograph.stores.scrub import scrub
 from hippograph.stores.text import STOP_WORDS, WORD
 from hippograph.stores.tree.base import ENTITY_FANOUT, Edge, Rel, entity_key, entity_weight
 
@@ -288,7 +289,7 @@ class EmbeddedTreeStore:
     def delete(self, ids: Sequence[str], *, hard: bool = False) -> int:
         changed = self._delete(ids, hard=hard)
         if hard and changed:
-            self.compact()  # a hard delete is an erasure: no copy of the text may stay in the file
+            self.compact()  # deleted text leaves the index and the WAL (an erasure then scrubs the file)
         return changed
 
     def _delete(self, ids: Sequence[str], *, hard: bool) -> int:
@@ -325,8 +326,13 @@ class EmbeddedTreeStore:
             conn.execute("DELETE FROM mentions WHERE entity IN (SELECT key FROM entities WHERE cube_id = ?)",
                          (cube_id,))
             conn.execute("DELETE FROM entities WHERE cube_id = ?", (cube_id,))
-        self.compact()
         return erased
+
+    def scrub(self) -> None:
+        """Merge the full-text index, then rewrite the file and fold the WAL into it (`stores.scrub`)."""
+        with self._lock:
+            self._conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')")
+            scrub(self._conn)
 
     def compact(self) -> None:
         """Drop deleted text for good: merge the full-text index (FTS5 keeps deleted terms in old segments until

@@ -536,6 +536,10 @@ class Neo4jTreeStore:
 
         return self._write(work)
 
+    def scrub(self) -> None:
+        """Nothing to do from a client: Neo4j manages its store files (deleted records are gone from every
+        query at once; their space is reused by the database)."""
+
     @_guard
     def erase_cube(self, cube_id: str) -> int:
         """Hard-delete every memory and entity of a cube (in batches, so a big cube never needs one huge tx)."""

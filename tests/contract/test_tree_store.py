@@ -403,6 +403,23 @@ def test_erase_cube_removes_memories_edges_and_entities_of_that_cube_only(tree_s
     assert tree_store.erase_cube("gone") == 0  # idempotent
 
 
+def test_scrub_after_an_erasure_keeps_every_other_memory_findable(tree_store: TreeStore) -> None:
+    kept = [mem(f"Ben keeps note {i} about trams", cube="kept") for i in range(30)]
+    tree_store.add([*kept, *(mem(f"Ana note {i} about Lisbon", cube="gone") for i in range(30))])
+    tree_store.add_mentions({m.id: ["tram"] for m in kept})
+    tree_store.erase_cube("gone")
+
+    tree_store.scrub()  # may rewrite the store's files (embedded: VACUUM); row ids and indexes must survive
+
+    assert tree_store.count(cube_ids=["kept"]) == 30 and tree_store.count(cube_ids=["gone"]) == 0
+    assert [h.id for h in tree_store.text_search("note 7 trams", cube_ids=["kept"], k=1)] == [kept[7].id]
+    vector = EMB.embed_query("Ben keeps note 12 about trams")
+    assert tree_store.vector_search(vector, cube_ids=["kept"], k=1)[0].id == kept[12].id
+    assert len(tree_store.entity_search(["tram"], cube_ids=["kept"], k=50)) == 30
+    tree_store.add([mem("Ben rides the new tram line", cube="kept")])  # still writable
+    assert tree_store.count(cube_ids=["kept"]) == 31
+
+
 def test_embeddings_returns_the_stored_vectors(tree_store: TreeStore) -> None:
     a = mem("Ana flew to Lisbon")
     tree_store.add([a])
