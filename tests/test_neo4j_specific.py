@@ -27,6 +27,8 @@ from hippograph.stores.tree.neo4j import (
     VECTOR_INDEX,
     Neo4jTreeStore,
     lucene_query,
+    scope_token,
+    scoped_lucene,
 )
 from hippograph.stores.tree.neo4j_server import LocalNeo4j, free_port
 
@@ -85,11 +87,55 @@ def test_constraint_and_indexes_exist(neo4j_tree_store: Neo4jTreeStore) -> None:
     assert vector["options"]["indexConfig"]["vector.similarity_function"] == "COSINE"
     fulltext = indexes[FULLTEXT_INDEX]
     assert fulltext["type"] == "FULLTEXT"
-    assert set(fulltext["properties"]) == {"text", "key", "tags"}
+    assert set(fulltext["properties"]) == {"text", "key", "tags", "ft_scope"}
     for name, prop in RANGE_INDEXES.items():
         assert indexes[name]["type"] == "RANGE" and indexes[name]["properties"] == [prop]
     for prop in ("cube_id", "status", "created_at"):
         assert prop in RANGE_INDEXES.values()
+
+
+def test_text_search_is_scoped_inside_lucene_with_the_unscoped_scores(neo4j_tree_store: Neo4jTreeStore) -> None:
+    store = neo4j_tree_store
+    mine = [item("mine", f"lisbon trams note {i}") for i in range(3)]
+    store.add([*mine, *(item(f"other{c}", f"lisbon lisbon trams trams {i}") for c in range(4) for i in range(30))])
+    lucene = lucene_query("lisbon trams")
+    assert scoped_lucene(lucene, ["mine"]) == f"+ft_scope:({scope_token('mine')})^0 +(lisbon trams)"
+
+    hits = store.text_search("lisbon trams", cube_ids=["mine"], k=10)
+
+    assert sorted(h.id for h in hits) == sorted(m.id for m in mine)
+    with store._driver.session(database=store.database) as s:  # the same words, unscoped, straight from Lucene
+        raw = {r["id"]: r["score"] for r in s.run(
+            "CALL db.index.fulltext.queryNodes($index, $q) YIELD node, score RETURN node.id AS id, score",
+            index=FULLTEXT_INDEX, q=lucene)}
+        scoped = s.run("CALL db.index.fulltext.queryNodes($index, $q) YIELD node RETURN count(node) AS n",
+                       index=FULLTEXT_INDEX, q=scoped_lucene(lucene, ["mine"])).single()["n"]
+    assert scoped == 3 and len(raw) == 123  # Lucene itself only scored the cube's matches
+    assert all(abs(h.scores["bm25"] - raw[h.id]) < 1e-6 for h in hits)  # the cube clause adds nothing
+    assert all("ft_scope" not in h.item.model_dump() for h in hits)
+
+
+def test_a_database_from_before_the_scoped_index_is_migrated(neo4j_server: Any) -> None:
+    from tests.neo4j_fixture import make_neo4j_tree_store
+
+    old = make_neo4j_tree_store(neo4j_server, DIM)
+    kept = item("c1", "the lisbon tram timetable")
+    old.add([kept, item("c2", "lisbon tram museum")])
+    with old._driver.session(database=old.database) as s:  # as an older hippograph left it
+        s.run("MATCH (m:Memory) REMOVE m.ft_scope").consume()
+        s.run(f"DROP INDEX {FULLTEXT_INDEX}").consume()
+        s.run(f"CREATE FULLTEXT INDEX {FULLTEXT_INDEX} FOR (m:Memory) ON EACH [m.text, m.key, m.tags] "
+              "OPTIONS {indexConfig: {`fulltext.analyzer`: 'english'}}").consume()
+        s.run("CALL db.awaitIndexes(60)").consume()
+    old.close()
+
+    store = Neo4jTreeStore(neo4j_server.uri, auth=neo4j_server.auth, dimension=DIM)
+    try:
+        fulltext = {i["name"]: i for i in store.schema()["indexes"]}[FULLTEXT_INDEX]
+        assert set(fulltext["properties"]) == {"text", "key", "tags", "ft_scope"}
+        assert [h.id for h in store.text_search("lisbon tram", cube_ids=["c1"])] == [kept.id]
+    finally:
+        store.close()
 
 
 def test_duplicate_id_in_one_batch_is_one_node(neo4j_tree_store: Neo4jTreeStore) -> None:
@@ -155,10 +201,12 @@ def test_text_search_query_syntax_is_plain_text(neo4j_tree_store: Neo4jTreeStore
 
 
 def test_lucene_query_builder_escapes_everything() -> None:
-    assert lucene_query("NOT apple AND OR") == "not apple"  # lower-case: no operators
+    assert lucene_query("NOT apple AND OR") == "apple"  # no operators (and Lucene drops "not" anyway)
+    assert lucene_query("apples AND pears") == "apples pears"  # lower-case: "and" is a word, then a stop word
     assert lucene_query("text:apple~2") == "text apple 2"
     assert lucene_query("!!!") == ""
-    assert lucene_query("what is the") == "what is the"  # only stop words: keep them rather than nothing
+    assert lucene_query("what is the") == "what"  # only stop words: keep those Lucene keeps rather than nothing
+    assert lucene_query("OR NOT AND") == ""  # nothing Lucene keeps: no text search (scoped, it would match all)
 
 
 HOSTILE_TEXTS = [

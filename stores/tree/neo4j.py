@@ -33,6 +33,7 @@ vectors written since; a new epoch (the cube erased and written again) reads the
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import re
@@ -86,7 +87,12 @@ ENTITY_LABEL = "Entity"
 ENTITY_CONSTRAINT = "entity_key_unique"
 #: Properties stored as JSON strings (Neo4j properties cannot hold maps or lists of maps).
 _JSON_FIELDS = ("source_refs", "metadata")
-_INTERNAL = ("embedding", "_ord", "_v")
+_INTERNAL = ("embedding", "_ord", "_v", "ft_scope")
+#: The full-text index also holds each memory's cube as one numeric token (`ft_scope`), so a text search names
+#: its cubes inside the Lucene query (`scoped_lucene`) and Lucene scores only their hits, instead of every
+#: tenant's matches being scored and then filtered (most of the text time at 100 cubes x 1k). Above this many
+#: cubes the query stays unscoped (Lucene's clause limit is 1,024).
+SCOPED_CUBES_MAX = 256
 _BATCH = 1000
 
 #: Characters with a meaning in Lucene's query syntax (escaped in `lucene_escape`).
@@ -100,14 +106,35 @@ def lucene_escape(text: str) -> str:
     return _LUCENE_SPECIAL.sub(r"\\\1", text)
 
 
+#: Lucene's English analyzer drops these words: a query of nothing else matches nothing (and, scoped, would match
+#: the whole cube through its cube clause alone).
+LUCENE_STOP_WORDS = frozenset({
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no", "not", "of",
+    "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this", "to", "was", "will", "with",
+})
+
+
 def lucene_query(text: str) -> str:
     """Plain text -> a safe Lucene query: its words (lower-cased, so `AND`/`OR`/`NOT` are no operators),
-    escaped and OR-ed. Empty when `text` has no words."""
-    words = [w for w in WORD.findall(text.lower()) if w not in STOP_WORDS]
-    if not words:
-        words = WORD.findall(text.lower())
+    escaped and OR-ed. Empty when `text` has no words Lucene's English analyzer keeps."""
+    kept = [w for w in WORD.findall(text.lower()) if w not in LUCENE_STOP_WORDS]
+    words = [w for w in kept if w not in STOP_WORDS] or kept
     unique = list(dict.fromkeys(words))[:64]
     return " ".join(lucene_escape(w) for w in unique)
+
+
+def scope_token(cube_id: str) -> str:
+    """The cube's token in the full-text index: digits only, so no analyzer splits or stems it."""
+    return str(int.from_bytes(hashlib.blake2b(cube_id.encode(), digest_size=8).digest(), "big"))
+
+
+def scoped_lucene(lucene: str, cubes: Sequence[str]) -> str:
+    """`lucene` restricted to the cubes inside Lucene. The cube clause has boost 0, so scores are the words'
+    BM25 alone (the same as unscoped); a hash collision only lets another cube's hit through to the Cypher filter
+    behind it."""
+    if not lucene or len(cubes) > SCOPED_CUBES_MAX:
+        return lucene
+    return f"+ft_scope:({' OR '.join(scope_token(c) for c in cubes)})^0 +({lucene})"
 
 
 def _to_cos(normalised: float) -> float:
@@ -143,7 +170,7 @@ RETURN count(r) AS n
     for rel in Rel
 }
 
-_NODE_MAP = "m {.*, embedding: null, _ord: null, _v: null}"
+_NODE_MAP = "m {.*, embedding: null, _ord: null, _v: null, ft_scope: null}"
 _NODE_FIELDS = f"{_NODE_MAP} AS m"
 
 _MENTIONS_MERGE = f"""
@@ -195,19 +222,24 @@ CALL () {{
 """
 _CACHED_SEARCH = _CACHED_PARTS + "RETURN versions, dense"
 # Full text: Lucene's best `$tlimit` hits only (a top-n collector, ties in index order, instead of sorting every
-# match: 39 -> 13 ms p50 at one 100k cube, no difference measured at 30k), streamed through the cube and status
-# filter until k pass. Fewer than k: the caller asks again for 8x more (until the limit covers the index). Any
-# limit gives a prefix of the same order, so hybrid and text search agree whatever limits they used.
+# match: 39 -> 13 ms p50 at one 100k cube, no difference measured at 30k), then the cube and status filter until
+# k pass. `seen` < `$tlimit` means Lucene had no more; else, with fewer than k kept, the caller asks again for 8x
+# more. Any limit gives a prefix of the same order, so hybrid and text search agree whatever limits they used.
 _TEXT_PART = f"""
 CALL () {{
-    CALL db.index.fulltext.queryNodes($index, $q, {{limit: $tlimit}}) YIELD node AS m, score
-    WHERE m.cube_id IN $cubes AND m.status IN $states
-    WITH m, score LIMIT $k
+    CALL db.index.fulltext.queryNodes($index, $q, {{limit: $tlimit}}) YIELD node, score
+    WITH collect({{node: node, score: score}}) AS raw
+    RETURN size(raw) AS seen,
+           [r IN raw WHERE r.score > 0 AND r.node.cube_id IN $cubes AND r.node.status IN $states][..$k] AS kept
+}}
+CALL (kept) {{
+    UNWIND kept AS r
+    WITH r.node AS m, r.score AS score
     RETURN collect({{m: {_NODE_MAP}, score: score}}) AS lexical
 }}
 """
-_TEXT_SEARCH = _TEXT_PART + "RETURN lexical"
-_CACHED_TEXT_SEARCH = _CACHED_PARTS + _TEXT_PART + "RETURN versions, dense, lexical"
+_TEXT_SEARCH = _TEXT_PART + "RETURN seen, lexical"
+_CACHED_TEXT_SEARCH = _CACHED_PARTS + _TEXT_PART + "RETURN versions, dense, seen, lexical"
 
 
 class _CubeCopy:
@@ -427,11 +459,29 @@ class Neo4jTreeStore:
                 dim=self.dimension,
                 quant=self.quantization,
             ).consume()
+            self._migrate_fulltext(s)
             s.run(
                 f"CREATE FULLTEXT INDEX {FULLTEXT_INDEX} IF NOT EXISTS FOR (m:{LABEL}) "
-                "ON EACH [m.text, m.key, m.tags] OPTIONS {indexConfig: {`fulltext.analyzer`: 'english'}}"
+                "ON EACH [m.text, m.key, m.tags, m.ft_scope] OPTIONS {indexConfig: {`fulltext.analyzer`: 'english'}}"
             ).consume()
             s.run("CALL db.awaitIndexes(300)").consume()
+
+    @staticmethod
+    def _migrate_fulltext(s: neo4j.Session) -> None:
+        """A database written before `ft_scope` existed: give every memory its cube token, then drop the old
+        full-text index (the caller creates the new one, which Neo4j fills in the background)."""
+        old = s.run("SHOW INDEXES YIELD name, properties WHERE name = $name RETURN properties",
+                    name=FULLTEXT_INDEX).single()
+        if old is None or "ft_scope" in old["properties"]:
+            return
+        cubes = [r["c"] for r in s.run(f"MATCH (m:{LABEL}) WHERE m.ft_scope IS NULL RETURN DISTINCT m.cube_id AS c")]
+        for cube in cubes:
+            while True:
+                rec = s.run(f"MATCH (m:{LABEL} {{cube_id: $cube}}) WHERE m.ft_scope IS NULL WITH m LIMIT 10000 "
+                            "SET m.ft_scope = $token RETURN count(m) AS n", cube=cube, token=scope_token(cube)).single()
+                if not rec or not rec["n"]:
+                    break
+        s.run(f"DROP INDEX {FULLTEXT_INDEX}").consume()
 
     # -- conversions --------------------------------------------------------------------------------------
 
@@ -458,6 +508,7 @@ class Neo4jTreeStore:
                 props[key] = json.dumps(value, ensure_ascii=False)
             else:
                 props[key] = value
+        props["ft_scope"] = scope_token(item.cube_id)
         return props
 
     def _row(self, item: MemoryItem, *, require_vector: bool = True) -> dict[str, Any]:
@@ -778,8 +829,7 @@ class Neo4jTreeStore:
         total = sum(c.size for c in copies.values())
         want = min(total, max(k * max(self.rescore_factor, 1), 30))
         lexical: list[dict[str, Any]] | None = None
-        # Full-text hits to ask for: enough that ~4k of them fall in these cubes if hits spread like memories.
-        tlimit = max(4 * k, math.ceil(4 * k * self._index_total(tx) / max(total, 1))) if lucene else 0
+        tlimit = self._text_limit(cubes, k, size=total, tx=tx) if lucene else 0
         text_pending = bool(lucene)
         for _ in range(16):
             seen = {c: copy.version for c, copy in copies.items()}
@@ -818,13 +868,21 @@ class Neo4jTreeStore:
     def _text_rest(self, tx: neo4j.ManagedTransaction, rec: neo4j.Record | None, lucene: str, cubes: list[str],
                    states: list[str], k: int, tlimit: int) -> list[dict[str, Any]]:
         rows = list(rec["lexical"]) if rec is not None else []
-        if len(rows) >= k or tlimit >= self._index_total(tx, fresh=True):  # a count from the counts store
+        if len(rows) >= k or rec is None or rec["seen"] < tlimit:  # enough, or Lucene had no more
+            return rows
+        if tlimit >= self._index_total(tx, fresh=True):  # a count from the counts store
             return rows
         return self._text_rows(tx, lucene, cubes, states, k, tlimit * 8)  # the cut may have dropped some
 
-    def _text_limit(self, cubes: list[str], k: int) -> int:
-        """Full-text hits to ask for: ~4k in these cubes if hits spread like memories, from sizes known without
-        a query (kept vectors, cached counts); else 4k (widened when the cubes are a small part)."""
+    def _text_limit(self, cubes: list[str], k: int, *, size: int = 0,
+                    tx: neo4j.ManagedTransaction | None = None) -> int:
+        """Full-text hits to ask for. Scoped to the cubes inside Lucene: 2k (the status filter may drop some).
+        Unscoped: ~4k in these cubes if hits spread like memories, from sizes known without a query (kept vectors,
+        cached counts); else 4k (widened when the cubes are a small part)."""
+        if len(cubes) <= SCOPED_CUBES_MAX:
+            return 2 * k
+        if size and tx is not None:
+            return max(4 * k, math.ceil(4 * k * self._index_total(tx) / size))
         with self._vcache_lock:
             held = [self._vcache[c].size for c in cubes if c in self._vcache]
         size = sum(held) if len(held) == len(cubes) else self._sizes.get(tuple(sorted(cubes)), (0, 0.0))[0]
@@ -986,8 +1044,8 @@ class Neo4jTreeStore:
     ) -> list[SearchHit]:
         if not isinstance(query, str):
             raise InvalidInputError("query must be a string")
-        lucene = lucene_query(query)
         cubes = list(dict.fromkeys(cube_ids))
+        lucene = scoped_lucene(lucene_query(query), cubes)
         if not lucene or not cubes or k <= 0:
             return []
         states = self._states(statuses)
@@ -1012,7 +1070,7 @@ class Neo4jTreeStore:
             return [], []
         states = self._states(statuses)
         params = {"cubes": cubes, "states": states, "vec": vec, "k": int(k)}
-        lucene = lucene_query(query) if isinstance(query, str) else ""
+        lucene = scoped_lucene(lucene_query(query), cubes) if isinstance(query, str) else ""
 
         def work(tx: neo4j.ManagedTransaction) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             self.last_plan = {}
