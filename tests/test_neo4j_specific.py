@@ -24,6 +24,7 @@ from hippograph.stores.tree.neo4j import (
     FULLTEXT_INDEX,
     ID_CONSTRAINT,
     RANGE_INDEXES,
+    TURN_INDEX,
     VECTOR_INDEX,
     Neo4jTreeStore,
     lucene_query,
@@ -90,6 +91,8 @@ def test_constraint_and_indexes_exist(neo4j_tree_store: Neo4jTreeStore) -> None:
     assert set(fulltext["properties"]) == {"text", "key", "tags", "ft_scope"}
     for name, prop in RANGE_INDEXES.items():
         assert indexes[name]["type"] == "RANGE" and indexes[name]["properties"] == [prop]
+    assert indexes[TURN_INDEX]["type"] == "RANGE"
+    assert indexes[TURN_INDEX]["properties"] == ["cube_id", "session_id", "turn_index"]
     for prop in ("cube_id", "status", "created_at"):
         assert prop in RANGE_INDEXES.values()
 

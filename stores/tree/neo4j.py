@@ -67,6 +67,9 @@ RANGE_INDEXES = {
     "memory_parent_id": "parent_id",
     "memory_occurred_at": "occurred_at",
 }
+#: Adjacent turns of a seed (`neighbours`): an index seek on cube, session and turn range. Without it Neo4j seeks
+#: by cube and filters every memory of it (neighbours 19 -> 8 ms p50 at 100 cubes x 500).
+TURN_INDEX = "memory_turns"
 COUNTER_LABEL = "HippographCounter"
 #: One node per cube whose `n` every vector write bumps (in the writing transaction) and whose `epoch` is new
 #: whenever the node is (re)created: a process may keep a cube's vectors in memory while both are unchanged.
@@ -438,6 +441,8 @@ class Neo4jTreeStore:
             for name, prop in RANGE_INDEXES.items():
                 s.run(f"CREATE INDEX {name} IF NOT EXISTS FOR (m:{LABEL}) ON (m.{prop})").consume()
             s.run(f"CREATE INDEX {WRITE_INDEX} IF NOT EXISTS FOR (m:{LABEL}) ON (m.cube_id, m._v)").consume()
+            s.run(f"CREATE INDEX {TURN_INDEX} IF NOT EXISTS FOR (m:{LABEL}) "
+                  "ON (m.cube_id, m.session_id, m.turn_index)").consume()
             existing = s.run(
                 "SHOW INDEXES YIELD name, options WHERE name = $name RETURN options", name=VECTOR_INDEX
             ).single()
