@@ -50,25 +50,18 @@ def recall(services: Services, query: str, vector: list[float], *, cube_ids: lis
     tree = services.tree
     # Time travel reads superseded versions too; `valid_at` below keeps those that were true at `as_of`.
     statuses = (MemoryStatus.ACTIVE,) if as_of is None else (MemoryStatus.ACTIVE, MemoryStatus.SUPERSEDED)
-    query_names = query_entity_names(query) if cfg.weights.entity > 0 or cfg.weights.prf > 0 else []
-    # The entity and working-memory reads need nothing from the hybrid search: they run beside it (with a
-    # server backend each is a round trip of its own).
-    entity = working = None
-    if cfg.weights.entity > 0 and query_names:
-        entity = services.reads.submit(tree.entity_search, query_names, cube_ids=cube_ids, k=cfg.entity_pool,
-                                       statuses=statuses)
-    if session_id and write_cube_id and cfg.working_memory_limit:
-        working = services.reads.submit(tree.list, cube_ids=[write_cube_id], session_id=session_id,
-                                        memory_type=MemoryType.WORKING.value, limit=cfg.working_memory_limit)
     dense, lexical = tree.hybrid_search(vector, query, cube_ids=cube_ids, k=pool, statuses=statuses)
     merged = merge_hits(tied_ranks(dense, "vector"), tied_ranks(found_by_text(lexical), "bm25"))
-    if entity is not None:
-        merged = merge_hits(merged.values(), tied_ranks(entity.result(), "entity"))
-    if working is not None:
+    query_names = query_entity_names(query) if cfg.weights.entity > 0 or cfg.weights.prf > 0 else []
+    if cfg.weights.entity > 0 and query_names:
+        entity = tree.entity_search(query_names, cube_ids=cube_ids, k=cfg.entity_pool, statuses=statuses)
+        merged = merge_hits(merged.values(), tied_ranks(entity, "entity"))
+    if session_id and write_cube_id and cfg.working_memory_limit:
+        working = tree.list(cube_ids=[write_cube_id], session_id=session_id,
+                            memory_type=MemoryType.WORKING.value, limit=cfg.working_memory_limit)
         merged = merge_hits(
             merged.values(),
-            [SearchHit(item=m, scores={"working": 1.0}, ranks={"working": r})
-             for r, m in enumerate(working.result())],
+            [SearchHit(item=m, scores={"working": 1.0}, ranks={"working": r}) for r, m in enumerate(working)],
         )
     ordered = sorted(merged.values(), key=_seed_order)[: cfg.expand_seeds]
     if ordered:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -39,11 +38,6 @@ class Services:
     registry: Registry
     outbox: Outbox
     chat_model: BaseChatModel | None = None
-    reads: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="hippograph-reads"), repr=False
-    )
-    """Threads for store reads that run beside each other (recall's entity and working-memory reads beside its
-    hybrid search: with a server backend each read is a round trip). Started on first use, stopped by `close`."""
     _preferences: Any = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _prefetching: list[threading.Thread] = field(default_factory=list, repr=False)
@@ -118,7 +112,6 @@ class Services:
     def close(self) -> None:
         for thread in self._prefetching:  # a store still opening would be left open (and its file claimed)
             thread.join()
-        self.reads.shutdown(wait=True)
         for part in (self.tree, self._preferences, self.outbox):
             close = getattr(part, "close", None)
             if close is not None:
