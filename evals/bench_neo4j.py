@@ -163,6 +163,7 @@ def run_scenario(
     text_queries: list[str],
     batch: int,
     variants: dict[str, dict[str, Any]] | None = None,
+    text_k: int = K,
 ) -> list[dict[str, Any]]:
     """One row per variant (store attributes set before each query; variants alternate query by query so
     machine noise hits them alike): the same data, the same queries, before/after in one run."""
@@ -196,7 +197,7 @@ def run_scenario(
     tlat = []
     for tq in text_queries:
         t = time.perf_counter()
-        store.text_search(tq, cube_ids=[target], k=K)
+        store.text_search(tq, cube_ids=[target], k=text_k)
         tlat.append((time.perf_counter() - t) * 1000)
     return [{
         "scenario": name,
@@ -210,6 +211,7 @@ def run_scenario(
         "vector_p95_ms": pct(lat[variant], 95),
         "text_p50_ms": pct(tlat, 50),
         "text_p95_ms": pct(tlat, 95),
+        "text_k": text_k,
         "recall_at_10": float(np.mean(recalls[variant])),
         "min_recall_at_10": float(np.min(recalls[variant])),
         "paths": paths[variant],
@@ -392,6 +394,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--cubes", type=int, default=10, help="cubes in the multi-tenant scenario (0 = skip)")
     ap.add_argument("--cube-size", type=int, default=10_000, help="memories per cube in the multi-tenant scenario")
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--text-k", type=int, default=K,
+                    help="hits per full-text search (recall asks for 40: its candidate pool)")
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--minilm", type=int, default=5000, help="MiniLM recall check size (0 = skip)")
     ap.add_argument("--backends", nargs="*", default=["neo4j", "embedded"])
@@ -442,7 +446,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         store = EmbeddedTreeStore(Path(tmp) / "tree.sqlite", dimension=DIM)
                     variants = NEO4J_VARIANTS if backend == "neo4j" and args.before_after else None
                     try:
-                        rows = run_scenario(name, store, cubes, target, queries, text_queries, args.batch, variants)
+                        rows = run_scenario(name, store, cubes, target, queries, text_queries, args.batch, variants,
+                                            text_k=args.text_k)
                         for row in rows if args.graph else []:
                             for attr, value in (variants or {}).get(row["variant"], {}).items():
                                 setattr(store, attr, value)
