@@ -68,7 +68,7 @@ RANGE_INDEXES = {
     "memory_occurred_at": "occurred_at",
 }
 #: Adjacent turns of a seed (`neighbours`): an index seek on cube, session and turn range. Without it Neo4j seeks
-#: by cube and filters every memory of it (neighbours 19 -> 8 ms p50 at 100 cubes x 500).
+#: by cube and filters every memory of it (neighbours 8 -> 4 ms p50 at 100 cubes x 500, evals/results/neo4j.md).
 TURN_INDEX = "memory_turns"
 COUNTER_LABEL = "HippographCounter"
 #: One node per cube whose `n` every vector write bumps (in the writing transaction) and whose `epoch` is new
@@ -93,8 +93,8 @@ _JSON_FIELDS = ("source_refs", "metadata")
 _INTERNAL = ("embedding", "_ord", "_v", "ft_scope")
 #: The full-text index also holds each memory's cube as one numeric token (`ft_scope`), so a text search names
 #: its cubes inside the Lucene query (`scoped_lucene`) and Lucene scores only their hits, instead of every
-#: tenant's matches being scored and then filtered (most of the text time at 100 cubes x 1k). Above this many
-#: cubes the query stays unscoped (Lucene's clause limit is 1,024).
+#: tenant's matches being scored and then filtered: a search's cost no longer grows with other tenants' data.
+#: Above this many cubes the query stays unscoped (Lucene's clause limit is 1,024).
 SCOPED_CUBES_MAX = 256
 _BATCH = 1000
 
