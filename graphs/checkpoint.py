@@ -115,6 +115,6 @@ def _scrubbed(saver: BaseCheckpointSaver) -> bool:
     """Rewrite a SQLite saver's file and truncate its WAL; False if a reader kept the WAL partial."""
     conn = getattr(saver, "conn", None)
     if not isinstance(conn, sqlite3.Connection):
-        return True  # Postgres: a committed delete is gone from the table
+        return True  # Postgres: the rows are deleted; reclaiming their space is the server's VACUUM (not run here)
     with getattr(saver, "lock", contextlib.nullcontext()):
         return scrub(conn)
