@@ -22,11 +22,11 @@ from hippograph.nodes.time_grounding import event_time, query_window, valid_at
 from hippograph.nodes.turns import speaker_of
 from hippograph.stores.embedders import embed_array
 from hippograph.stores.entities import query_entity_names
-from hippograph.stores.models import MemoryItem, MemoryStatus, MemoryType, SearchHit
+from hippograph.stores.models import MemoryItem, MemoryStatus, SearchHit
 from hippograph.stores.recall_config import RecallConfig
 from hippograph.stores.services import Services
 from hippograph.stores.text import WORD
-from hippograph.stores.tree.base import TreeStore
+from hippograph.stores.tree.base import RecallQuery, TreeStore
 
 
 def merge_hits(*lists: Iterable[SearchHit]) -> dict[str, SearchHit]:
@@ -50,22 +50,23 @@ def recall(services: Services, query: str, vector: list[float], *, cube_ids: lis
     tree = services.tree
     # Time travel reads superseded versions too; `valid_at` below keeps those that were true at `as_of`.
     statuses = (MemoryStatus.ACTIVE,) if as_of is None else (MemoryStatus.ACTIVE, MemoryStatus.SUPERSEDED)
-    dense, lexical = tree.hybrid_search(vector, query, cube_ids=cube_ids, k=pool, statuses=statuses)
-    merged = merge_hits(tied_ranks(dense, "vector"), tied_ranks(found_by_text(lexical), "bm25"))
     query_names = query_entity_names(query) if cfg.weights.entity > 0 or cfg.weights.prf > 0 else []
-    if cfg.weights.entity > 0 and query_names:
-        entity = tree.entity_search(query_names, cube_ids=cube_ids, k=cfg.entity_pool, statuses=statuses)
-        merged = merge_hits(merged.values(), tied_ranks(entity, "entity"))
-    if session_id and write_cube_id and cfg.working_memory_limit:
-        working = tree.list(cube_ids=[write_cube_id], session_id=session_id,
-                            memory_type=MemoryType.WORKING.value, limit=cfg.working_memory_limit)
-        merged = merge_hits(
-            merged.values(),
-            [SearchHit(item=m, scores={"working": 1.0}, ranks={"working": r}) for r, m in enumerate(working)],
-        )
+    first = tree.recall_round(RecallQuery(
+        vector=vector, text=query, cube_ids=cube_ids, k=pool, statuses=statuses,
+        entity_names=query_names if cfg.weights.entity > 0 else (), entity_k=cfg.entity_pool,
+        working_cube_id=write_cube_id if session_id else None, working_session_id=session_id,
+        working_limit=cfg.working_memory_limit, expand=cfg.expand_seeds, expand_window=cfg.expand_window,
+    ))
+    merged = merge_hits(tied_ranks(first.dense, "vector"), tied_ranks(found_by_text(first.lexical), "bm25"),
+                        tied_ranks(first.entity, "entity"),
+                        [SearchHit(item=m, scores={"working": 1.0}, ranks={"working": r})
+                         for r, m in enumerate(first.working)])
     ordered = sorted(merged.values(), key=_seed_order)[: cfg.expand_seeds]
     if ordered:
-        near = tree.neighbours([h.id for h in ordered], cube_ids=cube_ids, window=cfg.expand_window)
+        seed_ids = [h.id for h in ordered]
+        near = first.near.of(seed_ids) if first.near is not None else None
+        if near is None:  # a seed outside the read-ahead (or none was read ahead)
+            near = tree.neighbours(seed_ids, cube_ids=cube_ids, window=cfg.expand_window)
         merged = merge_hits(merged.values(), _graph_hits(ordered, near, cfg.expand_window))
     if cfg.weights.prf > 0:
         seeds = sorted(merged.values(), key=_seed_order)[: cfg.prf_seeds]

@@ -6,11 +6,12 @@ Run alone with: `.venv/bin/python -m pytest tests/test_neo4j_specific.py` (tests
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -431,6 +432,58 @@ def test_kept_vectors_catch_up_on_writes_alone_and_hybrid_answers_in_one_query(n
     finally:
         for s in (cached, plain, other):
             s.close()
+
+
+def test_recall_is_one_query_from_kept_vectors_and_equals_the_call_by_call_recall(neo4j_server: Any) -> None:
+    """Recall's first round (dense, full text, entities, working memory) and the neighbours of its seeds come back
+    in one query when the cube's vectors are kept; the candidates and every signal equal the call-by-call path
+    (vectors not kept), and a seed outside the read-ahead falls back to `neighbours`."""
+    from types import SimpleNamespace
+
+    from hippograph.nodes.retrieve_tree import recall
+    from hippograph.stores.recall_config import RecallConfig
+    from hippograph.stores.tree.base import NeighbourReadAhead
+    from tests.neo4j_fixture import make_neo4j_tree_store
+
+    kept = make_neo4j_tree_store(neo4j_server, DIM, cache_cube_rows=1000)
+    plain = Neo4jTreeStore(neo4j_server.uri, auth=neo4j_server.auth, dimension=DIM, cache_cube_rows=0)
+    try:
+        rng = np.random.default_rng(5)
+        turns = [item(text=f"turn {i}: Ana talked about {('apples', 'boats', 'Lisbon')[i % 3]}", rng=rng,
+                      session_id=f"s{i // 8}", turn_index=i % 8) for i in range(40)]
+        working = [item(text=f"working note {i}", rng=rng, session_id="s0", memory_type=MemoryType.WORKING)
+                   for i in range(3)]
+        kept.add([*turns, *working, item(cube="c2", text="Ana talked about apples", rng=rng)])
+        kept.add_mentions({t.id: ["ana", "lisbon"] if i % 3 == 2 else ["ana"] for i, t in enumerate(turns)})
+        q = vec(rng)
+
+        def candidates(store: Neo4jTreeStore) -> dict[str, dict[str, float]]:
+            hits = recall(cast(Any, SimpleNamespace(tree=store)), "What did Ana say about apples in Lisbon?", q,
+                          cube_ids=["c1"], pool=10, session_id="s0", write_cube_id="c1", cfg=RecallConfig())
+            # vector scores: float32 in numpy (kept) vs Neo4j's cosine, equal to 1e-5
+            return {h.id: {**{k: round(v, 5) for k, v in h.scores.items()},
+                           **{f"rank:{k}": v for k, v in h.ranks.items()}} for h in hits}
+
+        want = candidates(plain)
+        assert {"vector", "bm25", "entity", "working", "graph"} <= {s for v in want.values() for s in v}
+        candidates(kept)  # the first search reads the cube's vectors
+        queries: list[str] = []
+        spy = QuerySpy(kept, queries)
+        assert candidates(kept) == want
+        assert len(queries) == 1, queries
+        spy.undo()
+
+        real = kept.recall_round
+        kept.recall_round = lambda query: dataclasses.replace(  # type: ignore[method-assign]
+            real(query), near=NeighbourReadAhead(seeds=frozenset(), rows=()))
+        queries.clear()
+        spy = QuerySpy(kept, queries)
+        assert candidates(kept) == want
+        assert len(queries) == 2 and "UNION" in queries[1]  # the neighbours, asked separately
+        spy.undo()
+    finally:
+        kept.close()
+        plain.close()
 
 
 class QuerySpy:

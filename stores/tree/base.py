@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from hippograph.stores.models import MemoryItem, MemoryStatus, SearchHit
+from hippograph.stores.models import MemoryItem, MemoryStatus, MemoryType, SearchHit
 
 
 class Rel(StrEnum):
@@ -50,6 +51,112 @@ class Edge(BaseModel):
     rel: Rel
     dst: str
     props: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecallQuery:
+    """Every read of hybrid recall's first round (`TreeStore.recall_round`), so that a remote backend can answer
+    them in one round trip."""
+
+    vector: Sequence[float]
+    """The query's embedding (dense signal)."""
+    text: str
+    """The query's text (full-text signal; plain text, backends escape any query syntax)."""
+    cube_ids: Sequence[str]
+    k: int
+    """Hits per signal (dense and full text)."""
+    statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,)
+    entity_names: Sequence[str] = ()
+    """Normalised entity names of the query (entity signal); empty = no entity search."""
+    entity_k: int = 10
+    working_cube_id: str | None = None
+    """Cube of the session's working memory; None = not read."""
+    working_session_id: str | None = None
+    working_limit: int = 0
+    """The newest this many active working memories of the session (0 = not read)."""
+    expand: int = 0
+    """A remote backend may read ahead the neighbours (`neighbours(..., window=expand_window)`) of the best
+    `expand` hits of each of the dense and full-text lists: recall expands its best seeds, and they are almost
+    always among those."""
+    expand_window: int = 1
+
+
+class NeighbourKind(IntEnum):
+    """How a neighbour relates to its seed; `neighbours` lists them in this order."""
+
+    TURN = 0
+    """An adjacent turn (same session, turn index within the window)."""
+    PARENT = 1
+    """The seed's `parent_id`."""
+    CHILD = 2
+    """A memory whose `parent_id` is the seed."""
+    LINKED = 3
+    """Either end of a `PARENT` edge of the seed."""
+
+
+class Nearby(NamedTuple):
+    """One neighbour of one seed, read ahead."""
+
+    seed: str
+    kind: NeighbourKind
+    order: float
+    """Turn index (turns) or creation time (children, linked): the order within a kind and seed."""
+    item: MemoryItem
+
+
+def neighbour_order(seeds: Sequence[str], rows: Sequence[Nearby]) -> list[MemoryItem]:
+    """`neighbours(seeds)` from per-seed rows: kind first, then the seed's position, then `order`, then id;
+    each memory once, the seeds themselves left out."""
+    position = {sid: i for i, sid in enumerate(dict.fromkeys(seeds))}
+    picked = sorted((r for r in rows if r.seed in position and r.item.id not in position),
+                    key=lambda r: (r.kind, position[r.seed], r.order, r.item.id))
+    first: dict[str, MemoryItem] = {}
+    for r in picked:
+        first.setdefault(r.item.id, r.item)
+    return list(first.values())
+
+
+@dataclass(frozen=True)
+class NeighbourReadAhead:
+    """Neighbours of candidate seeds, read with the first round (`RecallQuery.expand`)."""
+
+    seeds: frozenset[str]
+    """Every seed whose neighbours were read (those with none included)."""
+    rows: tuple[Nearby, ...]
+
+    def of(self, ids: Sequence[str]) -> list[MemoryItem] | None:
+        """What `neighbours(ids, window=expand_window)` returns, or None when an id was not read ahead."""
+        if not set(ids) <= self.seeds:
+            return None
+        return neighbour_order(ids, self.rows)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecallRound:
+    """The answers to a `RecallQuery`: the same as the separate calls would give."""
+
+    dense: list[SearchHit]
+    """`vector_search(vector, k=k)`."""
+    lexical: list[SearchHit]
+    """`text_search(text, k=k)`."""
+    entity: list[SearchHit]
+    """`entity_search(entity_names, k=entity_k)`."""
+    working: list[MemoryItem]
+    """`list(cube_ids=[working_cube_id], session_id=..., memory_type=WorkingMemory, limit=working_limit)`."""
+    near: NeighbourReadAhead | None = None
+    """Neighbours read ahead (remote backends), or None: the caller asks `neighbours`."""
+
+
+def recall_round_by_calls(store: TreeStore, query: RecallQuery) -> RecallRound:
+    """`recall_round` as separate calls: what an in-process backend does (a call costs no round trip)."""
+    dense, lexical = store.hybrid_search(query.vector, query.text, cube_ids=query.cube_ids, k=query.k,
+                                         statuses=query.statuses)
+    entity = (store.entity_search(query.entity_names, cube_ids=query.cube_ids, k=query.entity_k,
+                                  statuses=query.statuses) if query.entity_names else [])
+    working = (store.list(cube_ids=[query.working_cube_id], session_id=query.working_session_id,
+                          memory_type=MemoryType.WORKING.value, limit=query.working_limit)
+               if query.working_cube_id and query.working_session_id and query.working_limit > 0 else [])
+    return RecallRound(dense=dense, lexical=lexical, entity=entity, working=working)
 
 
 @runtime_checkable
@@ -128,6 +235,11 @@ class TreeStore(Protocol):
     ) -> tuple[list[SearchHit], list[SearchHit]]:
         """`(vector_search(...), text_search(...))`: the same results as the two calls, in one round trip where
         the backend is remote (hybrid recall calls this once per query)."""
+        ...
+
+    def recall_round(self, query: RecallQuery) -> RecallRound:
+        """Every read of recall's first round (dense, full text, entities, working memory; neighbours of the
+        likely seeds read ahead where that saves a round trip): the same results as the separate calls."""
         ...
 
     def neighbours(

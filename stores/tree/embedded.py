@@ -27,7 +27,16 @@ from hippograph.stores.files import private_file
 from hippograph.stores.models import MemoryItem, MemoryStatus, SearchHit, now
 from hippograph.stores.scrub import scrub
 from hippograph.stores.text import STOP_WORDS, WORD
-from hippograph.stores.tree.base import ENTITY_FANOUT, Edge, Rel, entity_key, entity_weight
+from hippograph.stores.tree.base import (
+    ENTITY_FANOUT,
+    Edge,
+    RecallQuery,
+    RecallRound,
+    Rel,
+    entity_key,
+    entity_weight,
+    recall_round_by_calls,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS memories (
@@ -665,6 +674,10 @@ class EmbeddedTreeStore:
             if self._scans is None:
                 self._scans = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hippograph-vector-scan")
             return self._scans
+
+    def recall_round(self, query: RecallQuery) -> RecallRound:
+        # In process a call costs no round trip: the separate calls, no neighbours read ahead.
+        return recall_round_by_calls(self, query)
 
     def neighbours(self, ids: Sequence[str], *, cube_ids: Sequence[str], window: int = 1) -> list[MemoryItem]:
         seeds = self.get(ids, cube_ids=cube_ids)

@@ -49,10 +49,21 @@ import numpy as np
 from neo4j import exceptions as nx
 
 from hippograph.stores.errors import BackendUnavailableError, InvalidInputError, NotFoundError
-from hippograph.stores.models import MemoryItem, MemoryStatus, SearchHit, now
+from hippograph.stores.models import MemoryItem, MemoryStatus, MemoryType, SearchHit, now
 from hippograph.stores.settings import get_settings
 from hippograph.stores.text import STOP_WORDS, WORD
-from hippograph.stores.tree.base import ENTITY_FANOUT, Edge, Rel, entity_key
+from hippograph.stores.tree.base import (
+    ENTITY_FANOUT,
+    Edge,
+    Nearby,
+    NeighbourKind,
+    NeighbourReadAhead,
+    RecallQuery,
+    RecallRound,
+    Rel,
+    entity_key,
+    recall_round_by_calls,
+)
 
 LABEL = "Memory"
 VECTOR_INDEX = "memory_embedding"
@@ -192,7 +203,7 @@ _DROP_ORPHANS = (
     f"UNWIND $keys AS key MATCH (e:{ENTITY_LABEL} {{key: key}}) WHERE NOT EXISTS {{ (e)<-[:MENTIONS]-() }} DELETE e"
 )
 # Rare entities weigh most: 1 / log2(1 + df), df = how many (status-filtered) memories mention the entity.
-_ENTITY_SEARCH = f"""
+_ENTITY_ROWS = f"""
 UNWIND $keys AS key
 MATCH (e:{ENTITY_LABEL} {{key: key}})
 CALL (e) {{
@@ -203,10 +214,28 @@ WITH e, collect(m) AS ms WHERE 0 < size(ms) <= $fanout
 WITH ms, 1.0 / (log(1.0 + size(ms)) / log(2.0)) AS w
 UNWIND ms AS m
 WITH m, sum(w) AS score
-ORDER BY score DESC, m.id LIMIT $k
-RETURN {_NODE_FIELDS}, score
+ORDER BY score DESC, m.id LIMIT $ek
 """
-
+_ENTITY_SEARCH = _ENTITY_ROWS + f"RETURN {_NODE_FIELDS}, score"
+# A seed `s`'s neighbours `n` of each `NeighbourKind`, with their order within the kind.
+_NEAR_OF_SEED = f"""
+CALL (s) {{
+    MATCH (n:{LABEL})
+    WHERE s.session_id IS NOT NULL AND s.turn_index IS NOT NULL
+      AND n.session_id = s.session_id AND n.cube_id = s.cube_id
+      AND n.turn_index >= s.turn_index - $w AND n.turn_index <= s.turn_index + $w
+    RETURN n, {int(NeighbourKind.TURN)} AS kind, n.turn_index AS x
+    UNION
+    MATCH (n:{LABEL}) WHERE s.parent_id IS NOT NULL AND n.id = s.parent_id
+    RETURN n, {int(NeighbourKind.PARENT)} AS kind, 0 AS x
+    UNION
+    MATCH (n:{LABEL} {{parent_id: s.id}})
+    RETURN n, {int(NeighbourKind.CHILD)} AS kind, n.created_at AS x
+    UNION
+    MATCH (s)-[:PARENT]-(n:{LABEL})
+    RETURN n, {int(NeighbourKind.LINKED)} AS kind, n.created_at AS x
+}}
+"""
 
 # One round trip for a search from the cubes' vectors kept in the process: the write counters (is the copy
 # current?) and the fields of the best ranked candidates still in the cubes with a wanted status, in rank order
@@ -223,7 +252,6 @@ CALL () {{
     RETURN collect([i, {_NODE_MAP}]) AS dense
 }}
 """
-_CACHED_SEARCH = _CACHED_PARTS + "RETURN versions, dense"
 # Full text: Lucene's best `$tlimit` hits only (a top-n collector, ties in index order, instead of sorting every
 # match: 39 -> 13 ms p50 at one 100k cube, no difference measured at 30k), then the cube and status filter until
 # k pass. `seen` < `$tlimit` means Lucene had no more; else, with fewer than k kept, the caller asks again for 8x
@@ -242,7 +270,47 @@ CALL (kept) {{
 }}
 """
 _TEXT_SEARCH = _TEXT_PART + "RETURN seen, lexical"
-_CACHED_TEXT_SEARCH = _CACHED_PARTS + _TEXT_PART + "RETURN versions, dense, seen, lexical"
+# Recall's first round (`recall_round`) adds to the same query: the entity signal, the session's working memory
+# and the neighbours of the best `$expand` dense and full-text hits (recall's seeds are almost always there).
+_ROUND_PART = f"""
+CALL () {{
+    CALL () {{ {_ENTITY_ROWS} RETURN m, score }}
+    RETURN collect({{m: {_NODE_MAP}, score: score}}) AS entity
+}}
+CALL () {{
+    MATCH (m:{LABEL}) WHERE m.cube_id = $wcube AND m.session_id = $wsession AND m.memory_type = $wtype
+      AND m.status = 'active'
+    WITH m ORDER BY m.created_at DESC, m._ord DESC LIMIT $wlimit
+    RETURN collect({_NODE_MAP}) AS working
+}}
+WITH *, $SEEDS AS seeds
+CALL (seeds) {{
+    UNWIND seeds AS sid
+    WITH DISTINCT sid
+    MATCH (s:{LABEL} {{id: sid}})
+    {_NEAR_OF_SEED}
+    WITH s, n AS m, kind, x WHERE m.cube_id IN $cubes AND m.status = 'active' AND m.id <> s.id
+    RETURN collect([s.id, kind, x, {_NODE_MAP}]) AS near
+}}
+"""
+
+
+@functools.cache
+def _cached_query(text: bool, first_round: bool) -> str:
+    """The one query of a search from kept vectors: counters and dense hits, with full text, with the round."""
+    parts, columns = [_CACHED_PARTS], ["versions", "dense"]
+    if text:
+        parts.append(_TEXT_PART)
+        columns += ["seen", "lexical"]
+    if first_round:
+        # Full-text scores tie often (short memories sharing the query's words) and tied hits share a rank in
+        # recall, so any of them can be a seed: the read-ahead takes the ties of the last one too (up to 4x).
+        seeds = "[d IN dense[..$expand] | d[1].id]" + (
+            " + [r IN lexical WHERE size(lexical) <= $expand OR r.score >= lexical[$expand - 1].score"
+            " | r.m.id][..4 * $expand]" if text else "")
+        parts.append(_ROUND_PART.replace("$SEEDS", seeds))
+        columns += ["entity", "working", "seeds", "near"]
+    return "".join(parts) + "RETURN " + ", ".join(columns)
 
 
 class _CubeCopy:
@@ -691,7 +759,7 @@ class Neo4jTreeStore:
         if not keys or k <= 0:
             return []
         rows = self._rows(_ENTITY_SEARCH, keys=keys, states=self._states(statuses), cap=ENTITY_FANOUT + 1,
-                          fanout=ENTITY_FANOUT, k=int(k))
+                          fanout=ENTITY_FANOUT, ek=int(k))
         return self._hits(rows, "entity", float)
 
     @_guard
@@ -813,10 +881,13 @@ class Neo4jTreeStore:
                     "RETURN m.id AS id, m.embedding AS e")
 
     def _cached_search(
-        self, tx: neo4j.ManagedTransaction, params: dict[str, Any], lucene: str = ""
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None] | None:
-        """Top-k rows ranked from this process's copy of the cubes' vectors (and the full-text rows when `lucene`
-        is given), or None when a cube is too big to keep (the caller's ANN path answers).
+        self, tx: neo4j.ManagedTransaction, params: dict[str, Any], lucene: str = "",
+        first_round: dict[str, Any] | None = None,
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None, dict[str, Any] | None] | None:
+        """Top-k rows ranked from this process's copy of the cubes' vectors, the full-text rows when `lucene`
+        is given and the rest of recall's first round when `first_round` holds its parameters (the record's
+        `entity`, `working`, `seeds` and `near`); None when a cube is too big to keep (the caller's ANN path
+        answers).
 
         Steady state is one query: it returns the cubes' write counters and the fields of the best candidates that
         are still in the cubes with the wanted status (so deleted or archived memories never come back). If a
@@ -835,17 +906,21 @@ class Neo4jTreeStore:
         want = min(total, max(k * max(self.rescore_factor, 1), 30))
         lexical: list[dict[str, Any]] | None = None
         tlimit = self._text_limit(cubes, k, size=total, tx=tx) if lucene else 0
-        text_pending = bool(lucene)
+        text_pending, round_pending, round_rec = bool(lucene), first_round is not None, None
         for _ in range(16):
             seen = {c: copy.version for c, copy in copies.items()}
             ids, scores = _rank(copies, query_vec, want)
-            with_text, text_pending = text_pending, False
-            rec = tx.run(_CACHED_TEXT_SEARCH if with_text else _CACHED_SEARCH, ids=ids, cubes=cubes,
-                         states=params["states"], k=k, index=FULLTEXT_INDEX, q=lucene, tlimit=tlimit).single()
+            with_text, with_round = text_pending, round_pending
+            text_pending = round_pending = False
+            rec = tx.run(_cached_query(with_text, with_round), ids=ids, cubes=cubes, states=params["states"], k=k,
+                         index=FULLTEXT_INDEX, q=lucene, tlimit=tlimit,
+                         **(first_round if with_round and first_round else {})).single()
             if rec is None:
                 return None
             if with_text:
                 lexical = self._text_rest(tx, rec, lucene, cubes, params["states"], k, tlimit)
+            if with_round:
+                round_rec = {key: rec[key] for key in ("entity", "working", "seeds", "near")}
             versions = {cube: (epoch or "", n or 0) for cube, epoch, n in rec["versions"]}
             if versions != seen:  # written since the copy was made (by any process): catch up, rank again
                 refreshed = self._refresh_copies(tx, cubes, versions)
@@ -858,7 +933,7 @@ class Neo4jTreeStore:
             dense = [{"m": m, "score": (1.0 + scores[i]) / 2.0} for i, m in rec["dense"]]
             if len(dense) >= k or want >= total:
                 self.last_plan = {"path": "cache", "cube_size": total, "candidates": want}
-                return dense, lexical
+                return dense, lexical, round_rec
             want = min(total, want * 4)  # most of the best are deleted or archived: look further down
         return None
 
@@ -1092,6 +1167,43 @@ class Neo4jTreeStore:
         return self._hits(dense, "vector", _to_cos), self._hits(lexical, "bm25", float)
 
     @_guard
+    def recall_round(self, query: RecallQuery) -> RecallRound:
+        """Recall's first round in one query from kept vectors (dense, full text, entities, working memory and
+        the neighbours of the likely seeds); where the vectors are not kept, the separate calls."""
+        vec = self._vector(query.vector, "query vector")
+        cubes = list(dict.fromkeys(query.cube_ids))
+        if not cubes or query.k <= 0 or self.cache_cube_rows <= 0:
+            return recall_round_by_calls(self, query)
+        params = {"cubes": cubes, "states": self._states(query.statuses), "vec": vec, "k": int(query.k)}
+        lucene = scoped_lucene(lucene_query(query.text), cubes) if isinstance(query.text, str) else ""
+        working = bool(query.working_cube_id and query.working_session_id and query.working_limit > 0)
+        first_round = {
+            "keys": [entity_key(c, n) for c in cubes for n in dict.fromkeys(query.entity_names)],
+            "cap": ENTITY_FANOUT + 1, "fanout": ENTITY_FANOUT, "ek": max(0, int(query.entity_k)),
+            "wcube": query.working_cube_id if working else None, "wsession": query.working_session_id,
+            "wtype": MemoryType.WORKING.value, "wlimit": max(0, int(query.working_limit)) if working else 0,
+            "expand": max(0, int(query.expand)), "w": int(query.expand_window),
+        }
+
+        def work(tx: neo4j.ManagedTransaction) -> Any:
+            self.last_plan = {}
+            return self._cached_search(tx, params, lucene, first_round)
+
+        cached = self._read(work)
+        if cached is None:  # a cube too big to keep: the ANN path, call by call
+            return recall_round_by_calls(self, query)
+        dense, lexical, rec = cached
+        entity = sorted(rec["entity"], key=lambda r: (-r["score"], r["m"]["id"]))
+        near = NeighbourReadAhead(
+            seeds=frozenset(rec["seeds"]),
+            rows=tuple(Nearby(sid, NeighbourKind(kind), float(x or 0), self._item(m))
+                       for sid, kind, x, m in rec["near"]),
+        )
+        return RecallRound(dense=self._hits(dense, "vector", _to_cos), lexical=self._hits(lexical or [], "bm25", float),
+                           entity=self._hits(entity, "entity", float), working=[self._item(m) for m in rec["working"]],
+                           near=near)
+
+    @_guard
     def neighbours(self, ids: Sequence[str], *, cube_ids: Sequence[str], window: int = 1) -> list[MemoryItem]:
         cubes = list(dict.fromkeys(cube_ids))
         if not ids or not cubes:
@@ -1100,24 +1212,9 @@ class Neo4jTreeStore:
             f"""
             UNWIND range(0, size($ids) - 1) AS si
             MATCH (s:{LABEL} {{id: $ids[si]}}) WHERE s.cube_id IN $cubes
-            CALL (s, si) {{
-                MATCH (n:{LABEL})
-                WHERE s.session_id IS NOT NULL AND s.turn_index IS NOT NULL
-                  AND n.session_id = s.session_id AND n.cube_id = s.cube_id
-                  AND n.turn_index >= s.turn_index - $w AND n.turn_index <= s.turn_index + $w
-                RETURN n, [0, si, n.turn_index] AS ord
-                UNION
-                MATCH (n:{LABEL}) WHERE s.parent_id IS NOT NULL AND n.id = s.parent_id
-                RETURN n, [1, si, 0] AS ord
-                UNION
-                MATCH (n:{LABEL} {{parent_id: s.id}})
-                RETURN n, [2, si, n.created_at] AS ord
-                UNION
-                MATCH (s)-[:PARENT]-(n:{LABEL})
-                RETURN n, [3, si, n.created_at] AS ord
-            }}
-            WITH n, ord WHERE n.cube_id IN $cubes AND n.status = 'active' AND NOT n.id IN $ids
-            RETURN n {{.*, embedding: null, _ord: null, _v: null}} AS m, ord ORDER BY ord
+            {_NEAR_OF_SEED}
+            WITH n AS m, [kind, si, x] AS ord WHERE m.cube_id IN $cubes AND m.status = 'active' AND NOT m.id IN $ids
+            RETURN {_NODE_FIELDS}, ord ORDER BY ord, m.id
             """,
             ids=list(dict.fromkeys(ids)),
             cubes=cubes,

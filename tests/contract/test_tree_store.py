@@ -10,7 +10,7 @@ import pytest
 from hippograph.stores.embedders import HashingEmbeddings
 from hippograph.stores.errors import InvalidInputError, NotFoundError
 from hippograph.stores.models import MemoryItem, MemoryStatus, MemoryType, SourceRef, content_hash
-from hippograph.stores.tree.base import Edge, Rel, TreeStore
+from hippograph.stores.tree.base import Edge, RecallQuery, Rel, TreeStore
 
 DIM = 64
 EMB = HashingEmbeddings(DIM)
@@ -426,3 +426,56 @@ def test_embeddings_returns_the_stored_vectors(tree_store: TreeStore) -> None:
     vectors = tree_store.embeddings([a.id, "nope"])
     assert list(vectors) == [a.id]
     assert [round(float(x), 5) for x in vectors[a.id]] == [round(x, 5) for x in EMB.embed_query("Ana flew to Lisbon")]
+
+
+def _recall_fixture(tree_store: TreeStore) -> MemoryItem:
+    """Two sessions of turns about fruit (one session's working memory too), a topic with children, entities,
+    and the same words in another cube."""
+    turns = [mem(f"turn {i}: {'apples' if i % 2 else 'pears'} with ana in lisbon", session_id=f"s{i // 6}",
+                 turn_index=i % 6) for i in range(12)]
+    topic = mem("topic: fruit", memory_type=MemoryType.TOPIC)
+    children = [mem(f"fact {i}: apples are sweet", parent_id=topic.id) for i in range(3)]
+    working = [mem(f"working note {i} on apples", session_id="s0", memory_type=MemoryType.WORKING) for i in range(3)]
+    tree_store.add([*turns, topic, *children, *working, mem("apples with ana in lisbon", cube="c2", session_id="s0",
+                                                            turn_index=1)])
+    tree_store.add_edges([Edge(src=c.id, rel=Rel.PARENT, dst=topic.id) for c in children])
+    tree_store.add_mentions({t.id: ["ana", "lisbon"] if i % 3 else ["ana"] for i, t in enumerate(turns)})
+    tree_store.add_mentions({children[0].id: ["lisbon"]})
+    tree_store.delete([turns[5].id])  # deleted memories are nobody's neighbour or hit
+    return topic
+
+
+@pytest.mark.parametrize("text", ["apples in lisbon", "OR NOT AND", "apples') RETURN 1 //"])
+def test_recall_round_equals_the_separate_calls(tree_store: TreeStore, text: str) -> None:
+    topic = _recall_fixture(tree_store)
+    vector = EMB.embed_query("apples with ana")
+    query = RecallQuery(vector=vector, text=text, cube_ids=["c1"], k=6, entity_names=["ana", "lisbon"], entity_k=4,
+                        working_cube_id="c1", working_session_id="s0", working_limit=2, expand=3, expand_window=1)
+    got = tree_store.recall_round(query)
+    assert [h.id for h in got.dense] == [h.id for h in tree_store.vector_search(vector, cube_ids=["c1"], k=6)]
+    assert [h.id for h in got.lexical] == [h.id for h in tree_store.text_search(text, cube_ids=["c1"], k=6)]
+    entity = tree_store.entity_search(["ana", "lisbon"], cube_ids=["c1"], k=4)
+    assert [(h.id, round(h.scores["entity"], 6)) for h in got.entity] == [
+        (h.id, round(h.scores["entity"], 6)) for h in entity]
+    assert len(got.entity) == 4 and len(got.dense) == 6
+    working = tree_store.list(cube_ids=["c1"], session_id="s0", memory_type=MemoryType.WORKING.value, limit=2)
+    assert [m.id for m in got.working] == [m.id for m in working] and len(working) == 2
+    assert all(h.item.cube_id == "c1" for h in got.dense + got.lexical + got.entity)
+    if got.near is not None:  # a backend that reads neighbours ahead answers `neighbours` exactly from them
+        assert {h.id for h in got.dense[:3] + got.lexical[:3]} <= got.near.seeds
+        seeds = sorted(got.near.seeds)
+        for chosen in (seeds, seeds[:1], seeds[::-1], seeds[1::2]):
+            ahead = got.near.of(chosen)
+            assert ahead is not None
+            assert [m.id for m in ahead] == [m.id for m in tree_store.neighbours(chosen, cube_ids=["c1"], window=1)]
+        assert got.near.of([*seeds[:1], topic.id if topic.id not in got.near.seeds else "not-read"]) is None
+
+
+def test_recall_round_reads_nothing_it_was_not_asked_for(tree_store: TreeStore) -> None:
+    _recall_fixture(tree_store)
+    vector = EMB.embed_query("apples")
+    got = tree_store.recall_round(RecallQuery(vector=vector, text="apples", cube_ids=["c1"], k=5))
+    assert got.entity == [] and got.working == [] and len(got.dense) == 5 and len(got.lexical) == 5
+    assert tree_store.recall_round(RecallQuery(vector=vector, text="apples", cube_ids=["nobody"], k=5,
+                                               entity_names=["ana"], working_cube_id="nobody",
+                                               working_session_id="s0", working_limit=5)).dense == []
