@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import shutil
@@ -154,6 +155,28 @@ def ingest(store: Any, cubes: dict[str, tuple[np.ndarray, list[str]]], batch: in
     return time.perf_counter() - t
 
 
+def settle(pid: int | None, *, busy_share: float = 0.05, window_s: float = 2.0, limit_s: float = 180.0) -> float:
+    """Seconds waited until the server process `pid` is idle (under 5% of a core for 2 s) after a bulk load:
+    its background work (Lucene merges, index updates, flushes) would otherwise be timed as search."""
+    if not pid:
+        return 0.0
+    stat = Path(f"/proc/{pid}/stat")
+    if not stat.exists():
+        return 0.0
+
+    def cpu_s() -> float:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        before = cpu_s()
+        time.sleep(window_s)
+        if cpu_s() - before < busy_share * window_s:
+            break
+    return time.monotonic() - started
+
+
 def run_scenario(
     name: str,
     store: Any,
@@ -164,11 +187,13 @@ def run_scenario(
     batch: int,
     variants: dict[str, dict[str, Any]] | None = None,
     text_k: int = K,
+    server_pid: int | None = None,
 ) -> list[dict[str, Any]]:
     """One row per variant (store attributes set before each query; variants alternate query by query so
     machine noise hits them alike): the same data, the same queries, before/after in one run."""
     n = sum(len(t) for _, t in cubes.values())
     secs = ingest(store, cubes, batch)
+    settled_s = settle(server_pid)
     vectors, _ = cubes[target]
     # the exact answer, by id position: ids are not known to the bench, so compare by text
     texts = cubes[target][1]
@@ -212,6 +237,7 @@ def run_scenario(
         "cube_size": len(texts),
         "ingest_per_s": n / secs,
         "ingest_s": secs,
+        "settled_after_ingest_s": settled_s,
         "first_query_ms": first_ms,
         "vector_p50_ms": pct(lat[variant], 50),
         "vector_p95_ms": pct(lat[variant], 95),
@@ -237,7 +263,8 @@ NEO4J_VARIANTS: dict[str, dict[str, Any]] = {
 
 class TimedTree:
     """The tree store with every call timed by method (the search graph's store calls, for the profile), and the
-    dense list and query vector of the last `hybrid_search` kept (Recall@10 of the vector signal)."""
+    dense list and query vector of the last recall kept (Recall@10 of the vector signal). `store` may be swapped
+    between searches (the arms of an A/B on one loaded store)."""
 
     def __init__(self, store: Any) -> None:
         self.store = store
@@ -262,9 +289,27 @@ class TimedTree:
             self.spent += ms
             if name == "hybrid_search":
                 self.vector, self.dense = list(args[0]), list(out[0])
+            elif name == "recall_round":
+                self.vector, self.dense = list(args[0].vector), list(out.dense)
             return out
 
         return timed
+
+
+class CallByCall:
+    """A store whose `recall_round` is the separate calls (hybrid, entity, working memory, then `neighbours`):
+    how recall read the tree before it was one query (the `--round-ab` baseline)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def recall_round(self, query: Any) -> Any:
+        from hippograph.stores.tree.base import recall_round_by_calls
+
+        return recall_round_by_calls(self.store, query)
 
 
 def graph_questions(rng: random.Random, n: int) -> list[str]:
@@ -274,19 +319,22 @@ def graph_questions(rng: random.Random, n: int) -> list[str]:
 
 
 def graph_search(store: Any, cubes: dict[str, tuple[np.ndarray, list[str]]], target: str,
-                 questions: list[str]) -> dict[str, Any]:
+                 questions: list[str], arms: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """The whole search graph (`Memory.search`: scope, query embedding with MiniLM, retrieve_tree with every
     default signal, Milvus Lite preferences, rerank, threshold) on the loaded store, one cube read; per query
-    the wall time, the time inside tree-store calls by method, and Recall@10 of the dense signal vs exact cosine."""
+    the wall time, the time inside tree-store calls by method, and Recall@10 of the dense signal vs exact cosine.
+    With `arms` (label -> store over the same data) the arms take turns query by query; one result per arm."""
     from hippograph.memory import Memory
     from hippograph.settings import Settings
     from hippograph.stores.services import Services
 
+    arms = arms or {"": store}
     tmp = Path(tempfile.mkdtemp(prefix="bench-graph-"))
     timer = TimedTree(store)
     services = Services.from_settings(Settings(data_dir=tmp, worker_in_process=False, auto_create_users=True),
                                       tree=timer)
     vectors, texts = cubes[target]
+    per: dict[str, dict[str, Any]] = {label: {"lat": [], "recalls": [], "store_ms": [], "calls": {}} for label in arms}
     try:
         memory = Memory(services=services)
         try:
@@ -295,34 +343,35 @@ def graph_search(store: Any, cubes: dict[str, tuple[np.ndarray, list[str]]], tar
             t = time.perf_counter()
             memory.search(questions[0], user_id="bench", cube_ids=[target])  # opens Milvus Lite, fills caches
             cold_ms = (time.perf_counter() - t) * 1000
-            for q in questions[:3]:
-                memory.search(q, user_id="bench", cube_ids=[target])
-            timer.ms.clear()
-            lat, recalls, store_ms = [], [], []
-            for q in questions:
-                timer.spent = 0.0
-                t = time.perf_counter()
-                memory.search(q, user_id="bench", cube_ids=[target])
-                lat.append((time.perf_counter() - t) * 1000)
-                store_ms.append(timer.spent)
-                vec = np.asarray(timer.vector, dtype=np.float32)
-                truth = {texts[i] for i in np.argsort(-(vectors @ vec))[:K]}
-                recalls.append(len({h.text for h in timer.dense[:K]} & truth) / K)
+            for arm in arms.values():
+                timer.store = arm
+                for q in questions[:3]:
+                    memory.search(q, user_id="bench", cube_ids=[target])
+            for i, q in enumerate(questions):
+                for label in (list(arms) if i % 2 == 0 else list(arms)[::-1]):
+                    timer.store, timer.spent, timer.ms = arms[label], 0.0, per[label]["calls"]
+                    t = time.perf_counter()
+                    memory.search(q, user_id="bench", cube_ids=[target])
+                    per[label]["lat"].append((time.perf_counter() - t) * 1000)
+                    per[label]["store_ms"].append(timer.spent)
+                    vec = np.asarray(timer.vector, dtype=np.float32)
+                    truth = {texts[i] for i in np.argsort(-(vectors @ vec))[:K]}
+                    per[label]["recalls"].append(len({h.text for h in timer.dense[:K]} & truth) / K)
         finally:
             memory.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {
-        "search_p50_ms": pct(lat, 50),
-        "search_p95_ms": pct(lat, 95),
+    return {label: {
+        "search_p50_ms": pct(d["lat"], 50),
+        "search_p95_ms": pct(d["lat"], 95),
         "cold_first_search_ms": cold_ms,
-        "store_p50_ms": pct(store_ms, 50),
-        "store_p95_ms": pct(store_ms, 95),
+        "store_p50_ms": pct(d["store_ms"], 50),
+        "store_p95_ms": pct(d["store_ms"], 95),
         "store_calls": {name: {"calls": len(v), "p50_ms": pct(v, 50), "p95_ms": pct(v, 95)}
-                        for name, v in sorted(timer.ms.items())},
-        "recall_at_10": float(np.mean(recalls)),
-        "min_recall_at_10": float(np.min(recalls)),
-    }
+                        for name, v in sorted(d["calls"].items())},
+        "recall_at_10": float(np.mean(d["recalls"])),
+        "min_recall_at_10": float(np.min(d["recalls"])),
+    } for label, d in per.items()}
 
 
 def open_neo4j(args: argparse.Namespace, server: Any, **kw: Any) -> Neo4jTreeStore:
@@ -416,6 +465,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="also time this many questions through the whole search graph (Memory.search) per store")
     ap.add_argument("--before-after", action="store_true",
                     help="Neo4j: also time the former ANN re-scoring (every candidate's vector read) on the same data")
+    ap.add_argument("--round-ab", action="store_true",
+                    help="with --graph: the whole graph with recall's first round in one store call vs call by call, "
+                         "taking turns query by query on the same store")
     args = ap.parse_args(argv)
 
     from hippograph.stores.tree.neo4j_server import LOCAL_AUTH, LocalNeo4j
@@ -456,11 +508,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     variants = NEO4J_VARIANTS if backend == "neo4j" and args.before_after else None
                     try:
                         rows = run_scenario(name, store, cubes, target, queries, text_queries, args.batch, variants,
-                                            text_k=args.text_k)
+                                            text_k=args.text_k,
+                                            server_pid=getattr(server, "pid", None) if backend == "neo4j" else None)
                         for row in rows if args.graph else []:
                             for attr, value in (variants or {}).get(row["variant"], {}).items():
                                 setattr(store, attr, value)
-                            row["graph"] = graph_search(store, cubes, target, questions)
+                            arms = {"one call": store, "call by call": CallByCall(store)} if args.round_ab else None
+                            graphs = graph_search(store, cubes, target, questions, arms)
+                            row["graph"] = graphs.get("one call", graphs.get(""))
+                            if args.round_ab:
+                                row["graph_call_by_call"] = graphs["call by call"]
                     finally:
                         store.close()
                         if backend != "neo4j":
@@ -473,11 +530,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         f"{row['vector_p50_ms']:.1f} ms p95 {row['vector_p95_ms']:.1f} ms  recall "
                         f"{row['recall_at_10']:.3f}"
                     )
-                    if "graph" in row:
-                        g = row["graph"]
-                        console.print(f"{'':>10} search graph p50 {g['search_p50_ms']:.1f} ms p95 "
-                                      f"{g['search_p95_ms']:.1f} ms (store {g['store_p50_ms']:.1f} ms p50) recall "
-                                      f"{g['recall_at_10']:.3f}  calls {json.dumps(g['store_calls'])}")
+                    for key in ("graph", "graph_call_by_call"):
+                        if key in row:
+                            g = row[key]
+                            console.print(f"{key:>20} search graph p50 {g['search_p50_ms']:.1f} ms p95 "
+                                          f"{g['search_p95_ms']:.1f} ms (store {g['store_p50_ms']:.1f} ms p50) "
+                                          f"recall {g['recall_at_10']:.3f}  calls {json.dumps(g['store_calls'])}")
         if args.minilm and server is not None:
             with console.status(f"MiniLM recall check ({args.minilm} memories)..."):
                 minilm = minilm_check(args, server)

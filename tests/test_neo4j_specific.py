@@ -25,6 +25,7 @@ from hippograph.stores.tree.neo4j import (
     FULLTEXT_INDEX,
     ID_CONSTRAINT,
     RANGE_INDEXES,
+    SESSION_TYPE_INDEX,
     TURN_INDEX,
     VECTOR_INDEX,
     Neo4jTreeStore,
@@ -94,6 +95,7 @@ def test_constraint_and_indexes_exist(neo4j_tree_store: Neo4jTreeStore) -> None:
         assert indexes[name]["type"] == "RANGE" and indexes[name]["properties"] == [prop]
     assert indexes[TURN_INDEX]["type"] == "RANGE"
     assert indexes[TURN_INDEX]["properties"] == ["cube_id", "session_id", "turn_index"]
+    assert indexes[SESSION_TYPE_INDEX]["properties"] == ["cube_id", "session_id", "memory_type"]
     for prop in ("cube_id", "status", "created_at"):
         assert prop in RANGE_INDEXES.values()
 
@@ -484,6 +486,38 @@ def test_recall_is_one_query_from_kept_vectors_and_equals_the_call_by_call_recal
     finally:
         kept.close()
         plain.close()
+
+
+def test_working_memory_list_seeks_the_session_index(neo4j_server: Any) -> None:
+    """`list` by session and type (recall reads a session's working memory on every search) seeks the
+    `(cube_id, session_id, memory_type)` index instead of filtering every memory of the cube."""
+    from tests.neo4j_fixture import make_neo4j_tree_store
+
+    store = make_neo4j_tree_store(neo4j_server, DIM)
+    try:
+        rng = np.random.default_rng(8)
+        store.add([item(text=f"turn {i}", rng=rng, session_id="s1", turn_index=i) for i in range(300)]
+                  + [item(text=f"working {i}", rng=rng, session_id="s1", memory_type=MemoryType.WORKING)
+                     for i in range(3)])
+        queries: list[str] = []
+        spy = QuerySpy(store, queries)
+        got = store.list(cube_ids=["c1"], session_id="s1", memory_type=MemoryType.WORKING.value, limit=5)
+        spy.undo()
+        assert sorted(m.text for m in got) == ["working 0", "working 1", "working 2"]
+        with store._session() as s:
+            profile = s.run("PROFILE " + queries[0], cubes=["c1"], states=["active"], session="s1",
+                            type=MemoryType.WORKING.value, offset=0, limit=5).consume().profile
+        operators: list[dict[str, Any]] = []
+        pending = [profile]
+        while pending:
+            op = pending.pop()
+            operators.append(op)
+            pending.extend(op.get("children", []))
+        seeks = [op for op in operators if "IndexSeek" in op["operatorType"]]
+        assert seeks and "(cube_id, session_id, memory_type)" in seeks[0]["args"]["Details"], seeks
+        assert max(op.get("rows", 0) for op in seeks) == 3  # the 3 working memories, not the cube's 303
+    finally:
+        store.close()
 
 
 class QuerySpy:

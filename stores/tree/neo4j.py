@@ -81,6 +81,11 @@ RANGE_INDEXES = {
 #: Adjacent turns of a seed (`neighbours`): an index seek on cube, session and turn range. Without it Neo4j seeks
 #: by cube and filters every memory of it (neighbours 8 -> 4 ms p50 at 100 cubes x 500, evals/results/neo4j.md).
 TURN_INDEX = "memory_turns"
+#: A session's working memory (recall reads it on every search): an index seek on cube, session and type, where
+#: the cube index alone would filter every memory of the cube (~150 ms at one 100k cube).
+SESSION_TYPE_INDEX = "memory_session_type"
+# The planner prefers the one-property session index (a session may span many memories): name the composite.
+_SESSION_TYPE_HINT = f"USING INDEX m:{LABEL}(cube_id, session_id, memory_type)"
 COUNTER_LABEL = "HippographCounter"
 #: One node per cube whose `n` every vector write bumps (in the writing transaction) and whose `epoch` is new
 #: whenever the node is (re)created: a process may keep a cube's vectors in memory while both are unchanged.
@@ -271,22 +276,31 @@ CALL (kept) {{
 """
 _TEXT_SEARCH = _TEXT_PART + "RETURN seen, lexical"
 # Recall's first round (`recall_round`) adds to the same query: the entity signal, the session's working memory
-# and the neighbours of the best `$expand` dense and full-text hits (recall's seeds are almost always there).
+# and the neighbours of the seeds recall will expand.
 _ROUND_PART = f"""
 CALL () {{
     CALL () {{ {_ENTITY_ROWS} RETURN m, score }}
     RETURN collect({{m: {_NODE_MAP}, score: score}}) AS entity
 }}
 CALL () {{
-    MATCH (m:{LABEL}) WHERE m.cube_id = $wcube AND m.session_id = $wsession AND m.memory_type = $wtype
+    MATCH (m:{LABEL}) {_SESSION_TYPE_HINT}
+    WHERE m.cube_id = $wcube AND m.session_id = $wsession AND m.memory_type = $wtype
       AND m.status = 'active'
     WITH m ORDER BY m.created_at DESC, m._ord DESC LIMIT $wlimit
     RETURN collect({_NODE_MAP}) AS working
 }}
-WITH *, $SEEDS AS seeds
+// The seeds recall will expand: the best `$expand` by their best rank in either list (equal full-text scores
+// share a rank), dense order first, as `nodes/retrieve_tree.py` orders them; any other seed it picks is asked for.
+CALL (dense, lexical) {{
+    UNWIND [k IN range(0, size(dense) - 1) | [dense[k][1].id, k, k]]
+         + [j IN range(0, size(lexical) - 1) | [lexical[j].m.id,
+            head([t IN range(0, j) WHERE lexical[t].score = lexical[j].score]), size(dense) + j]] AS c
+    WITH c[0] AS id, min(c[1]) AS rank, min(c[2]) AS ord
+    ORDER BY rank, ord LIMIT $expand
+    RETURN collect(id) AS seeds
+}}
 CALL (seeds) {{
     UNWIND seeds AS sid
-    WITH DISTINCT sid
     MATCH (s:{LABEL} {{id: sid}})
     {_NEAR_OF_SEED}
     WITH s, n AS m, kind, x WHERE m.cube_id IN $cubes AND m.status = 'active' AND m.id <> s.id
@@ -303,12 +317,7 @@ def _cached_query(text: bool, first_round: bool) -> str:
         parts.append(_TEXT_PART)
         columns += ["seen", "lexical"]
     if first_round:
-        # Full-text scores tie often (short memories sharing the query's words) and tied hits share a rank in
-        # recall, so any of them can be a seed: the read-ahead takes the ties of the last one too (up to 4x).
-        seeds = "[d IN dense[..$expand] | d[1].id]" + (
-            " + [r IN lexical WHERE size(lexical) <= $expand OR r.score >= lexical[$expand - 1].score"
-            " | r.m.id][..4 * $expand]" if text else "")
-        parts.append(_ROUND_PART.replace("$SEEDS", seeds))
+        parts.append(_ROUND_PART if text else "WITH *, [] AS lexical" + _ROUND_PART)
         columns += ["entity", "working", "seeds", "near"]
     return "".join(parts) + "RETURN " + ", ".join(columns)
 
@@ -511,6 +520,8 @@ class Neo4jTreeStore:
             s.run(f"CREATE INDEX {WRITE_INDEX} IF NOT EXISTS FOR (m:{LABEL}) ON (m.cube_id, m._v)").consume()
             s.run(f"CREATE INDEX {TURN_INDEX} IF NOT EXISTS FOR (m:{LABEL}) "
                   "ON (m.cube_id, m.session_id, m.turn_index)").consume()
+            s.run(f"CREATE INDEX {SESSION_TYPE_INDEX} IF NOT EXISTS FOR (m:{LABEL}) "
+                  "ON (m.cube_id, m.session_id, m.memory_type)").consume()
             existing = s.run(
                 "SHOW INDEXES YIELD name, options WHERE name = $name RETURN options", name=VECTOR_INDEX
             ).single()
@@ -1193,15 +1204,20 @@ class Neo4jTreeStore:
         if cached is None:  # a cube too big to keep: the ANN path, call by call
             return recall_round_by_calls(self, query)
         dense, lexical, rec = cached
-        entity = sorted(rec["entity"], key=lambda r: (-r["score"], r["m"]["id"]))
+        hits = {signal: self._hits(rows, signal, convert) for signal, rows, convert in (
+            ("vector", dense, _to_cos), ("bm25", lexical or [], float),
+            ("entity", sorted(rec["entity"], key=lambda r: (-r["score"], r["m"]["id"])), float))}
+        decoded = {h.id: h.item for found in hits.values() for h in found}  # a neighbour often is a hit too
+
+        def item(m: dict[str, Any]) -> MemoryItem:
+            return decoded.get(m["id"]) or self._item(m)
+
         near = NeighbourReadAhead(
             seeds=frozenset(rec["seeds"]),
-            rows=tuple(Nearby(sid, NeighbourKind(kind), float(x or 0), self._item(m))
-                       for sid, kind, x, m in rec["near"]),
+            rows=tuple(Nearby(sid, NeighbourKind(kind), float(x or 0), item(m)) for sid, kind, x, m in rec["near"]),
         )
-        return RecallRound(dense=self._hits(dense, "vector", _to_cos), lexical=self._hits(lexical or [], "bm25", float),
-                           entity=self._hits(entity, "entity", float), working=[self._item(m) for m in rec["working"]],
-                           near=near)
+        return RecallRound(dense=hits["vector"], lexical=hits["bm25"], entity=hits["entity"],
+                           working=[item(m) for m in rec["working"]], near=near)
 
     @_guard
     def neighbours(self, ids: Sequence[str], *, cube_ids: Sequence[str], window: int = 1) -> list[MemoryItem]:
@@ -1281,9 +1297,14 @@ class Neo4jTreeStore:
         cubes = list(dict.fromkeys(cube_ids))
         if not cubes:
             return []
+        # Only the filters given, as plain equalities: `($x IS NULL OR ...)` hides them from the planner, which
+        # then reads every memory of the cube instead of seeking the session's.
+        where = "m.cube_id IN $cubes AND m.status IN $states"
+        where += " AND m.session_id = $session" if session_id is not None else ""
+        where += " AND m.memory_type = $type" if memory_type is not None else ""
+        hint = _SESSION_TYPE_HINT if session_id is not None and memory_type is not None else ""
         rows = self._rows(
-            f"MATCH (m:{LABEL}) WHERE m.cube_id IN $cubes AND m.status IN $states "
-            "AND ($session IS NULL OR m.session_id = $session) AND ($type IS NULL OR m.memory_type = $type) "
+            f"MATCH (m:{LABEL}) {hint} WHERE {where} "
             f"RETURN {_NODE_FIELDS} ORDER BY m.created_at DESC, m._ord DESC SKIP $offset LIMIT $limit",
             cubes=cubes,
             states=self._states(statuses),
