@@ -1298,8 +1298,9 @@ class Neo4jTreeStore:
         if not cubes:
             return []
         # Only the filters given, as plain equalities: `($x IS NULL OR ...)` hides them from the planner, which
-        # then reads every memory of the cube instead of seeking the session's.
-        where = "m.cube_id IN $cubes AND m.status IN $states"
+        # then reads every memory of the cube instead of seeking the session's (and `IN $list`, whose size it
+        # cannot know, sometimes makes it scan the whole index).
+        where = ("m.cube_id = $cubes[0]" if len(cubes) == 1 else "m.cube_id IN $cubes") + " AND m.status IN $states"
         where += " AND m.session_id = $session" if session_id is not None else ""
         where += " AND m.memory_type = $type" if memory_type is not None else ""
         hint = _SESSION_TYPE_HINT if session_id is not None and memory_type is not None else ""
