@@ -75,9 +75,9 @@ class RecallQuery:
     working_limit: int = 0
     """The newest this many active working memories of the session (0 = not read)."""
     expand: int = 0
-    """A remote backend may read ahead the neighbours (`neighbours(..., window=expand_window)`) of the best
-    `expand` hits of each of the dense and full-text lists: recall expands its best seeds, and they are almost
-    always among those."""
+    """A remote backend may read ahead the neighbours (`neighbours(..., window=expand_window)`) of the seeds
+    recall will expand: the best `expand` dense and full-text hits by their best rank in either list (equal
+    full-text scores share a rank), dense order first."""
     expand_window: int = 1
 
 
@@ -104,31 +104,26 @@ class Nearby(NamedTuple):
     item: MemoryItem
 
 
-def neighbour_order(seeds: Sequence[str], rows: Sequence[Nearby]) -> list[MemoryItem]:
-    """`neighbours(seeds)` from per-seed rows: kind first, then the seed's position, then `order`, then id;
-    each memory once, the seeds themselves left out."""
-    position = {sid: i for i, sid in enumerate(dict.fromkeys(seeds))}
-    picked = sorted((r for r in rows if r.seed in position and r.item.id not in position),
-                    key=lambda r: (r.kind, position[r.seed], r.order, r.item.id))
-    first: dict[str, MemoryItem] = {}
-    for r in picked:
-        first.setdefault(r.item.id, r.item)
-    return list(first.values())
-
-
 @dataclass(frozen=True)
 class NeighbourReadAhead:
-    """Neighbours of candidate seeds, read with the first round (`RecallQuery.expand`)."""
+    """Neighbours of the likely seeds, read with the first round (`RecallQuery.expand`)."""
 
     seeds: frozenset[str]
     """Every seed whose neighbours were read (those with none included)."""
     rows: tuple[Nearby, ...]
 
     def of(self, ids: Sequence[str]) -> list[MemoryItem] | None:
-        """What `neighbours(ids, window=expand_window)` returns, or None when an id was not read ahead."""
+        """What `neighbours(ids, window=expand_window)` returns (kind first, then the seed's position in `ids`,
+        then `order`, then id; each memory once, the seeds left out), or None when an id was not read ahead."""
         if not set(ids) <= self.seeds:
             return None
-        return neighbour_order(ids, self.rows)
+        position = {sid: i for i, sid in enumerate(dict.fromkeys(ids))}
+        picked = sorted((r for r in self.rows if r.seed in position and r.item.id not in position),
+                        key=lambda r: (r.kind, position[r.seed], r.order, r.item.id))
+        first: dict[str, MemoryItem] = {}
+        for r in picked:
+            first.setdefault(r.item.id, r.item)
+        return list(first.values())
 
 
 @dataclass(frozen=True, kw_only=True)
