@@ -63,15 +63,19 @@ class RecallQuery:
     text: str
     """The query's text (full-text signal; plain text, backends escape any query syntax)."""
     cube_ids: Sequence[str]
+    """Every read stays inside these cubes."""
     k: int
     """Hits per signal (dense and full text)."""
     statuses: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,)
+    """Statuses of the dense, full-text and entity hits (time travel adds superseded ones)."""
     entity_names: Sequence[str] = ()
     """Normalised entity names of the query (entity signal); empty = no entity search."""
     entity_k: int = 10
+    """Hits of the entity signal."""
     working_cube_id: str | None = None
     """Cube of the session's working memory; None = not read."""
     working_session_id: str | None = None
+    """The session whose working memory is read; None = not read."""
     working_limit: int = 0
     """The newest this many active working memories of the session (0 = not read)."""
     expand: int = 0
@@ -79,6 +83,7 @@ class RecallQuery:
     recall will expand: the best `expand` dense and full-text hits by their best rank in either list (equal
     full-text scores share a rank), dense order first."""
     expand_window: int = 1
+    """Adjacent turns within this distance of a seed are its neighbours."""
 
 
 class NeighbourKind(IntEnum):

@@ -480,3 +480,10 @@ def test_recall_round_reads_nothing_it_was_not_asked_for(tree_store: TreeStore) 
     assert tree_store.recall_round(RecallQuery(vector=vector, text="apples", cube_ids=["nobody"], k=5,
                                                entity_names=["ana"], working_cube_id="nobody",
                                                working_session_id="s0", working_limit=5)).dense == []
+    # values that would be Cypher or SQL if pasted into a query find nothing and change nothing
+    hostile = "s0' OR 1=1 }) DETACH DELETE m //"
+    got = tree_store.recall_round(RecallQuery(vector=vector, text=hostile, cube_ids=["c1"], k=5,
+                                              entity_names=[hostile, "ana' OR '1'='1"], working_cube_id="c1",
+                                              working_session_id=hostile, working_limit=5, expand=2))
+    assert got.entity == [] and got.working == [] and len(got.dense) == 5
+    assert tree_store.count(cube_ids=["c1"]) == 18 and len(tree_store.entity_search(["ana"], cube_ids=["c1"])) == 10
