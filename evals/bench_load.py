@@ -1,19 +1,19 @@
 """Load benchmark: the real HTTP server under 1-128 concurrent clients (search / chat / add mix).
 
-The server runs as it does in production: `uvicorn hippograph.api:create_app --factory --workers N` on
-127.0.0.1, MiniLM embeddings, no chat model (the answer step is the extractive no-model responder: this
-measures hippograph, not an LLM). An asyncio httpx driver runs `clients` concurrent closed-loop clients per
-level for `--duration` seconds each; every client is one of `--users` users with its own API key, so the
-load is multi-tenant. Per level: throughput, p50/p95/p99 per operation, and errors (status >= 400 or a
-transport error). The driver shares the machine's cores with the server: the numbers are a floor.
+The server runs as a user starts it: `hippograph serve --processes N` on 127.0.0.1 (N = 1: one process with
+the enrichment worker inside; N > 1: N API processes, one `hippograph worker` process and one Milvus Lite
+server process for preferences, all on one data dir), MiniLM embeddings, no chat model (the answer step is the
+extractive no-model responder: this measures hippograph, not an LLM). An asyncio httpx driver runs `clients`
+concurrent clients per level for `--duration` seconds each (closed loop, or pausing `--think` seconds on
+average between an answer and the next request); every client is one of `--users` users with its own API
+key, so the load is multi-tenant. Per level: throughput, p50/p95/p99 per operation, and errors (status >= 400
+or a transport error). The driver shares the machine's cores with the server: the numbers are a floor.
 
-Backends:
-- `embedded`: the default install, one server process (a Milvus Lite file and the in-process enrichment
-  worker belong to one process; see docs/production.md);
-- `neo4j`: Neo4j tree store (a local Neo4j 5.26 the benchmark starts), a Milvus server for preferences
-  (`python -m milvus_lite server`), `--workers` API processes, each with its in-process enrichment worker.
+Backends: `embedded` (the default install) and `neo4j` (tree memory in a local Neo4j 5.26 the benchmark
+starts; everything else as above).
 
-    .venv/bin/python -m hippograph.evals.bench_load --backends embedded neo4j --levels 1 8 32 128 --duration 20
+    .venv/bin/python -m hippograph.evals.bench_load --backends embedded --levels 1 8 32 128 --think 1 \
+        --api-processes 3
 
 Writes evals/results/load.json, load.md and load.png.
 """
@@ -148,21 +148,15 @@ class Stack:
 def start_stack(backend: str, tmp: Path, api_processes: int) -> Stack:
     env = {"HIPPOGRAPH_DATA_DIR": str(tmp / "data"), "HIPPOGRAPH_EMBEDDER": "minilm", "HIPPOGRAPH_CHAT_MODEL": "",
            "HIPPOGRAPH_ADMIN_KEY": ADMIN}
-    if backend == "embedded":
-        return Stack(env=env, workers=1)
-    from hippograph.stores.tree.neo4j_server import LocalNeo4j
+    stack = Stack(env=env, workers=api_processes)
+    if backend == "neo4j":
+        from hippograph.stores.tree.neo4j_server import LocalNeo4j
 
-    server = LocalNeo4j(tmp / "neo4j")
-    server.start()
-    stack = Stack(env=env, workers=api_processes, closers=[server.close])
-    port = free_port()
-    milvus = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(tmp / "milvus"),
-                               "--host", "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.STDOUT)
-    stack.procs.append(milvus)
-    env.update({"HIPPOGRAPH_TREE_BACKEND": "neo4j", "HIPPOGRAPH_NEO4J_URI": server.uri,
-                "HIPPOGRAPH_NEO4J_USER": server.auth[0], "HIPPOGRAPH_NEO4J_PASSWORD": server.auth[1],
-                "HIPPOGRAPH_MILVUS_URI": f"http://127.0.0.1:{port}"})
+        server = LocalNeo4j(tmp / "neo4j")
+        server.start()
+        stack.closers.append(server.close)
+        env.update({"HIPPOGRAPH_TREE_BACKEND": "neo4j", "HIPPOGRAPH_NEO4J_URI": server.uri,
+                    "HIPPOGRAPH_NEO4J_USER": server.auth[0], "HIPPOGRAPH_NEO4J_PASSWORD": server.auth[1]})
     return stack
 
 
@@ -188,11 +182,13 @@ def seed(stack: Stack, users: int, per_user: int, rng: random.Random) -> None:
 
 
 def start_api(stack: Stack, tmp: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    """`hippograph serve --processes N`, as a user starts it (N > 1: N API processes, a worker process and a
+    Milvus Lite server process for preferences; 1: one process with the worker inside)."""
     port = free_port()
     log = (tmp / "api.log").open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "hippograph.api:create_app", "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", str(stack.workers), "--log-level", "warning", "--no-access-log"],
+        [sys.executable, "-m", "hippograph", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--processes", str(stack.workers), "--log-level", "warning"],
         cwd=REPO, env={**os.environ, **stack.env}, stdout=log, stderr=subprocess.STDOUT)
     stack.procs.append(proc)
     url = f"http://127.0.0.1:{port}"
@@ -301,7 +297,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per level")
     ap.add_argument("--users", type=int, default=16)
     ap.add_argument("--memories", type=int, default=200, help="memories per user before the run")
-    ap.add_argument("--api-processes", type=int, default=2, help="uvicorn workers (Neo4j backend)")
+    ap.add_argument("--api-processes", type=int, default=1,
+                    help="`hippograph serve --processes N` (1: the worker inside the one API process)")
     ap.add_argument("--mix", default="search=0.7,chat=0.2,add=0.1")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--think", type=float, default=0.0,

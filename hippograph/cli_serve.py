@@ -11,8 +11,17 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind (127.0.0.1 keeps it local).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    processes: Annotated[int, typer.Option(
+        min=1, help="API processes. 1: one process with the enrichment worker inside it. More: that many API "
+        "processes, one `hippograph worker` process and one Milvus Lite server process for preferences, on "
+        "the same data dir (on 2 cores, 3 answer 32 concurrent clients fastest).")] = 1,
 ) -> None:
     """Run the HTTP server: LangServe /chat and /search, REST under /v1, OpenAPI at /docs (API-key auth)."""
+    if processes > 1:
+        from hippograph.api.processes import serve_processes
+
+        serve_processes(host, port, processes=processes, log_level=log_level)
+        return
     from hippograph.api import serve as run
 
     run(host, port, log_level=log_level)

@@ -318,6 +318,7 @@ class Memory:
         """One chat turn: recall from `cube_ids` (default: every readable cube), answer (cited), then remember
         the turn in `cube_id` (default: the user's default cube). `message` is a text, or this turn's messages
         (the LangServe `messages` shape, at least one of them from the human)."""
+        from hippograph.graphs.chat import TURN_DURABILITY
         from hippograph.nodes.state import ChatContext
 
         messages = turn_messages(message)
@@ -332,6 +333,7 @@ class Memory:
             {"messages": messages},
             {"configurable": {"thread_id": thread}},
             context=context,
+            durability=TURN_DURABILITY,
         )
         return ChatResult.from_state(state, thread_id=thread)
 

@@ -9,6 +9,7 @@ gone (even `kill -9`), the next process takes the file over.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -132,3 +133,82 @@ def test_the_next_process_takes_over_after_the_owner_is_killed(owner: Owner, has
     done = subprocess.run([sys.executable, "-m", "hippograph", "worker", "--once"], cwd=REPO, env=_env(owner.data),
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+# -- `hippograph serve --processes N`: the same data dir served by N API processes and a worker process ----------
+
+
+def _children(pid: int) -> dict[int, str]:
+    """Child pid -> command line (from /proc)."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    found = {}
+    for child in map(int, out):
+        with contextlib.suppress(OSError):
+            found[child] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    return found
+
+
+def _gone(pids: list[int], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(Path(f"/proc/{p}").exists() for p in pids):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_serve_processes_shares_one_data_dir_and_stops_whole(tmp_path: Path, hashing) -> None:  # type: ignore[no-untyped-def]
+    data, port = tmp_path / "data", free_port()
+    env = {**_env(data), "HIPPOGRAPH_ADMIN_KEY": ADMIN}
+    env.pop("HIPPOGRAPH_WORKER_IN_PROCESS")
+    with (tmp_path / "serve.log").open("ab") as log:
+        proc = subprocess.Popen([HIPPOGRAPH, "serve", "--processes", "2", "--port", str(port)], cwd=REPO, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    children: dict[int, str] = {}
+    try:
+        wait_http(url + "/healthz", proc)
+        children = _children(proc.pid)
+        kinds = sorted("milvus" if "milvus_lite server" in c else "worker" if "hippograph worker" in c
+                       else "api" if "spawn_main" in c else "other" for c in children.values())
+        assert kinds.count("api") == 2 and kinds.count("worker") == 1 and kinds.count("milvus") == 1, children
+        # The supervisor owns the Lite file: a second layout on the same data dir is refused up front.
+        refused = subprocess.run([sys.executable, "-m", "hippograph", "worker", "--once"], cwd=REPO, env=_env(data),
+                                 capture_output=True, text=True, timeout=180)
+        said = " ".join((refused.stdout + refused.stderr).split())
+        assert refused.returncode == 2 and f"owned by process {proc.pid}" in said, said[-2000:]
+
+        with httpx.Client(base_url=url, timeout=60) as http:
+            r = http.post("/v1/users", json={"user_id": "mira"}, headers={"X-API-Key": ADMIN})
+            assert r.status_code == 201, r.text
+            auth = {"Authorization": f"Bearer {r.json()['api_key']}"}
+            r = http.post("/v1/chat", json={"message": "I prefer aisle seats on long flights", "thread_id": "t"},
+                          headers=auth)
+            assert r.status_code == 200, r.text
+            assert http.post("/v1/memories", json={"text": "Mira keeps bees on the roof"},
+                             headers=auth).status_code == 201
+            # The worker process enriches the turn; the preference it extracts lands in the shared Milvus Lite.
+            deadline, prefs = time.monotonic() + 120, []
+            while time.monotonic() < deadline and not prefs:
+                prefs = http.get("/v1/preferences", headers=auth).json()
+                time.sleep(0.3)
+            assert [p["text"] for p in prefs] == ["I prefer aisle seats on long flights"]
+        # Fresh connections land on either API process: every one of them reads what the other wrote.
+        for _ in range(12):
+            with httpx.Client(base_url=url, timeout=60) as http:
+                hits = http.post("/v1/search", json={"query": "bees on the roof"}, headers=auth).json()
+                assert "Mira keeps bees on the roof" in [h["item"]["text"] for h in hits]
+                assert [p["text"] for p in http.get("/v1/preferences", headers=auth).json()] == \
+                    ["I prefer aisle seats on long flights"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        print((tmp_path / "serve.log").read_text()[-3000:])
+    assert proc.returncode == 0
+    assert _gone(list(children), 30), _children(proc.pid)
+    # The same data dir opens again in one process (the Lite file, the claim released): nothing was elsewhere.
+    store = MilvusPreferenceStore(data / "preferences.db", embeddings=hashing)
+    try:
+        assert [p.text for p in store.list(user_id="mira")] == ["I prefer aisle seats on long flights"]
+    finally:
+        store.close()

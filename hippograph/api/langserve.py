@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from hippograph.api.auth import authenticate
 from hippograph.api.schemas import ChatRequest, SearchRequest, SearchResult
+from hippograph.graphs.chat import TURN_DURABILITY
 from hippograph.memory import ChatResult, thread_key
 from hippograph.nodes.state import ChatContext
 from hippograph.stores import limits
@@ -71,7 +72,7 @@ class ScopedGraph(RunnableSerializable[dict[str, Any], dict[str, Any]]):
             messages = data.get("messages") or []
             if not messages:
                 raise InvalidInputError("a chat turn needs at least one message")
-            state = self.graph.invoke({"messages": messages}, config, context=context)
+            state = self.graph.invoke({"messages": messages}, config, context=context, durability=TURN_DURABILITY)
             return ChatResult.from_state(state, thread_id=str(conf.get("thread_id") or "")).model_dump(mode="json")
         query = data.get("query")
         if not isinstance(query, str) or not query.strip():
