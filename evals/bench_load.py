@@ -206,9 +206,9 @@ def api_keys(url: str, users: int) -> list[str]:
     return keys
 
 
-def bench_backend(backend: str, args: argparse.Namespace, mix: dict[str, float]) -> dict[str, Any]:
+def bench_backend(backend: str, processes: int, args: argparse.Namespace, mix: dict[str, float]) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix=f"hippograph-load-{backend}-"))
-    stack = start_stack(backend, tmp, args.api_processes)
+    stack = start_stack(backend, tmp, processes)
     try:
         t0 = time.monotonic()
         seed(stack, args.users, args.memories, random.Random(args.seed))
@@ -222,8 +222,9 @@ def bench_backend(backend: str, args: argparse.Namespace, mix: dict[str, float])
             level = asyncio.run(run_level(url, keys, clients, args.duration, mix, seed=n, think=args.think))
             summary = level.summary()
             levels.append(summary)
-            console.print(f"[{backend}] {clients:>4} clients: {summary['throughput_rps']:.1f} req/s, search p95 "
-                          f"{summary['search'].get('p95_ms', float('nan')):.0f} ms, errors {summary['errors']}")
+            console.print(f"[{backend} x{processes}] {clients:>4} clients: {summary['throughput_rps']:.1f} req/s, "
+                          f"search p95 {summary['search'].get('p95_ms', float('nan')):.0f} ms, "
+                          f"errors {summary['errors']}")
         return {"backend": backend, "api_processes": stack.workers, "levels": levels}
     finally:
         stack.close()
@@ -271,10 +272,11 @@ def chart(report: dict[str, Any], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for run in report["runs"]:
         clients = [lv["clients"] for lv in run["levels"]]
-        right.plot(clients, [lv["throughput_rps"] for lv in run["levels"]], marker="o", label=run["backend"])
+        name = f"{run['backend']} x{run['api_processes']}"
+        right.plot(clients, [lv["throughput_rps"] for lv in run["levels"]], marker="o", label=name)
         for op, style in (("search", "-"), ("chat", "--"), ("add", ":")):
             p95 = [lv[op].get("p95_ms", np.nan) for lv in run["levels"]]
-            left.plot(clients, p95, style, marker="o", label=f"{run['backend']} {op}")
+            left.plot(clients, p95, style, marker="o", label=f"{name} {op}")
     left.axhline(150, color="grey", linewidth=0.8)
     left.text(1, 160, "search goal at 32 clients: p95 150 ms", fontsize=8, color="grey")
     for ax, title, ylabel in ((left, "p95 latency", "ms"), (right, "throughput", "requests / s")):
@@ -297,8 +299,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per level")
     ap.add_argument("--users", type=int, default=16)
     ap.add_argument("--memories", type=int, default=200, help="memories per user before the run")
-    ap.add_argument("--api-processes", type=int, default=1,
-                    help="`hippograph serve --processes N` (1: the worker inside the one API process)")
+    ap.add_argument("--api-processes", type=int, nargs="*", default=[1],
+                    help="`hippograph serve --processes N`, one run per value (1: the worker inside the one process)")
     ap.add_argument("--mix", default="search=0.7,chat=0.2,add=0.1")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--think", type=float, default=0.0,
@@ -312,14 +314,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                               "duration_s": args.duration, "users": args.users, "memories_per_user": args.memories,
                               "mix": mix, "think_s": args.think, "runs": []}
     for backend in args.backends:
-        report["runs"].append(bench_backend(backend, args, mix))
+        for processes in args.api_processes:
+            report["runs"].append(bench_backend(backend, processes, args, mix))
     write_json(args.out.with_suffix(".json"), report)
     args.out.with_suffix(".md").write_text(markdown(report))
     chart(report, args.out.with_suffix(".png"))
-    rows = [[run["backend"], lv["clients"], lv["throughput_rps"], lv["errors"],
+    rows = [[run["backend"], run["api_processes"], lv["clients"], lv["throughput_rps"], lv["errors"],
              lv["search"].get("p95_ms", float("nan")), lv["chat"].get("p95_ms", float("nan")),
              lv["add"].get("p95_ms", float("nan"))] for run in report["runs"] for lv in run["levels"]]
-    print_table("HTTP load", ["backend", "clients", "req/s", "errors", "search p95", "chat p95", "add p95"], rows)
+    print_table("HTTP load", ["backend", "processes", "clients", "req/s", "errors", "search p95", "chat p95",
+                              "add p95"], rows)
     console.print(f"wrote {args.out.with_suffix('.json')}, .md, .png")
     return report
 

@@ -15,6 +15,8 @@ def serve(
         min=1, help="API processes. 1: one process with the enrichment worker inside it. More: that many API "
         "processes, one `hippograph worker` process and one Milvus Lite server process for preferences, on "
         "the same data dir (on 2 cores, 3 answer 32 concurrent clients fastest).")] = 1,
+    reuse_port: Annotated[bool, typer.Option(
+        hidden=True, help="Bind with SO_REUSEPORT (how `--processes` starts each API process).")] = False,
 ) -> None:
     """Run the HTTP server: LangServe /chat and /search, REST under /v1, OpenAPI at /docs (API-key auth)."""
     if processes > 1:
@@ -24,7 +26,7 @@ def serve(
         return
     from hippograph.api import serve as run
 
-    run(host, port, log_level=log_level)
+    run(host, port, log_level=log_level, reuse_port=reuse_port)
 
 
 def mcp(

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hippograph.api.processes import CRASH_LOOP_S, WORKER_NICENESS
 from hippograph.settings import Settings
 from hippograph.stores.errors import ProcessLayoutError
 from hippograph.stores.outbox import JobStatus
@@ -164,14 +165,17 @@ def test_serve_processes_shares_one_data_dir_and_stops_whole(tmp_path: Path, has
     with (tmp_path / "serve.log").open("ab") as log:
         proc = subprocess.Popen([HIPPOGRAPH, "serve", "--processes", "2", "--port", str(port)], cwd=REPO, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    url, started = f"http://127.0.0.1:{port}", time.monotonic()
     children: dict[int, str] = {}
+    api: list[int] = []
     try:
         wait_http(url + "/healthz", proc)
         children = _children(proc.pid)
         kinds = sorted("milvus" if "milvus_lite server" in c else "worker" if "hippograph worker" in c
-                       else "api" if "spawn_main" in c else "other" for c in children.values())
+                       else "api" if "serve" in c and "--reuse-port" in c else "other" for c in children.values())
         assert kinds.count("api") == 2 and kinds.count("worker") == 1 and kinds.count("milvus") == 1, children
+        (worker,) = [pid for pid, c in children.items() if "hippograph worker" in c]
+        assert int(Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[16]) == WORKER_NICENESS
         # The supervisor owns the Lite file: a second layout on the same data dir is refused up front.
         refused = subprocess.run([sys.executable, "-m", "hippograph", "worker", "--once"], cwd=REPO, env=_env(data),
                                  capture_output=True, text=True, timeout=180)
@@ -200,12 +204,24 @@ def test_serve_processes_shares_one_data_dir_and_stops_whole(tmp_path: Path, has
                 assert "Mira keeps bees on the roof" in [h["item"]["text"] for h in hits]
                 assert [p["text"] for p in http.get("/v1/preferences", headers=auth).json()] == \
                     ["I prefer aisle seats on long flights"]
+        # An API process that dies is started again (past the crash-loop window), and the port keeps answering.
+        time.sleep(max(0.0, started + CRASH_LOOP_S + 1 - time.monotonic()))
+        api = [pid for pid, c in children.items() if "--reuse-port" in c]
+        os.kill(api[0], signal.SIGKILL)
+        deadline, now = time.monotonic() + 60, children
+        while time.monotonic() < deadline and (sum("--reuse-port" in c for c in now.values()) < 2 or api[0] in now):
+            time.sleep(0.3)
+            now = _children(proc.pid)
+        assert sum("--reuse-port" in c for c in now.values()) == 2 and api[0] not in now, now
+        children = {**children, **now}
+        with httpx.Client(base_url=url, timeout=60) as http:
+            assert http.post("/v1/search", json={"query": "bees"}, headers=auth).status_code == 200
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
         print((tmp_path / "serve.log").read_text()[-3000:])
     assert proc.returncode == 0
-    assert _gone(list(children), 30), _children(proc.pid)
+    assert _gone([p for p in children if p != api[0]], 30), _children(proc.pid)
     # The same data dir opens again in one process (the Lite file, the claim released): nothing was elsewhere.
     store = MilvusPreferenceStore(data / "preferences.db", embeddings=hashing)
     try:

@@ -63,9 +63,23 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     return app
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info") -> None:
+def serve(host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info", reuse_port: bool = False) -> None:
+    """Run the app in this process. `reuse_port`: bind with SO_REUSEPORT, so several processes serve one port and
+    the kernel spreads new connections evenly over them (`hippograph serve --processes N` starts them so)."""
+    import socket
+
     import uvicorn
 
     # Keep idle connections longer than clients and load balancers do (uvicorn's 5 s default closes them under a
     # client that is about to reuse one: a reset instead of an answer).
-    uvicorn.run(create_app(), host=host, port=port, log_level=log_level, timeout_keep_alive=75)
+    config = uvicorn.Config(create_app(), host=host, port=port, log_level=log_level, timeout_keep_alive=75)
+    if not reuse_port:
+        uvicorn.Server(config).run()
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(config.backlog)
+    uvicorn.Server(config).run(sockets=[sock])

@@ -4,34 +4,50 @@ One server process is GIL-bound at about 1.2 cores, and its in-process enrichmen
 (evals/results/load.md). Several processes can share the embedded tree store, registry, outbox and checkpoints
 (SQLite files), but not a Milvus Lite file: Milvus Lite runs inside the process that opens it. So this
 supervisor claims the preference file, serves it to every child from one Milvus Lite server process over
-127.0.0.1, and then runs
+127.0.0.1, and runs
 
-    milvus_lite server (preferences)  +  hippograph worker (enrichment)  +  uvicorn with N processes (the API)
+    milvus_lite server (preferences)  +  hippograph worker (enrichment, niced)  +  N x hippograph serve
 
-all on the same data dir, which a one-process `hippograph serve` opens again as before. With
-`HIPPOGRAPH_MILVUS_URI` set (a Milvus server), no Milvus Lite server is started. The worker and the Milvus Lite
-server die with the supervisor (Linux: a parent-death signal), even when it is killed.
+all on the same data dir, which a one-process `hippograph serve` opens again as before. The API processes bind
+the port with SO_REUSEPORT: the kernel spreads connections evenly over them (one shared listening socket, as
+uvicorn's `--workers` has, let one process take most of a burst of new connections and queue them behind its
+GIL). With `HIPPOGRAPH_MILVUS_URI` set (a Milvus server), no Milvus Lite server is started. A child that dies is
+started again; SIGINT/SIGTERM stops them all, and the children die with the supervisor even when it is killed
+(Linux: a parent-death signal).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from hippograph.settings import Settings, get_settings
 from hippograph.stores.errors import ProcessLayoutError
 from hippograph.stores.preferences.lite_owner import claim_lite_file, is_lite_uri
 
+log = logging.getLogger(__name__)
+
 STARTUP_TIMEOUT_S = 60.0
 """How long the Milvus Lite server may take to listen (it loads the collection's rows first)."""
+
+CRASH_LOOP_S = 10.0
+"""A child that exits this soon after it started is not started again (a bad setting, a taken port): the
+supervisor stops everything and says which child failed."""
+
+WORKER_NICENESS = 10
+"""The enrichment worker yields the CPU to the API processes: its work is deferred by design, and under load it
+catches up once requests ease (the outbox keeps every job), instead of adding to every answer's latency."""
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -40,35 +56,60 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _background() -> None:  # pragma: no cover - runs in the child between fork and exec
+    _die_with_parent()
+    os.nice(WORKER_NICENESS)
+
+
+@dataclass
+class Child:
+    """One supervised process: its command, and whether it runs in the background (niced)."""
+
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    background: bool = False
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    started_at: float = 0.0
+
+    def start(self) -> None:
+        setup = None if sys.platform != "linux" else _background if self.background else _die_with_parent
+        self.proc = subprocess.Popen(self.args, env=self.env, preexec_fn=setup)
+        self.started_at = time.monotonic()
+
+    def exited(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def terminate(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
+def _wait_listening(port: int, child: Child) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ProcessLayoutError(f"{what} exited with code {proc.returncode} before it listened")
+        if (code := child.exited()) is not None:
+            raise ProcessLayoutError(f"{child.name} exited with code {code} before it listened")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return
         time.sleep(0.1)
-    raise ProcessLayoutError(f"{what} did not listen on 127.0.0.1:{port} within {STARTUP_TIMEOUT_S:.0f} s")
-
-
-def _child(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(args, env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    raise ProcessLayoutError(f"{child.name} did not listen on 127.0.0.1:{port} within {STARTUP_TIMEOUT_S:.0f} s")
 
 
 @contextmanager
@@ -80,31 +121,49 @@ def shared_preferences(settings: Settings) -> Iterator[dict[str, str]]:
         return
     claim = claim_lite_file(settings.milvus_path)  # ProcessLayoutError if a one-process server holds it
     port = _free_port()
-    milvus = _child([sys.executable, "-m", "milvus_lite", "server", "--data-dir", settings.milvus_path,
-                     "--host", "127.0.0.1", "--port", str(port)], dict(os.environ))
+    milvus = Child("the Milvus Lite server", [sys.executable, "-m", "milvus_lite", "server", "--data-dir",
+                                              settings.milvus_path, "--host", "127.0.0.1", "--port", str(port)],
+                   dict(os.environ))
     try:
-        _wait_listening(port, milvus, "the Milvus Lite server")
+        milvus.start()
+        _wait_listening(port, milvus)
         yield {"HIPPOGRAPH_MILVUS_URI": f"http://127.0.0.1:{port}"}
     finally:
-        _stop(milvus)
+        milvus.stop()
         if claim is not None:
             claim.release()
 
 
 def serve_processes(host: str, port: int, *, processes: int, log_level: str = "info") -> None:
-    """Run the API in `processes` (>= 2) uvicorn processes and enrichment in one `hippograph worker` process,
-    until SIGINT/SIGTERM; then stop the worker (it finishes its current job step) and the preference server.
-    Every child reads its settings from the environment, as a one-process server does."""
-    import uvicorn
-
+    """Run the API in `processes` (>= 2) processes and enrichment in one niced `hippograph worker` process until
+    SIGINT/SIGTERM, starting again any child that dies. Every child reads its settings from the environment, as
+    a one-process server does."""
     if processes < 2:
         raise ValueError("serve_processes runs 2 or more API processes (one process: `hippograph.api.serve`)")
-    with shared_preferences(get_settings()) as env:
-        # The children read their settings from the environment; uvicorn's processes inherit this one's.
-        os.environ.update({**env, "HIPPOGRAPH_WORKER_IN_PROCESS": "false"})
-        worker = _child([sys.executable, "-m", "hippograph", "worker"], dict(os.environ))
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with shared_preferences(get_settings()) as shared:
+        env = {**os.environ, **shared, "HIPPOGRAPH_WORKER_IN_PROCESS": "false"}
+        serve = [sys.executable, "-m", "hippograph", "serve", "--host", host, "--port", str(port), "--log-level",
+                 log_level, "--reuse-port"]
+        children = [Child(f"API process {i + 1}", serve, env) for i in range(processes)]
+        children.append(Child("the enrichment worker", [sys.executable, "-m", "hippograph", "worker"], env,
+                              background=True))
         try:
-            uvicorn.run("hippograph.api:create_app", factory=True, host=host, port=port, workers=processes,
-                        log_level=log_level, timeout_keep_alive=75)
+            for child in children:
+                child.start()
+            while not stop.wait(0.5):
+                for child in children:
+                    if (code := child.exited()) is None:
+                        continue
+                    if time.monotonic() - child.started_at < CRASH_LOOP_S:
+                        raise ProcessLayoutError(f"{child.name} exited with code {code} right after it started "
+                                                 "(its log above says why)")
+                    log.warning("%s exited with code %s: starting it again", child.name, code)
+                    child.start()
         finally:
-            _stop(worker)
+            for child in children:
+                child.terminate()
+            for child in children:
+                child.stop()
