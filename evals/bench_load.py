@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import subprocess
@@ -115,13 +116,18 @@ async def client_loop(http: httpx.AsyncClient, key: str, level: Level, deadline:
 
 async def run_level(url: str, keys: list[str], clients: int, duration: float, mix: dict[str, float],
                     seed: int, think: float = 0.0) -> Level:
+    """`clients` concurrent clients for `duration` seconds. Each client has its own connection, as separate
+    agents and apps do (one shared pool would funnel all of them through the few connections it keeps warm,
+    which then sit on whichever server process accepted them)."""
     level = Level(clients)
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with contextlib.AsyncExitStack() as stack:
+        https = [await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=120, limits=one))
+                 for _ in range(clients)]
         started = time.monotonic()
         deadline = started + duration
         counter = [seed * 1_000_000]
-        await asyncio.gather(*(client_loop(http, keys[i % len(keys)], level, deadline, mix,
+        await asyncio.gather(*(client_loop(https[i], keys[i % len(keys)], level, deadline, mix,
                                            random.Random(seed * 1000 + i), counter, think)
                                for i in range(clients)))
         level.seconds = time.monotonic() - started
@@ -216,7 +222,7 @@ def bench_backend(backend: str, processes: int, args: argparse.Namespace, mix: d
                       f"{time.monotonic() - t0:.0f}s")
         url, _ = start_api(stack, tmp)
         keys = api_keys(url, args.users)
-        asyncio.run(run_level(url, keys, 2, 5.0, mix, seed=0))  # warm-up (models, caches, connections)
+        asyncio.run(run_level(url, keys, 4 * processes, 5.0, mix, seed=0))  # warm-up: caches in every process
         levels = []
         for n, clients in enumerate(args.levels, start=1):
             level = asyncio.run(run_level(url, keys, clients, args.duration, mix, seed=n, think=args.think))

@@ -89,11 +89,7 @@ class Services:
         will recall preferences, Milvus Lite. One thread, one part after the other: Python imports hold the GIL,
         and more threads importing at once would only slow the caller down. Failures are left for the real
         first use, which raises them again with their context."""
-        loads: list[Callable[[], object]] = []
-        if embedder and isinstance(self.embeddings, MiniLMEmbeddings):  # local only: no paid warm-up API call
-            loads.append(lambda: embed_array(self.embeddings, ["warm-up"]))
-        if preferences and self._preferences is None:
-            loads.append(self.open_preferences)
+        loads = self._slow_parts(embedder=embedder, preferences=preferences)
 
         def run() -> None:
             for load in loads:
@@ -104,6 +100,21 @@ class Services:
             thread = threading.Thread(target=run, name="hippograph-prefetch", daemon=True)
             thread.start()
             self._prefetching.append(thread)
+
+    def warm_up(self) -> None:
+        """Open the slow parts now, before a server takes requests, so its first requests pay nothing for them.
+        Failures are left for the first real use, as with `prefetch`."""
+        for load in self._slow_parts(embedder=True, preferences=True):
+            with contextlib.suppress(Exception):
+                load()
+
+    def _slow_parts(self, *, embedder: bool, preferences: bool) -> list[Callable[[], object]]:
+        loads: list[Callable[[], object]] = []
+        if embedder and isinstance(self.embeddings, MiniLMEmbeddings):  # local only: no paid warm-up API call
+            loads.append(lambda: embed_array(self.embeddings, ["warm-up"]))
+        if preferences and self._preferences is None:
+            loads.append(self.open_preferences)
+        return loads
 
     @cached_property
     def dimension(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -27,6 +28,9 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Before the port takes connections: the embedder's model and preference memory, else the first
+        # requests of every process wait seconds for them.
+        await asyncio.to_thread(services.warm_up)
         yield
         memory.close()
 
@@ -80,6 +84,5 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info",
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(config.backlog)
+    sock.bind((host, port))  # uvicorn listens once the app has started: no connection waits on a warm-up
     uvicorn.Server(config).run(sockets=[sock])
