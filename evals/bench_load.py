@@ -245,14 +245,14 @@ def clients_kind(report: dict[str, Any]) -> str:
             if think else "closed-loop clients (each sends its next request as soon as it has an answer)")
 
 
-def markdown(report: dict[str, Any]) -> str:
+def markdown(report: dict[str, Any], stem: str = "load") -> str:
     mix = ", ".join(f"{op} {share:.0%}" for op, share in report["mix"].items())
     lines = [
         "# HTTP server under load (`evals/bench_load.py`)",
         "",
         f"{report['machine']}; {report['users']} users with {report['memories_per_user']} memories each, "
         f"MiniLM, no chat model; mix {mix}; {report['duration_s']:.0f} s per level of {clients_kind(report)}. "
-        "Errors = HTTP status >= 400 or a transport error. Chart: `load.png`; raw: `load.json`.",
+        f"Errors = HTTP status >= 400 or a transport error. Chart: `{stem}.png`; raw: `{stem}.json`.",
         "",
         "| backend | API processes | clients | req/s | errors | search p50/p95/p99 ms | chat p50/p95/p99 ms "
         "| add p50/p95/p99 ms |",
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for processes in args.api_processes:
             report["runs"].append(bench_backend(backend, processes, args, mix))
     write_json(args.out.with_suffix(".json"), report)
-    args.out.with_suffix(".md").write_text(markdown(report))
+    args.out.with_suffix(".md").write_text(markdown(report, args.out.stem))
     chart(report, args.out.with_suffix(".png"))
     rows = [[run["backend"], run["api_processes"], lv["clients"], lv["throughput_rps"], lv["errors"],
              lv["search"].get("p95_ms", float("nan")), lv["chat"].get("p95_ms", float("nan")),
