@@ -20,7 +20,7 @@ from hippograph.nodes.rerank import recall_config
 from hippograph.nodes.state import ChatContext, ChatState
 from hippograph.nodes.time_grounding import event_time, query_window, valid_at
 from hippograph.nodes.turns import speaker_of
-from hippograph.stores.embedders import embed_array
+from hippograph.stores.embedders import embed_query_vector
 from hippograph.stores.entities import query_entity_names
 from hippograph.stores.models import MemoryItem, MemoryStatus, SearchHit
 from hippograph.stores.recall_config import RecallConfig
@@ -176,7 +176,7 @@ def make_retrieve_tree(services: Services) -> Node:
         ctx = runtime.context or ChatContext()
         cfg = recall_config(services, ctx)
         query = state["query"]
-        vector = state.get("query_vector") or embed_array(services.embeddings, [query])[0].tolist()
+        vector = state.get("query_vector") or embed_query_vector(services.embeddings, query)
         candidates = recall(
             services, query, vector, cube_ids=state["read_cube_ids"], pool=cfg.pool(ctx.top_k),
             session_id=state.get("session_id"), write_cube_id=state.get("write_cube_id"), cfg=cfg,

@@ -10,7 +10,7 @@ from langgraph.runtime import Runtime
 
 from hippograph.nodes._timing import Node, timed
 from hippograph.nodes.state import ChatContext, ChatState
-from hippograph.stores.embedders import embed_array
+from hippograph.stores.embedders import embed_query_vector
 from hippograph.stores.errors import InvalidInputError
 from hippograph.stores.models import check_id, check_text
 from hippograph.stores.services import Services
@@ -48,7 +48,7 @@ def make_scope(services: Services) -> Node:
         if thread_id:  # a checkpointed thread: remember which cubes its checkpoints may hold text of (erasure)
             services.registry.record_thread(thread_id, user_id, [*read, write])
         # Embed the query once here: both retrieval branches (tree and preferences) and ingest reuse it.
-        vector = embed_array(services.embeddings, [query])[0].tolist()
+        vector = embed_query_vector(services.embeddings, query)
         return {"query": query, "query_vector": vector, "user_id": user_id, "read_cube_ids": read,
                 "shared_cubes": shared, "write_cube_id": write, "session_id": session_id}
 

@@ -131,8 +131,18 @@ class HashingEmbeddings(Embeddings):
         return self.embed_array([text])[0].tolist()
 
 
+def embed_query_vector(embeddings: Embeddings, text: str) -> list[float]:
+    """A search query's vector, L2-normalised. Through `embed_query`, not `embed_documents`: asymmetric models
+    (E5's "query: " prefix, BGE's query instruction) embed questions and passages differently."""
+    if isinstance(embeddings, MiniLMEmbeddings | HashingEmbeddings):
+        return embeddings.embed_array([text])[0].tolist()
+    vector = np.asarray(embeddings.embed_query(text), dtype=np.float32)
+    return (vector / max(float(np.linalg.norm(vector)), 1e-12)).tolist()
+
+
 def embed_array(embeddings: Embeddings, texts: list[str]) -> np.ndarray:
-    """Any LangChain `Embeddings` as a float32 L2-normalised array (fast path for ours)."""
+    """Texts to store (documents, memories) from any LangChain `Embeddings` as a float32 L2-normalised array
+    (fast path for ours). Search queries go through `embed_query_vector`."""
     if isinstance(embeddings, MiniLMEmbeddings | HashingEmbeddings):
         return embeddings.embed_array(texts)
     arr = np.asarray(embeddings.embed_documents(texts), dtype=np.float32)

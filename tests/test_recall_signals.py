@@ -172,3 +172,41 @@ def test_turns_of_the_person_the_query_names_rank_first(services: Services) -> N
     assert off[0].startswith("Caroline, my pottery class")  # without the mark, Melanie's words win
     assert on[0].text == "I joined a painting club in town" and on[0].scores["speaker"] == 1.0
     assert sum("speaker" in h.scores for h in on) == 1  # only Caroline's own turn is hers
+
+
+class AskingEmbeddings(HashingEmbeddings):
+    """An asymmetric model as E5 or BGE are, in miniature: a question is embedded as the words of its answer, so
+    only the query path (`embed_query`) finds what it asks for; `embed_documents` on a question does not."""
+
+    ANSWERS = {"where is home for her": "I moved to Lisbon in May"}
+
+    def __init__(self) -> None:
+        super().__init__(64)
+        self.queries: list[str] = []
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_array(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        self.queries.append(text)
+        return [3.0 * x for x in self.embed_array([self.ANSWERS.get(text, text)])[0].tolist()]  # not unit length
+
+
+def test_search_queries_go_through_embed_query_for_asymmetric_models(tmp_path: Path) -> None:
+    embeddings = AskingEmbeddings()
+    services = Services.from_settings(Settings(data_dir=tmp_path / "d", worker_in_process=False),
+                                      embeddings=embeddings)
+    services.registry.ensure_user(USER)
+    try:
+        # `embed_array` is the fast path for our own embedders; this one must be used as a LangChain model.
+        services.embeddings = type("Wrapped", (), {"embed_documents": embeddings.embed_documents,
+                                                   "embed_query": embeddings.embed_query})()  # type: ignore[assignment]
+        _write(services, "I moved to Lisbon in May", "I love curry with rice", "where is home for her, she asked")
+        memory = Memory(services=services)
+        hits = memory.search("where is home for her", user_id=USER, top_k=3)
+        assert embeddings.queries == ["where is home for her"]
+        by_vector = sorted(hits, key=lambda h: -h.scores.get("vector", -1.0))
+        assert by_vector[0].text == "I moved to Lisbon in May"
+        assert abs(by_vector[0].scores["vector"] - 1.0) < 1e-5  # the query vector was normalised
+    finally:
+        services.close()

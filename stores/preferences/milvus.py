@@ -22,7 +22,7 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
-from hippograph.stores.embedders import embed_array, embedding_dimension
+from hippograph.stores.embedders import embed_array, embed_query_vector, embedding_dimension
 from hippograph.stores.errors import BackendUnavailableError, InvalidInputError, NotFoundError
 from hippograph.stores.models import ID_PATTERN, MemoryStatus, check_id, content_hash, now
 from hippograph.stores.preferences.base import Evidence, Preference, PreferenceHit, PreferenceKind
@@ -353,7 +353,7 @@ class MilvusPreferenceStore:
             return []
         k = max(1, int(k))
         depth = max(4 * k, 20)
-        qvec = list(map(float, vector)) if vector is not None else embed_array(self.embeddings, [query])[0].tolist()
+        qvec = list(map(float, vector)) if vector is not None else embed_query_vector(self.embeddings, query)
         dense = AnnSearchRequest(data=[qvec], anns_field="dense", param={"metric_type": "COSINE"}, limit=depth,
                                  expr=expr)
         sparse = AnnSearchRequest(data=[query[:_MAX_TEXT]], anns_field="sparse", param={"metric_type": "BM25"},
