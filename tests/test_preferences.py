@@ -86,6 +86,16 @@ def test_reopen_after_release_loads_the_collection(store: MilvusPreferenceStore,
     assert again.search("spicy dishes", user_id="dave", k=1)[0].text == "I avoid spicy food."
 
 
+def test_reads_load_the_collection_again_after_the_server_released_it(store: MilvusPreferenceStore) -> None:
+    # What a restarted Milvus (or `serve --processes`' Milvus Lite server) looks like from a live client.
+    store.add([_pref("rel", "I prefer window seats on long flights")])
+    store._client.release_collection(store.collection)
+    assert [p.text for p in store.list(user_id="rel")] == ["I prefer window seats on long flights"]
+    store._client.release_collection(store.collection)
+    hits = store.search("which seats on flights", user_id="rel", k=3)
+    assert [h.text for h in hits] == ["I prefer window seats on long flights"]
+
+
 def test_rule_extractor_polarity_object_and_non_preferences() -> None:
     found = match_preference("I can't stand horror movies because they scare me.")
     assert found is not None and found.polarity == -1 and found.object.startswith("horror movies")

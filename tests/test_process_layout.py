@@ -216,12 +216,26 @@ def test_serve_processes_shares_one_data_dir_and_stops_whole(tmp_path: Path, has
         children = {**children, **now}
         with httpx.Client(base_url=url, timeout=60) as http:
             assert http.post("/v1/search", json={"query": "bees"}, headers=auth).status_code == 200
+        # So is the Milvus Lite server, on the same port, and the API processes read preferences again.
+        (milvus,) = [pid for pid, c in now.items() if "milvus_lite server" in c]
+        os.kill(milvus, signal.SIGKILL)
+        deadline, statuses = time.monotonic() + 90, []
+        with httpx.Client(base_url=url, timeout=60) as http:
+            while time.monotonic() < deadline:
+                r = http.get("/v1/preferences", headers=auth)
+                statuses.append(r.status_code)
+                if r.status_code == 200 and milvus not in _children(proc.pid):
+                    break
+                time.sleep(0.5)
+            assert [p["text"] for p in r.json()] == ["I prefer aisle seats on long flights"], statuses
+            assert all(code in (200, 503) for code in statuses), statuses  # unavailable while it restarts
+        children = {**children, **_children(proc.pid)}
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
         print((tmp_path / "serve.log").read_text()[-3000:])
     assert proc.returncode == 0
-    assert _gone([p for p in children if p != api[0]], 30), _children(proc.pid)
+    assert _gone(list(children), 30), _children(proc.pid)
     # The same data dir opens again in one process (the Lite file, the claim released): nothing was elsewhere.
     store = MilvusPreferenceStore(data / "preferences.db", embeddings=hashing)
     try:

@@ -113,11 +113,12 @@ def _wait_listening(port: int, child: Child) -> None:
 
 
 @contextmanager
-def shared_preferences(settings: Settings) -> Iterator[dict[str, str]]:
-    """The environment the children need to share preference memory: a Milvus Lite server over the settings'
-    preference file (claimed by this process while it runs), or nothing when a Milvus server URI is set."""
+def shared_preferences(settings: Settings) -> Iterator[tuple[dict[str, str], list[Child]]]:
+    """The environment the children need to share preference memory, and the process to supervise with them: a
+    Milvus Lite server over the settings' preference file (claimed by this process while it runs; started again
+    on the same port if it dies), or nothing when a Milvus server URI is set."""
     if not is_lite_uri(settings.milvus_path):
-        yield {}
+        yield {}, []
         return
     claim = claim_lite_file(settings.milvus_path)  # ProcessLayoutError if a one-process server holds it
     port = _free_port()
@@ -127,7 +128,7 @@ def shared_preferences(settings: Settings) -> Iterator[dict[str, str]]:
     try:
         milvus.start()
         _wait_listening(port, milvus)
-        yield {"HIPPOGRAPH_MILVUS_URI": f"http://127.0.0.1:{port}"}
+        yield {"HIPPOGRAPH_MILVUS_URI": f"http://127.0.0.1:{port}"}, [milvus]
     finally:
         milvus.stop()
         if claim is not None:
@@ -143,7 +144,7 @@ def serve_processes(host: str, port: int, *, processes: int, log_level: str = "i
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with shared_preferences(get_settings()) as shared:
+    with shared_preferences(get_settings()) as (shared, servers):
         env = {**os.environ, **shared, "HIPPOGRAPH_WORKER_IN_PROCESS": "false"}
         serve = [sys.executable, "-m", "hippograph", "serve", "--host", host, "--port", str(port), "--log-level",
                  log_level, "--reuse-port"]
@@ -154,7 +155,7 @@ def serve_processes(host: str, port: int, *, processes: int, log_level: str = "i
             for child in children:
                 child.start()
             while not stop.wait(0.5):
-                for child in children:
+                for child in [*servers, *children]:
                     if (code := child.exited()) is None:
                         continue
                     if time.monotonic() - child.started_at < CRASH_LOOP_S:

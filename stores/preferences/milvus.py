@@ -76,6 +76,58 @@ def _check_pref_id(value: str) -> str:
     return value
 
 
+_READS = frozenset({"query", "search", "hybrid_search", "get"})
+
+
+def _released(exc: Exception) -> bool:
+    """Milvus' answer to a read of a collection that is not in memory (code 101)."""
+    return getattr(exc, "code", None) == 101 or "released" in str(exc) or "not loaded" in str(exc)
+
+
+def _unreachable(exc: Exception) -> bool:
+    """pymilvus' answer when the server is down or restarting (code 2, or gRPC's UNAVAILABLE)."""
+    text = str(exc).lower()
+    return getattr(exc, "code", None) == 2 or "unavailable" in text or "fail connecting" in text
+
+
+class _Reloading:
+    """The client, loading the collection again when the server lost it: a restarted Milvus server, or Milvus
+    Lite server of `hippograph serve --processes N`, comes back with every collection 'released', and each read
+    would fail until someone loads it. While the server is unreachable, calls raise `BackendUnavailableError`
+    (HTTP 503) instead of pymilvus' own exceptions."""
+
+    def __init__(self, client: Any, collection: str, uri: str) -> None:
+        self._client = client
+        self._collection = collection
+        self._uri = uri
+
+    def _unavailable(self, exc: Exception) -> BackendUnavailableError:
+        return BackendUnavailableError(f"preference memory (Milvus at {self._uri}) is unavailable: {exc}")
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr) or name in ("close", "load_collection"):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except Exception as exc:
+                if _unreachable(exc):
+                    raise self._unavailable(exc) from exc
+                if name not in _READS or not _released(exc):
+                    raise
+            try:
+                self._client.load_collection(self._collection)
+                return attr(*args, **kwargs)
+            except Exception as exc:
+                if _unreachable(exc) or _released(exc):
+                    raise self._unavailable(exc) from exc
+                raise
+
+        return call
+
+
 class MilvusPreferenceStore:
     """`PreferenceStore` on Milvus / Milvus Lite with hybrid (dense + BM25) search per user."""
 
@@ -112,6 +164,7 @@ class MilvusPreferenceStore:
             if self._claim is not None:
                 self._claim.release()
             raise BackendUnavailableError(f"cannot open Milvus at {self.uri}: {exc}") from exc
+        self._client = _Reloading(self._client, collection, self.uri)
         self._lock = threading.RLock()
         self._ensure_collection()
 
