@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -14,6 +13,8 @@ import httpx
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+
+from hippograph.stores.tree.neo4j_server import free_port as free_port  # benchmarks take ports from here
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,12 +53,6 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 
 # -- server processes (benchmarks and tests start real servers on 127.0.0.1) -------------------------------
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 180.0) -> None:

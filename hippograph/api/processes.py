@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from hippograph.settings import Settings, get_settings
 from hippograph.stores.errors import ProcessLayoutError
 from hippograph.stores.preferences.lite_owner import claim_lite_file, is_lite_uri
+from hippograph.stores.tree.neo4j_server import free_port
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +96,6 @@ class Child:
             self.proc.wait()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait_listening(port: int, child: Child) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -121,7 +116,7 @@ def shared_preferences(settings: Settings) -> Iterator[tuple[dict[str, str], lis
         yield {}, []
         return
     claim = claim_lite_file(settings.milvus_path)  # ProcessLayoutError if a one-process server holds it
-    port = _free_port()
+    port = free_port()
     milvus = Child("the Milvus Lite server", [sys.executable, "-m", "milvus_lite", "server", "--data-dir",
                                               settings.milvus_path, "--host", "127.0.0.1", "--port", str(port)],
                    dict(os.environ))
